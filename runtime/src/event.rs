@@ -1,0 +1,168 @@
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Whether an event is a domain fact that may trigger work, or an observation kept for audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// A domain fact: delivered to subscribers and may trigger jobs.
+    Domain,
+    /// An observation: stored and visible to in-process subscribers, never triggers jobs.
+    Audit,
+}
+
+impl Tier {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Domain => "domain",
+            Tier::Audit => "audit",
+        }
+    }
+}
+
+/// Where a domain event comes from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Arrived from the outside world (a webhook, a message from another system).
+    Inbound,
+    /// A state change of one of this application's aggregates.
+    Change,
+    /// Leaves for the outside world (a webhook to send, a sync to run).
+    Outbound,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::Inbound, Direction::Change, Direction::Outbound];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Change => "change",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    /// The delivery pool used when an event names none.
+    pub const fn default_pool(self) -> &'static str {
+        match self {
+            Direction::Inbound => "events_inbound",
+            Direction::Change => "events_change",
+            Direction::Outbound => "events_outbound",
+        }
+    }
+}
+
+/// How an event is routed: a domain event has a direction and a delivery pool, an audit event
+/// has neither (so neither can be set wrongly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Routing {
+    Domain {
+        direction: Direction,
+        pool: &'static str,
+    },
+    Audit,
+}
+
+/// The growth of the delay between delivery attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backoff {
+    /// base · 2^(attempt-1), capped.
+    Exponential,
+    /// base · attempt, capped.
+    Linear,
+    /// base every time.
+    Fixed,
+}
+
+impl Backoff {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backoff::Exponential => "exponential",
+            Backoff::Linear => "linear",
+            Backoff::Fixed => "fixed",
+        }
+    }
+}
+
+/// How often, and how patiently, delivery of an event is attempted before it is dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RetryPolicy {
+    /// Total attempts, the first one included (at least 1).
+    pub attempts: u32,
+    pub backoff: Backoff,
+}
+
+impl RetryPolicy {
+    /// The policy of an event whose YAML has no `retry:` block.
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        attempts: 10,
+        backoff: Backoff::Exponential,
+    };
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Everything the runtime knows about an event type, fixed at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventMeta {
+    /// The `type` of the YAML file, e.g. `contact_created`.
+    pub event_type: &'static str,
+    pub version: u32,
+    pub routing: Routing,
+    /// The aggregate (entity) the event concerns, if any; always set for `change` events.
+    pub aggregate: Option<&'static str>,
+    /// The external system an inbound event comes from.
+    pub source: Option<&'static str>,
+    /// The external system an outbound event goes to.
+    pub destination: Option<&'static str>,
+    pub retry: RetryPolicy,
+    pub description: Option<&'static str>,
+}
+
+impl EventMeta {
+    pub const fn tier(&self) -> Tier {
+        match self.routing {
+            Routing::Domain { .. } => Tier::Domain,
+            Routing::Audit => Tier::Audit,
+        }
+    }
+
+    pub const fn direction(&self) -> Option<Direction> {
+        match self.routing {
+            Routing::Domain { direction, .. } => Some(direction),
+            Routing::Audit => None,
+        }
+    }
+
+    pub const fn pool(&self) -> Option<&'static str> {
+        match self.routing {
+            Routing::Domain { pool, .. } => Some(pool),
+            Routing::Audit => None,
+        }
+    }
+}
+
+/// A typed event payload. Implemented by `#[derive(herald::Event)]`, which the generator puts on
+/// every payload struct; hand-written events use the same derive.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Herald event",
+    label = "not an event payload",
+    note = "declare it in `events/*.yaml` and regenerate, or add `#[derive(herald::Event)]` with an `#[event(...)]` attribute"
+)]
+pub trait Event:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static
+{
+    const META: EventMeta;
+}
+
+/// A domain-tier event: one that may trigger jobs. Audit-tier events do not implement it, so
+/// binding work to them does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an audit-tier event; audit events never trigger work",
+    label = "audit-tier event used where a domain event is required",
+    note = "trigger the job from a domain event, or change `tier: audit` to a domain event with a `direction` in its YAML"
+)]
+pub trait DomainEvent: Event {}
