@@ -1,0 +1,152 @@
+//! Herald's schema compiler: `events/*.yaml` and `entities/*.yaml` in, typed Rust out.
+//!
+//! The engine is pure: [`generate`] takes a [`SourceMap`] and returns
+//! [`GeneratedFile`]s or every [`Diagnostic`] at once. Where bytes come from and go to is
+//! decided at the edges: the `codegen-cli` binary (checked-in output, `--check` for CI) and
+//! [`Builder`] (build.rs, output in `OUT_DIR`).
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), herald_codegen::BuildError> {
+//!     herald_codegen::Builder::new()
+//!         .events_dir("events")
+//!         .entities_dir("entities")
+//!         .compile()
+//! }
+//! // src/lib.rs: include!(concat!(env!("OUT_DIR"), "/herald.rs"));
+//! ```
+
+mod builder;
+mod check;
+pub mod diagnostic;
+mod emit;
+pub mod model;
+mod names;
+pub mod output;
+mod parse;
+pub mod scaffold;
+pub mod schema;
+pub mod source;
+mod yaml;
+
+use std::io;
+use std::path::Path;
+
+pub use builder::{BuildError, Builder};
+pub use diagnostic::{Diagnostic, Diagnostics, Subject};
+pub use emit::{GENERATED_MARKER, GeneratedFile, Layout};
+pub use model::Model;
+pub use source::{FileId, FileKind, SourceMap};
+
+/// How generated code is laid out and what its header says.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub layout: Layout,
+    /// The command named in the "do not edit" header of every file.
+    pub regenerate_command: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            layout: Layout::Tree,
+            regenerate_command: "cargo run -p codegen-cli generate".into(),
+        }
+    }
+}
+
+/// Parses and checks every file, reporting every problem of every file at once.
+pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let mut events = Vec::new();
+    let mut entities = Vec::new();
+    for id in sources.ids() {
+        let file = sources.file(id);
+        let stem = sources.stem(id).unwrap_or_default().to_owned();
+        let mut ctx = parse::Ctx {
+            file: id,
+            subject: match file.kind {
+                FileKind::Event => Subject::Event(stem),
+                FileKind::Entity => Subject::Entity(stem),
+            },
+            diagnostics: &mut diagnostics,
+        };
+        let root = match yaml::parse(&file.contents) {
+            Ok(root) => root,
+            Err(err) => {
+                ctx.report(
+                    "yaml-syntax",
+                    err.span,
+                    format!("invalid YAML: {}", err.message),
+                )
+                .set_help("fix the YAML syntax; the file was not read further");
+                continue;
+            }
+        };
+        match file.kind {
+            FileKind::Event => events.extend(parse::event_file(&mut ctx, &root)),
+            FileKind::Entity => entities.extend(parse::entity_file(&mut ctx, &root)),
+        }
+    }
+    let model = check::check(sources, events, entities, &mut diagnostics);
+    if diagnostics.is_empty() {
+        Ok(model)
+    } else {
+        diagnostics.sort(sources);
+        Err(diagnostics)
+    }
+}
+
+/// Checks the sources and generates the Rust code for them.
+pub fn generate(sources: &SourceMap, options: &Options) -> Result<Vec<GeneratedFile>, Diagnostics> {
+    let model = check(sources)?;
+    Ok(emit::emit(
+        &model,
+        &emit::EmitOptions {
+            layout: options.layout,
+            regenerate: &options.regenerate_command,
+        },
+    ))
+}
+
+/// Reads every `*.yaml`/`*.yml` file of the two directories, in name order so that output
+/// does not depend on the order the file system lists them in. A missing directory holds no
+/// declarations.
+pub fn load_sources(events_dir: &Path, entities_dir: &Path) -> io::Result<SourceMap> {
+    let mut sources = SourceMap::new();
+    for (kind, dir) in [
+        (FileKind::Entity, entities_dir),
+        (FileKind::Event, events_dir),
+    ] {
+        for path in yaml_files(dir)? {
+            let contents = std::fs::read_to_string(&path).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display()))
+            })?;
+            sources.add(kind, path, contents);
+        }
+    }
+    Ok(sources)
+}
+
+/// The YAML files directly in `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot list {}: {err}", dir.display()),
+            ));
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -12,7 +12,7 @@ mod registry;
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Entity, Event};
-pub use registry::{EventDescriptor, PayloadError, Registry};
+pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 
 // Generated code names these through `::herald::…` so that the application needs no direct
 // dependency on them (and cannot pick an incompatible version).

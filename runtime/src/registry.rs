@@ -13,6 +13,21 @@ pub enum PayloadError {
     },
 }
 
+/// A string that names no event type of the application.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type `{0}`")]
+pub struct UnknownEventType(String);
+
+impl UnknownEventType {
+    pub fn new(event_type: impl Into<String>) -> Self {
+        Self(event_type.into())
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One event type of a [`Registry`]: its metadata, and its payload checks without its Rust type.
 #[derive(Clone, Copy)]
 pub struct EventDescriptor {

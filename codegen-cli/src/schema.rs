@@ -1,0 +1,267 @@
+//! The JSON Schema of the YAML formats, for editors (yaml-language-server) to validate and
+//! complete `events/*.yaml` and `entities/*.yaml`.
+//!
+//! These types document the format; the reader in `parse` enforces it (and reports every
+//! problem with a position, which a JSON Schema validator cannot). A test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, schema_for};
+use serde::Deserialize;
+
+/// One domain event: `events/<type>.yaml`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Herald event")]
+pub struct EventFile {
+    /// The event type: snake_case, unique, equal to the file name without `.yaml`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Required for domain events, forbidden for audit events.
+    pub direction: Option<Direction>,
+    /// `domain` (default) events may trigger work; `audit` events never do.
+    pub tier: Option<Tier>,
+    /// The entity the event concerns. Required for `change` events, where it must name an entity.
+    pub aggregate: Option<String>,
+    /// The external system an inbound event comes from (inbound only).
+    pub source: Option<String>,
+    /// The external system an outbound event goes to (outbound only).
+    pub destination: Option<String>,
+    /// Delivery pool: `events_<direction>` (default) or `events_<direction>_<name>`. Not for audit events.
+    pub pool: Option<String>,
+    /// Payload version, from 1 (default 1).
+    #[schemars(range(min = 1))]
+    pub version: Option<u32>,
+    pub description: Option<String>,
+    pub retry: Option<Retry>,
+    /// The payload fields: key on the wire → declaration (or just the type name).
+    pub payload: BTreeMap<String, PayloadField>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Change,
+    Outbound,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Domain,
+    Audit,
+}
+
+/// Delivery attempts before the event is dead-lettered.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Every attempt counts, the first one included (at least 1).
+    #[schemars(range(min = 1))]
+    pub attempts: Option<u32>,
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    Exponential,
+    Linear,
+    Fixed,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PayloadField {
+    /// Short for `{ type: <name> }`.
+    Short(PayloadType),
+    Full(PayloadFieldSpec),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadFieldSpec {
+    #[serde(rename = "type")]
+    pub type_: PayloadType,
+    /// The element type of an `array` (a scalar type).
+    pub items: Option<ScalarType>,
+    /// May be null (becomes `Option<T>`).
+    pub nullable: Option<bool>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadType {
+    Uuid,
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Date,
+    Datetime,
+    Json,
+    Array,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalarType {
+    Uuid,
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Date,
+    Datetime,
+}
+
+/// One entity: `entities/<entity>.yaml`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Herald entity")]
+pub struct EntityFile {
+    /// The entity name: snake_case, equal to the file name without `.yaml`.
+    pub entity: String,
+    pub description: Option<String>,
+    /// Columns besides the implicit `id: uuid`.
+    pub fields: Option<BTreeMap<String, EntityField>>,
+    pub behaviors: Option<Vec<Behavior>>,
+    pub relationships: Option<BTreeMap<String, Relationship>>,
+    /// Change events of this entity, declared here instead of in `events/`.
+    pub events: Option<BTreeMap<String, InlineEvent>>,
+    /// Change events of this entity that it emits.
+    pub emits: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EntityField {
+    Short(EntityType),
+    Full(EntityFieldSpec),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityFieldSpec {
+    #[serde(rename = "type")]
+    pub type_: EntityType,
+    /// Must be present (default true); `false` makes the field optional.
+    pub required: Option<bool>,
+    /// May be null.
+    pub nullable: Option<bool>,
+    /// For `string`: the maximum number of characters.
+    #[schemars(range(min = 1))]
+    pub max_length: Option<u32>,
+    pub index: Option<bool>,
+    /// For `enum`: the values it may take.
+    pub choices: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityType {
+    String,
+    Integer,
+    /// Exact, never a float.
+    Decimal,
+    Boolean,
+    Uuid,
+    /// A calendar date.
+    Date,
+    /// An instant.
+    Datetime,
+    Json,
+    Enum,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Behavior {
+    /// Adds `created_at` and `updated_at`.
+    Timestamps,
+    /// Adds `deleted_at`.
+    SoftDelete,
+    /// Adds `created_by` and `updated_by`.
+    UserTracking,
+}
+
+/// Exactly one of `belongs_to`, `has_many`, `has_one`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relationship {
+    /// Adds the foreign key `<name>_id`.
+    pub belongs_to: Option<String>,
+    pub has_many: Option<String>,
+    pub has_one: Option<String>,
+    /// For `belongs_to`: the foreign key may be null.
+    pub nullable: Option<bool>,
+}
+
+/// A change event of the entity; its key in `events:` is its type.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineEvent {
+    pub description: Option<String>,
+    #[schemars(range(min = 1))]
+    pub version: Option<u32>,
+    pub pool: Option<String>,
+    pub retry: Option<Retry>,
+    pub payload: BTreeMap<String, PayloadField>,
+}
+
+/// Which format's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Event,
+    Entity,
+}
+
+pub fn json_schema(format: Format) -> serde_json::Value {
+    let schema: Schema = match format {
+        Format::Event => schema_for!(EventFile),
+        Format::Entity => schema_for!(EntityFile),
+    };
+    let mut value = schema.to_value();
+    forbid_null(&mut value);
+    value
+}
+
+/// `Option` means "may be left out" here, not "may be null": the reader rejects `key: ~`, so
+/// the schema must not offer it to an editor either.
+fn forbid_null(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            if let Some(serde_json::Value::Array(types)) = object.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [single] = types.as_slice() {
+                    let single = single.clone();
+                    object.insert("type".into(), single);
+                }
+            }
+            if let Some(serde_json::Value::Array(variants)) = object.get_mut("anyOf") {
+                variants.retain(|v| v.get("type").is_none_or(|t| t != "null"));
+                if let [single] = variants.as_slice() {
+                    let single = single.clone();
+                    object.remove("anyOf");
+                    if let serde_json::Value::Object(fields) = single {
+                        object.extend(fields);
+                    }
+                }
+            }
+            object.values_mut().for_each(forbid_null);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(forbid_null),
+        _ => {}
+    }
+}
+
+/// Pretty JSON with a trailing newline, as checked in under `schemas/`.
+pub fn json_schema_text(format: Format) -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema(format))
+        .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"));
+    text.push('\n');
+    text
+}
