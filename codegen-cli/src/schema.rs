@@ -265,3 +265,72 @@ pub fn json_schema_text(format: Format) -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    fn keys(schema: &serde_json::Value, pointer: &str) -> Vec<String> {
+        let mut keys: Vec<String> = schema
+            .pointer(pointer)
+            .and_then(|p| p.as_object())
+            .unwrap_or_else(|| panic!("no {pointer} in the schema"))
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// The schema documents exactly the keys the reader accepts.
+    #[test]
+    fn schema_and_reader_agree_on_every_key() {
+        let event = json_schema(Format::Event);
+        assert_eq!(keys(&event, "/properties"), sorted(parse::EVENT_KEYS));
+        assert_eq!(
+            keys(&event, "/$defs/Retry/properties"),
+            sorted(parse::RETRY_KEYS)
+        );
+        assert_eq!(
+            keys(&event, "/$defs/PayloadFieldSpec/properties"),
+            sorted(parse::PAYLOAD_FIELD_KEYS)
+        );
+        let entity = json_schema(Format::Entity);
+        assert_eq!(keys(&entity, "/properties"), sorted(parse::ENTITY_KEYS));
+        assert_eq!(
+            keys(&entity, "/$defs/EntityFieldSpec/properties"),
+            sorted(parse::ENTITY_FIELD_KEYS)
+        );
+        assert_eq!(
+            keys(&entity, "/$defs/Relationship/properties"),
+            sorted(parse::RELATIONSHIP_KEYS)
+        );
+        assert_eq!(
+            keys(&entity, "/$defs/InlineEvent/properties"),
+            sorted(parse::INLINE_EVENT_KEYS)
+        );
+    }
+
+    /// Every example file is valid by the schema's types as well as by the reader.
+    #[test]
+    fn example_domain_deserializes_into_the_schema_types() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for path in crate::yaml_files(&root.join("events")).expect("events/") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            serde_saphyr::from_str::<EventFile>(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        for path in crate::yaml_files(&root.join("entities")).expect("entities/") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            serde_saphyr::from_str::<EntityFile>(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}

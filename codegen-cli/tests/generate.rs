@@ -1,0 +1,137 @@
+//! The generated code for the repository's example domain, pinned file by file.
+
+use std::path::{Path, PathBuf};
+
+use herald_codegen::output::check_files;
+use herald_codegen::schema::{Format, json_schema_text};
+use herald_codegen::{FileKind, Layout, Options, SourceMap, generate, load_sources};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example domain with paths as the CLI shows them (relative to the repository root).
+fn example_sources() -> SourceMap {
+    let loaded = load_sources(&repo().join("events"), &repo().join("entities"))
+        .expect("example domain is readable");
+    let mut sources = SourceMap::new();
+    for id in loaded.ids() {
+        let file = loaded.file(id);
+        let relative = file
+            .path
+            .strip_prefix(repo())
+            .expect("inside the repository")
+            .to_owned();
+        sources.add(file.kind, relative, file.contents.clone());
+    }
+    sources
+}
+
+#[test]
+fn example_domain_tree_layout() {
+    let files =
+        generate(&example_sources(), &Options::default()).expect("the example domain is valid");
+    let paths: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+    insta::assert_snapshot!("tree_layout_files", paths.join("\n"));
+    for file in files {
+        let name = file.path.display().to_string().replace(['/', '\\'], "__");
+        insta::assert_snapshot!(name, file.contents);
+    }
+}
+
+#[test]
+fn example_domain_single_file_layout() {
+    let options = Options {
+        layout: Layout::SingleFile,
+        regenerate_command: "herald_codegen::Builder in build.rs".into(),
+    };
+    let files = generate(&example_sources(), &options).expect("the example domain is valid");
+    assert_eq!(files.len(), 1);
+    insta::assert_snapshot!("single_file_layout", files[0].contents);
+}
+
+#[test]
+fn output_does_not_depend_on_the_order_files_are_read_in() {
+    let sources = example_sources();
+    let mut reversed = SourceMap::new();
+    let ids: Vec<_> = sources.ids().collect();
+    for id in ids.into_iter().rev() {
+        let file = sources.file(id);
+        reversed.add(file.kind, file.path.clone(), file.contents.clone());
+    }
+    assert_eq!(
+        generate(&sources, &Options::default()).expect("valid"),
+        generate(&reversed, &Options::default()).expect("valid"),
+    );
+}
+
+#[test]
+fn checked_in_example_output_is_current() {
+    let files =
+        generate(&example_sources(), &Options::default()).expect("the example domain is valid");
+    let stale = check_files(&repo().join("examples/crm/src/generated"), &files).expect("readable");
+    assert!(
+        stale.is_empty(),
+        "run `cargo run -p codegen-cli generate` and commit the result: {stale:?}"
+    );
+}
+
+#[test]
+fn checked_in_json_schemas_are_current() {
+    for (format, file) in [
+        (Format::Event, "event.schema.json"),
+        (Format::Entity, "entity.schema.json"),
+    ] {
+        let on_disk = std::fs::read_to_string(repo().join("schemas").join(file))
+            .expect("schema is checked in");
+        assert_eq!(
+            on_disk,
+            json_schema_text(format),
+            "run `cargo run -p codegen-cli schema {format:?} > schemas/{file}` (lowercase)"
+        );
+    }
+}
+
+#[test]
+fn an_empty_domain_generates_compilable_scaffolding() {
+    let files = generate(&SourceMap::new(), &Options::default()).expect("nothing is valid");
+    let root = files
+        .iter()
+        .find(|f| f.path == Path::new("mod.rs"))
+        .expect("a root module");
+    assert!(
+        root.contents
+            .contains("pub use self::app_event::{AppEvent, EventType};")
+    );
+    assert!(!root.contents.contains("aggregates"));
+}
+
+#[test]
+fn keywords_and_foreign_keys_become_rust_names_and_keep_their_wire_keys() {
+    let mut sources = SourceMap::new();
+    sources.add(FileKind::Entity, "entities/deal.yaml", "entity: deal\n");
+    sources.add(
+        FileKind::Event,
+        "events/deal_moved.yaml",
+        "type: deal_moved\ndirection: change\naggregate: deal\npayload:\n  type: string\n  stageId: uuid\n",
+    );
+    let files = generate(&sources, &Options::default()).expect("valid");
+    let event = files
+        .iter()
+        .find(|f| f.path == Path::new("events/deal_moved.rs"))
+        .expect("the event's file");
+    assert!(
+        event
+            .contents
+            .contains("#[serde(rename = \"type\")]\n    pub type_: ::std::string::String,"),
+        "{}",
+        event.contents
+    );
+    assert!(
+        event
+            .contents
+            .contains("#[serde(rename = \"stageId\")]\n    pub stage_id: ::herald::uuid::Uuid,"),
+        "{}",
+        event.contents
+    );
+}
