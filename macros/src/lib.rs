@@ -1,12 +1,51 @@
-//! Placeholder; see the brief.
-use proc_macro::TokenStream;
+//! Derive macros for Herald: `#[derive(Event)]` and `#[derive(Entity)]`.
+//!
+//! Use them through the `herald` crate, which re-exports them next to the traits they
+//! implement. Every problem in the attributes is reported at once, each at the token to fix;
+//! the impl is still generated (with placeholder metadata) so that no follow-on errors appear.
+//!
+//! ```ignore
+//! #[derive(Clone, Serialize, Deserialize, JsonSchema, herald::Event)]
+//! #[event(type = "contact_created", direction = "change", aggregate = "contact")]
+//! pub struct ContactCreated { pub contact_id: Uuid }
+//!
+//! #[derive(herald::Entity)]
+//! #[entity(name = "contact", emits = ["contact_created"])]
+//! pub struct Contact {
+//!     #[entity(max_length = 255, index)]
+//!     pub email: String,
+//! }
+//! ```
 
+mod attr;
+mod entity;
+mod entity_attr;
+mod event;
+mod event_attr;
+mod fallback;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Implements `herald::Event` (and `herald::DomainEvent` for a domain event) from
+/// `#[event(type = "...", version = N, tier = "...", direction = "...", aggregate = "...",
+/// source = "...", destination = "...", pool = "...", retry(attempts = N, backoff = "..."),
+/// description = "...")]`.
 #[proc_macro_derive(Event, attributes(event))]
-pub fn derive_event(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::expand(&input)
+        .unwrap_or_else(|error| fallback::event(&input, error))
+        .into()
 }
 
+/// Implements `herald::Entity` from `#[entity(name = "...", emits = [...], description = "...")]`
+/// on the struct and `#[entity(type = "...", max_length = N, index, nullable, optional)]` on
+/// its fields.
 #[proc_macro_derive(Entity, attributes(entity))]
-pub fn derive_entity(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_entity(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    entity::expand(&input)
+        .unwrap_or_else(|error| fallback::entity(&input, error))
+        .into()
 }

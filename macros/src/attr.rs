@@ -1,0 +1,429 @@
+//! Reading helper attributes: what `#[event(...)]` and `#[entity(...)]` share.
+//!
+//! An attribute is first split into [`Entry`]s (`key`, `key = value`, `key(...)`) without
+//! interpreting them, so that one bad value does not hide the errors after it. Each derive then
+//! interprets its entries into [`Slot`]s, pushing every problem into [`Errors`], and checks the
+//! rules between keys; all errors are reported together.
+
+use std::fmt::Display;
+
+use proc_macro2::{Group, TokenStream};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt as _;
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, Expr, ExprLit, Ident, Lit, LitInt, LitStr, Path, Token};
+
+/// The errors found in one derive input, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// An error spanning `tokens`.
+    pub fn at(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// One item of an attribute's list.
+pub struct Entry {
+    pub key: Ident,
+    pub value: Value,
+    /// The whole item, `key = value`, for errors about the item as such.
+    tokens: TokenStream,
+}
+
+pub enum Value {
+    /// `key`
+    Flag,
+    /// `key = value`
+    Expr(Expr),
+    /// `key(...)`
+    List(Vec<Entry>),
+}
+
+impl Entry {
+    /// The key without `r#`.
+    pub fn name(&self) -> String {
+        self.key.unraw().to_string()
+    }
+
+    /// The value's tokens, or the key's for a flag or a list.
+    pub fn value_tokens(&self) -> TokenStream {
+        match &self.value {
+            Value::Expr(expr) => expr.to_token_stream(),
+            Value::Flag | Value::List(_) => self.key.to_token_stream(),
+        }
+    }
+}
+
+impl ToTokens for Entry {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.tokens.to_tokens(tokens);
+    }
+}
+
+/// The entries of all `#[name(...)]` attributes among `attrs`, in order.
+#[derive(Default)]
+pub struct Entries {
+    /// The path (`event`) of the first such attribute, where errors about missing keys point.
+    pub first: Option<Path>,
+    pub entries: Vec<Entry>,
+    /// An attribute could not be parsed to its end; keys may be missing only because of that,
+    /// so missing keys are not reported.
+    pub incomplete: bool,
+}
+
+impl Entries {
+    pub fn parse(attrs: &[Attribute], name: &str, errors: &mut Errors) -> Self {
+        let mut out = Entries::default();
+        for attr in attrs.iter().filter(|attr| attr.path().is_ident(name)) {
+            out.first.get_or_insert_with(|| attr.path().clone());
+            if let Err(error) = attr.parse_nested_meta(|meta| parse_entry(meta, &mut out.entries)) {
+                errors.push(error);
+                out.incomplete = true;
+            }
+        }
+        out
+    }
+
+    /// Whether there was no such attribute at all.
+    pub fn is_absent(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+fn parse_entry(meta: ParseNestedMeta, out: &mut Vec<Entry>) -> syn::Result<()> {
+    let Some(key) = meta.path.get_ident().cloned() else {
+        return Err(syn::Error::new_spanned(
+            &meta.path,
+            "expected a key such as `name = \"...\"`, not a path",
+        ));
+    };
+    let (value, tokens) = if meta.input.peek(Token![=]) {
+        let eq: Token![=] = meta.input.parse()?;
+        let expr: Expr = meta.input.parse()?;
+        let tokens = quote!(#key #eq #expr);
+        (Value::Expr(expr), tokens)
+    } else if meta.input.peek(syn::token::Paren) {
+        let group: Group = meta.input.fork().parse()?;
+        let mut inner = Vec::new();
+        meta.parse_nested_meta(|meta| parse_entry(meta, &mut inner))?;
+        (Value::List(inner), quote!(#key #group))
+    } else {
+        (Value::Flag, key.to_token_stream())
+    };
+    out.push(Entry { key, value, tokens });
+    Ok(())
+}
+
+/// A key's value once interpreted, with where it was written.
+pub struct Slot<T> {
+    /// The whole `key = value`, once the key was seen (even with a bad value).
+    entry: Option<TokenStream>,
+    value_tokens: TokenStream,
+    /// The value, if it was valid.
+    pub value: Option<T>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            entry: None,
+            value_tokens: TokenStream::new(),
+            value: None,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Interprets `entry` into this slot; a second occurrence of the key is an error.
+    pub fn fill(
+        &mut self,
+        entry: &Entry,
+        errors: &mut Errors,
+        interpret: impl FnOnce(&Entry, &mut Errors) -> Option<T>,
+    ) {
+        if self.entry.is_some() {
+            let name = entry.name();
+            errors.at(
+                entry,
+                format_args!("duplicate `{name}`: each key may be given once; remove this one"),
+            );
+            return;
+        }
+        self.entry = Some(entry.to_token_stream());
+        self.value_tokens = entry.value_tokens();
+        self.value = interpret(entry, errors);
+    }
+
+    /// Whether the key was written, whatever its value.
+    pub fn is_present(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// The whole `key = value`, for errors saying to remove it.
+    pub fn entry(&self) -> TokenStream {
+        self.entry.clone().unwrap_or_default()
+    }
+
+    /// The value as written, for errors about the value.
+    pub fn value_tokens(&self) -> &TokenStream {
+        &self.value_tokens
+    }
+}
+
+impl Slot<()> {
+    pub fn is_set(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+/// A string literal value; `example` is a complete `key = "..."` shown in errors.
+pub fn string(entry: &Entry, errors: &mut Errors, example: &str) -> Option<LitStr> {
+    match &entry.value {
+        Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        })) => return Some(lit.clone()),
+        Value::Expr(expr) => {
+            let example = match expr {
+                // `direction = change`: the user meant the string.
+                Expr::Path(path) if path.path.get_ident().is_some() => {
+                    let word = path.to_token_stream().to_string();
+                    format!("{} = \"{word}\"", entry.name())
+                }
+                _ => example.to_owned(),
+            };
+            errors.at(
+                expr,
+                format_args!("expected a string literal: write `{example}`"),
+            );
+        }
+        Value::Flag | Value::List(_) => {
+            let name = entry.name();
+            errors.at(
+                entry,
+                format_args!("`{name}` needs a string value: write `{example}`"),
+            );
+        }
+    }
+    None
+}
+
+/// A `u32` literal value; `example` is a complete `key = N` shown in errors.
+pub fn integer(entry: &Entry, errors: &mut Errors, example: &str) -> Option<(u32, LitInt)> {
+    let name = entry.name();
+    match &entry.value {
+        Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        })) => match lit.base10_parse::<u32>() {
+            Ok(value) => return Some((value, lit.clone())),
+            Err(_) => errors.at(
+                lit,
+                format_args!("`{name}` must be a whole number from 1 to {}", u32::MAX),
+            ),
+        },
+        Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        })) => errors.at(
+            lit,
+            format_args!("expected an integer, not a string: write `{example}`"),
+        ),
+        Value::Expr(expr) => errors.at(
+            expr,
+            format_args!("expected a positive integer: write `{example}`"),
+        ),
+        Value::Flag | Value::List(_) => errors.at(
+            entry,
+            format_args!("`{name}` needs a number: write `{example}`"),
+        ),
+    }
+    None
+}
+
+/// A flag such as `index`, which takes no value.
+pub fn flag(entry: &Entry, errors: &mut Errors) -> Option<()> {
+    if let Value::Flag = entry.value {
+        return Some(());
+    }
+    let name = entry.name();
+    errors.at(
+        entry,
+        format_args!("`{name}` is a flag and takes no value: write just `{name}`"),
+    );
+    None
+}
+
+/// A string value that must be one of `choices`; `what` names it in errors (`tier`).
+pub fn choice<T: Copy>(
+    entry: &Entry,
+    errors: &mut Errors,
+    what: &str,
+    choices: &[(&str, T)],
+) -> Option<T> {
+    let example = format!("{} = \"{}\"", entry.name(), choices[0].0);
+    let lit = string(entry, errors, &example)?;
+    let value = lit.value();
+    if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == value) {
+        return Some(*choice);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let hint = match closest(&value, &names) {
+        Some(close) => format!("did you mean \"{close}\"? "),
+        None => String::new(),
+    };
+    errors.at(
+        &lit,
+        format_args!(
+            "unknown {what} \"{value}\": {hint}expected one of {}",
+            quoted(&names, "\"")
+        ),
+    );
+    None
+}
+
+/// The error for a key that the attribute does not accept.
+pub fn unknown_key(entry: &Entry, attribute: &str, accepted: &[&str]) -> syn::Error {
+    let name = entry.name();
+    let hint = match closest(&name, accepted) {
+        Some(close) => format!("did you mean `{close}`? "),
+        None => String::new(),
+    };
+    syn::Error::new_spanned(
+        &entry.key,
+        format_args!(
+            "unknown key `{name}` in `{attribute}`: {hint}the accepted keys are {}",
+            quoted(accepted, "`")
+        ),
+    )
+}
+
+/// `"a", "b" or "c"` (with `quote` around each).
+pub fn quoted(items: &[&str], quote: &str) -> String {
+    let items: Vec<String> = items
+        .iter()
+        .map(|item| format!("{quote}{item}{quote}"))
+        .collect();
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => items.concat(),
+    }
+}
+
+/// The candidate nearest to `word`, if it is near enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(&word, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The item's doc comment: each line trimmed, joined with `\n`; `None` when there is none.
+pub fn doc_comment(attrs: &[Attribute]) -> Option<String> {
+    let mut lines = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("doc")) {
+        if let syn::Meta::NameValue(doc) = &attr.meta
+            && let Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) = &doc.value
+        {
+            lines.extend(lit.value().split('\n').map(|line| line.trim().to_owned()));
+        }
+    }
+    let doc = lines.join("\n");
+    let doc = doc.trim_matches('\n');
+    (!doc.is_empty()).then(|| doc.to_owned())
+}
+
+/// `contact_created`: a lowercase letter, then lowercase letters and digits in words joined by
+/// single underscores.
+pub fn is_snake_case(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+}
+
+/// `ContactCreated`, `contact-created` → `contact_created`.
+pub fn to_snake_case(name: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            previous_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && previous_lower && !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        current.push(c.to_ascii_lowercase());
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words.join("_")
+}
+
+/// A string value that must be snake_case; `what` names it in errors (`event type`).
+pub fn snake_case(entry: &Entry, errors: &mut Errors, what: &str, example: &str) -> Option<String> {
+    let lit = string(entry, errors, example)?;
+    let value = lit.value();
+    if is_snake_case(&value) {
+        return Some(value);
+    }
+    errors.at(&lit, not_snake_case(what, &value, entry));
+    None
+}
+
+/// Why `value` is not a good name, with the snake_case spelling to use instead when there is one.
+pub fn not_snake_case(what: &str, value: &str, entry: &Entry) -> String {
+    let suggestion = to_snake_case(value);
+    let fix = if is_snake_case(&suggestion) {
+        format!("write `{} = \"{suggestion}\"`", entry.name())
+    } else {
+        "start with a lowercase letter".to_owned()
+    };
+    format!(
+        "{what} \"{value}\" is not snake_case (lowercase letters and digits in words joined by \
+         single underscores): {fix}"
+    )
+}

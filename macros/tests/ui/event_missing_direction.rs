@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema, herald::Event)]
+#[event(type = "contact_created", aggregate = "contact")]
+struct ContactCreated {
+    contact_id: u64,
+}
+
+fn main() {
+    let _ = <ContactCreated as herald::Event>::META;
+}
