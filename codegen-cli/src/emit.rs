@@ -127,14 +127,18 @@ fn inline_tokens(module: &Module, is_root: bool) -> TokenStream {
         .children
         .iter()
         .map(|child| inline_tokens(child, false));
+    if is_root {
+        // `include!` takes items only: the root's doc belongs to the module that includes it.
+        return quote! {
+            #(#children)*
+            #items
+        };
+    }
     let body = quote! {
         #![doc = #doc]
         #(#children)*
         #items
     };
-    if is_root {
-        return body;
-    }
     let name = format_ident!("{}", module.name);
     let vis = module.public.then(|| quote!(pub));
     quote!(#vis mod #name { #body })

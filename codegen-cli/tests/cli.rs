@@ -277,3 +277,42 @@ fn schema_prints_json_schema() {
     assert_eq!(schema["title"], "Herald event");
     assert!(schema["properties"]["direction"].is_object());
 }
+
+#[test]
+fn build_rs_builder_fails_with_the_rendered_report_and_writes_nothing() {
+    let project = project();
+    fs::write(
+        project.path().join("events/contact_created.yaml"),
+        CONTACT_CREATED.replace("uuid", "guid"),
+    )
+    .expect("bad type");
+    let out = project.path().join("out");
+    let err = herald_codegen::Builder::new()
+        .events_dir(project.path().join("events"))
+        .entities_dir(project.path().join("entities"))
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile()
+        .expect_err("bad input");
+    let shown = format!("{err:?}");
+    assert!(shown.contains("error[unknown-field-type]"), "{shown}");
+    assert!(shown.contains("contact_created.yaml:5:"), "{shown}");
+    assert!(shown.contains("did you mean `uuid`?"), "{shown}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn build_rs_builder_writes_one_includable_file() {
+    let project = project();
+    let out = project.path().join("out");
+    herald_codegen::Builder::new()
+        .events_dir(project.path().join("events"))
+        .entities_dir(project.path().join("entities"))
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile()
+        .expect("valid input");
+    let generated = fs::read_to_string(out.join("herald.rs")).expect("herald.rs");
+    assert!(generated.starts_with("// @generated"));
+    assert!(generated.contains("pub mod events {"));
+}
