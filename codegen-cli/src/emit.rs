@@ -175,6 +175,14 @@ fn root_module(model: &Model) -> Module {
             items: registry_items(model),
             children: Vec::new(),
         },
+        Module {
+            name: "bus".into(),
+            public: false,
+            origin: None,
+            doc: "`TypedEventBus`: the runtime's event bus bound to this registry.".into(),
+            items: bus_items(model),
+            children: Vec::new(),
+        },
     ];
     if has_aggregates {
         children.push(Module {
@@ -195,6 +203,7 @@ fn root_module(model: &Model) -> Module {
         items: quote! {
             pub use self::app_event::{AppEvent, EventType};
             pub use self::registry::REGISTRY;
+            pub use self::bus::TypedEventBus;
             #aggregates_use
         },
         children,
@@ -614,6 +623,28 @@ fn registry_items(model: &Model) -> TokenStream {
         pub static REGISTRY: ::herald::Registry = ::herald::Registry::new(&[
             #(::herald::EventDescriptor::of::<super::events::#types>(),)*
         ]);
+    }
+}
+
+fn bus_items(model: &Model) -> TokenStream {
+    let types = model
+        .events
+        .iter()
+        .map(|e| format_ident!("{}", e.struct_name));
+    quote! {
+        /// The event bus of this registry: it publishes (into the caller's transaction) and
+        /// subscribes the events generated here and no others, each with its own payload type.
+        /// `B` is the store's backend: SQLite unless said otherwise.
+        pub type TypedEventBus<B = ::herald::SqliteBackend> =
+            ::herald::EventBus<super::AppEvent, B>;
+
+        impl ::herald::Catalog for super::AppEvent {
+            fn registry() -> &'static ::herald::Registry {
+                &super::REGISTRY
+            }
+        }
+
+        #(impl ::herald::InCatalog<super::AppEvent> for super::events::#types {})*
     }
 }
 

@@ -2,17 +2,30 @@
 //!
 //! Applications depend on this crate only. It holds the traits that the code generated from
 //! `events/*.yaml` and `entities/*.yaml` implements ([`Event`], [`DomainEvent`], [`Entity`]),
-//! the [`Registry`] of event metadata, and re-exports the crates that generated code names,
-//! so that an application does not have to keep their versions in step by hand.
+//! the [`Registry`] of event metadata, and the runtime that makes events durable: a
+//! transactional outbox ([`Store`]) on SQLite, PostgreSQL or memory, the [`EventBus`] that
+//! publishes into the caller's transaction, and the drain that delivers to subscribers.
 
+mod bus;
+mod drain;
 mod entity;
 mod event;
 mod registry;
+mod retry;
+mod store;
 
+pub use bus::{Catalog, Envelope, EventBus, HandlerError, InCatalog, Publish, PublishError};
+pub use drain::{DrainBuilder, DrainConfig, DrainHandle};
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Entity, Event};
 pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
+pub use retry::RetryTiming;
+pub use store::{
+    Backend, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction, OutboxStats,
+    PostgresBackend, PostgresStore, RecordedEvent, Redrive, SqliteBackend, SqliteStore, Store,
+    StoreError, memory, postgres, postgres_with, sqlite,
+};
 
 // Generated code names these through `::herald::…` so that the application needs no direct
 // dependency on them (and cannot pick an incompatible version).
@@ -21,4 +34,5 @@ pub use rust_decimal;
 pub use schemars;
 pub use serde;
 pub use serde_json;
+pub use sqlx;
 pub use uuid;

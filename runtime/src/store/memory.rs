@@ -1,0 +1,606 @@
+//! The outbox in memory, for unit tests: the same claims, ordering, retries and dead letters as
+//! the SQL backends, without a database, plus a record of everything committed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
+    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+};
+use crate::event::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Processing,
+    Processed,
+}
+
+#[derive(Debug)]
+struct Row {
+    event: StoredEvent,
+    status: Status,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    processed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct Delivery {
+    position: i64,
+    pool: Option<String>,
+    aggregate: Option<(String, String)>,
+    failed: bool,
+    processing: bool,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_position: i64,
+    /// By position.
+    rows: BTreeMap<i64, Row>,
+    /// By (event id, subscriber).
+    deliveries: BTreeMap<(Uuid, String), Delivery>,
+}
+
+impl State {
+    fn position_of(&self, id: Uuid) -> Option<i64> {
+        self.rows
+            .values()
+            .find(|row| row.event.id == id)
+            .map(|row| row.event.position)
+    }
+}
+
+/// One committed event, as a test asserts on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub aggregate_type: Option<String>,
+    pub aggregate_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub payload: serde_json::Value,
+}
+
+impl RecordedEvent {
+    /// The payload as `E`, if this is an `E`.
+    pub fn payload_as<E: Event>(&self) -> Option<E> {
+        if self.event_type != E::META.event_type {
+            return None;
+        }
+        serde_json::from_value(self.payload.clone()).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+    wake: Wake,
+}
+
+impl sealed::Sealed for MemoryBackend {}
+
+/// A transaction of the in-memory backend: publishes are buffered until [`commit`], and
+/// dropping it without committing rolls them back, as with a database.
+///
+/// [`commit`]: MemoryTransaction::commit
+#[derive(Debug)]
+pub struct MemoryTransaction {
+    backend: MemoryBackend,
+    buffered: Vec<NewEvent>,
+}
+
+impl MemoryTransaction {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let inserted = {
+            let mut state = self.backend.lock();
+            let mut inserted = false;
+            for event in self.buffered {
+                if state.position_of(event.id).is_some() {
+                    continue;
+                }
+                state.next_position += 1;
+                let position = state.next_position;
+                state.rows.insert(
+                    position,
+                    Row {
+                        event: StoredEvent {
+                            position,
+                            id: event.id,
+                            event_type: event.event_type.to_owned(),
+                            version: event.version,
+                            pool: event.pool.map(str::to_owned),
+                            aggregate_type: event.aggregate_type.map(str::to_owned),
+                            aggregate_id: event.aggregate_id,
+                            tenant_id: event.tenant_id,
+                            correlation_id: event.correlation_id,
+                            causation_id: event.causation_id,
+                            payload: event.payload,
+                            occurred_at: event.occurred_at,
+                            claims: 0,
+                        },
+                        status: Status::Pending,
+                        lease_owner: None,
+                        lease_expires_at: None,
+                        processed_at: None,
+                    },
+                );
+                inserted = true;
+            }
+            inserted
+        };
+        if inserted {
+            self.backend.wake.notify();
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl MemoryBackend {
+    pub(super) fn new(wake: Wake) -> Self {
+        Self {
+            state: Arc::default(),
+            wake,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while the lock was held leaves plain data behind, still consistent enough
+        // for a test to inspect.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every committed event, in publish order.
+    pub fn published(&self) -> Vec<RecordedEvent> {
+        self.lock()
+            .rows
+            .values()
+            .map(|row| RecordedEvent {
+                id: row.event.id,
+                event_type: row.event.event_type.clone(),
+                aggregate_type: row.event.aggregate_type.clone(),
+                aggregate_id: row.event.aggregate_id.clone(),
+                tenant_id: row.event.tenant_id.clone(),
+                correlation_id: row.event.correlation_id,
+                causation_id: row.event.causation_id,
+                payload: serde_json::from_str(&row.event.payload)
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect()
+    }
+
+    /// The committed payloads of type `E`, in publish order.
+    pub fn published_of<E: Event>(&self) -> Vec<E> {
+        self.published()
+            .iter()
+            .filter_map(RecordedEvent::payload_as)
+            .collect()
+    }
+}
+
+fn lease_until(lease: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}
+
+fn claimable(status: Status, expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    match status {
+        Status::Pending => true,
+        Status::Processing => expires.is_some_and(|at| at < now),
+        Status::Processed => false,
+    }
+}
+
+fn aggregate_of(event: &StoredEvent) -> Option<(String, String)> {
+    Some((event.aggregate_type.clone()?, event.aggregate_id.clone()?))
+}
+
+impl Backend for MemoryBackend {
+    type Transaction<'c> = MemoryTransaction;
+
+    fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
+        Box::pin(async move {
+            Ok(MemoryTransaction {
+                backend: self.clone(),
+                buffered: Vec::new(),
+            })
+        })
+    }
+
+    fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()> {
+        Box::pin(tx.commit())
+    }
+
+    fn migrate(&self) -> Fut<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn insert_events<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        events: &'a [NewEvent],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let state = self.lock();
+            let mut inserted = 0;
+            for event in events {
+                let known = state.position_of(event.id).is_some()
+                    || tx.buffered.iter().any(|buffered| buffered.id == event.id);
+                if !known {
+                    tx.buffered.push(event.clone());
+                    inserted += 1;
+                }
+            }
+            Ok(inserted)
+        })
+    }
+
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<StoredEvent>> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.lock();
+            let mut open_aggregates = std::collections::HashSet::new();
+            let mut chosen = Vec::new();
+            for row in state.rows.values() {
+                if row.event.pool.as_deref() != lane.pool() || row.status == Status::Processed {
+                    continue;
+                }
+                let aggregate = aggregate_of(&row.event);
+                let is_head = aggregate
+                    .as_ref()
+                    .is_none_or(|aggregate| !open_aggregates.contains(aggregate));
+                if let Some(aggregate) = aggregate {
+                    open_aggregates.insert(aggregate);
+                }
+                if is_head && claimable(row.status, row.lease_expires_at, now) {
+                    chosen.push(row.event.position);
+                    if chosen.len() == limit as usize {
+                        break;
+                    }
+                }
+            }
+            let until = lease_until(lease);
+            Ok(chosen
+                .into_iter()
+                .filter_map(|position| {
+                    let row = state.rows.get_mut(&position)?;
+                    row.status = Status::Processing;
+                    row.lease_owner = Some(owner.to_owned());
+                    row.lease_expires_at = Some(until);
+                    row.event.claims += 1;
+                    Some(row.event.clone())
+                })
+                .collect())
+        })
+    }
+
+    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
+        Box::pin(async move {
+            let state = self.lock();
+            let mut keys: Vec<OrderingKey> = state
+                .deliveries
+                .iter()
+                .filter(|(_, d)| !d.failed && d.pool.as_deref() == lane.pool())
+                .filter_map(|((_, subscriber), d)| {
+                    let (aggregate_type, aggregate_id) = d.aggregate.clone()?;
+                    Some(OrderingKey {
+                        subscriber: subscriber.clone(),
+                        aggregate_type,
+                        aggregate_id,
+                    })
+                })
+                .collect();
+            keys.dedup();
+            Ok(keys)
+        })
+    }
+
+    fn complete_events<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        deliveries: &'a [NewDelivery],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.lock();
+            let mut owned = Vec::new();
+            for position in positions {
+                if let Some(row) = state.rows.get_mut(position)
+                    && row.status == Status::Processing
+                    && row.lease_owner.as_deref() == Some(owner)
+                {
+                    row.status = Status::Processed;
+                    row.processed_at = Some(now);
+                    row.lease_owner = None;
+                    row.lease_expires_at = None;
+                    owned.push(*position);
+                }
+            }
+            for delivery in deliveries
+                .iter()
+                .filter(|d| owned.contains(&d.event_position))
+            {
+                let (failed, attempts, next_attempt_at, last_error) = match &delivery.state {
+                    DeliveryState::Retry {
+                        attempts,
+                        at,
+                        last_error,
+                    } => (false, *attempts, *at, last_error.clone()),
+                    DeliveryState::Failed {
+                        attempts,
+                        last_error,
+                    } => (true, *attempts, now, Some(last_error.clone())),
+                };
+                state
+                    .deliveries
+                    .entry((delivery.event_id, delivery.subscriber.clone()))
+                    .or_insert(Delivery {
+                        position: delivery.event_position,
+                        pool: delivery.pool.clone(),
+                        aggregate: delivery
+                            .aggregate_type
+                            .clone()
+                            .zip(delivery.aggregate_id.clone()),
+                        failed,
+                        processing: false,
+                        attempts,
+                        next_attempt_at,
+                        lease_owner: None,
+                        lease_expires_at: None,
+                        last_error,
+                    });
+            }
+            Ok(owned.len() as u64)
+        })
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<ClaimedDelivery>> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let until = lease_until(lease);
+            let mut state = self.lock();
+            let mut open: Vec<(i64, Uuid, String)> = state
+                .deliveries
+                .iter()
+                .filter(|(_, d)| !d.failed && d.pool.as_deref() == lane.pool())
+                .map(|((id, subscriber), d)| (d.position, *id, subscriber.clone()))
+                .collect();
+            open.sort();
+            let mut blocked = std::collections::HashSet::new();
+            let mut chosen = Vec::new();
+            for (_, id, subscriber) in open {
+                let key = (id, subscriber);
+                let Some(delivery) = state.deliveries.get(&key) else {
+                    continue;
+                };
+                let ordering = delivery.aggregate.clone().map(|a| (key.1.clone(), a));
+                let is_head = ordering.as_ref().is_none_or(|o| !blocked.contains(o));
+                if let Some(ordering) = ordering {
+                    blocked.insert(ordering);
+                }
+                let ready = if delivery.processing {
+                    delivery.lease_expires_at.is_some_and(|at| at < now)
+                } else {
+                    delivery.next_attempt_at <= now
+                };
+                if is_head && ready {
+                    chosen.push(key);
+                    if chosen.len() == limit as usize {
+                        break;
+                    }
+                }
+            }
+            let mut claimed = Vec::new();
+            for key in chosen {
+                let Some(position) = state.deliveries.get(&key).map(|d| d.position) else {
+                    continue;
+                };
+                let Some(event) = state.rows.get(&position).map(|row| row.event.clone()) else {
+                    continue;
+                };
+                if let Some(delivery) = state.deliveries.get_mut(&key) {
+                    delivery.processing = true;
+                    delivery.lease_owner = Some(owner.to_owned());
+                    delivery.lease_expires_at = Some(until);
+                    claimed.push(ClaimedDelivery {
+                        subscriber: key.1,
+                        attempts: delivery.attempts,
+                        event,
+                    });
+                }
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn finish_deliveries<'a>(
+        &'a self,
+        owner: &'a str,
+        outcomes: &'a [DeliveryOutcome],
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.lock();
+            for outcome in outcomes {
+                let key = (outcome.event_id, outcome.subscriber.clone());
+                let owned = state
+                    .deliveries
+                    .get(&key)
+                    .is_some_and(|d| d.lease_owner.as_deref() == Some(owner));
+                if !owned {
+                    continue;
+                }
+                match &outcome.state {
+                    None => {
+                        state.deliveries.remove(&key);
+                    }
+                    Some(new_state) => {
+                        if let Some(delivery) = state.deliveries.get_mut(&key) {
+                            delivery.processing = false;
+                            delivery.lease_owner = None;
+                            delivery.lease_expires_at = None;
+                            match new_state {
+                                DeliveryState::Retry {
+                                    attempts,
+                                    at,
+                                    last_error,
+                                } => {
+                                    delivery.attempts = *attempts;
+                                    delivery.next_attempt_at = *at;
+                                    delivery.last_error = last_error.clone();
+                                }
+                                DeliveryState::Failed {
+                                    attempts,
+                                    last_error,
+                                } => {
+                                    delivery.failed = true;
+                                    delivery.attempts = *attempts;
+                                    delivery.next_attempt_at = now;
+                                    delivery.last_error = Some(last_error.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let mut released = 0;
+            for row in state.rows.values_mut() {
+                if row.status == Status::Processing && row.lease_owner.as_deref() == Some(owner) {
+                    row.status = Status::Pending;
+                    row.lease_owner = None;
+                    row.lease_expires_at = None;
+                    released += 1;
+                }
+            }
+            for delivery in state.deliveries.values_mut() {
+                if delivery.processing && delivery.lease_owner.as_deref() == Some(owner) {
+                    delivery.processing = false;
+                    delivery.lease_owner = None;
+                    delivery.lease_expires_at = None;
+                    released += 1;
+                }
+            }
+            Ok(released)
+        })
+    }
+
+    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let state = self.lock();
+            Ok(state
+                .deliveries
+                .iter()
+                .filter(|(_, d)| d.failed)
+                .take(limit as usize)
+                .map(|((event_id, subscriber), d)| DeadLetter {
+                    event_id: *event_id,
+                    event_type: state
+                        .rows
+                        .get(&d.position)
+                        .map(|row| row.event.event_type.clone())
+                        .unwrap_or_default(),
+                    subscriber: subscriber.clone(),
+                    aggregate_type: d.aggregate.as_ref().map(|(t, _)| t.clone()),
+                    aggregate_id: d.aggregate.as_ref().map(|(_, i)| i.clone()),
+                    attempts: d.attempts,
+                    last_error: d.last_error.clone().unwrap_or_default(),
+                })
+                .collect())
+        })
+    }
+
+    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.lock();
+            let mut count = 0;
+            for ((event_id, subscriber), delivery) in state.deliveries.iter_mut() {
+                let matches = delivery.failed
+                    && which.event_id.is_none_or(|id| id == *event_id)
+                    && which.subscriber.as_ref().is_none_or(|s| s == subscriber);
+                if matches {
+                    delivery.failed = false;
+                    delivery.attempts = 0;
+                    delivery.next_attempt_at = now;
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
+    }
+
+    fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let with_deliveries: std::collections::HashSet<i64> =
+                state.deliveries.values().map(|d| d.position).collect();
+            let before = state.rows.len();
+            state.rows.retain(|position, row| {
+                !(row.status == Status::Processed
+                    && row.processed_at.is_some_and(|at| at < processed_before)
+                    && !with_deliveries.contains(position))
+            });
+            Ok((before - state.rows.len()) as u64)
+        })
+    }
+
+    fn stats(&self) -> Fut<'_, OutboxStats> {
+        Box::pin(async move {
+            let state = self.lock();
+            let processed = state
+                .rows
+                .values()
+                .filter(|row| row.status == Status::Processed)
+                .count() as u64;
+            let dead = state.deliveries.values().filter(|d| d.failed).count() as u64;
+            Ok(OutboxStats {
+                pending_events: state.rows.len() as u64 - processed,
+                processed_events: processed,
+                retrying_deliveries: state.deliveries.len() as u64 - dead,
+                dead_letters: dead,
+            })
+        })
+    }
+
+    fn listen(&self, _wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+        Box::pin(async { Ok(None) })
+    }
+}

@@ -1,0 +1,650 @@
+//! The outbox on PostgreSQL. Claims lock candidate rows with `FOR UPDATE SKIP LOCKED`, so any
+//! number of workers on any number of machines share a pool's backlog; leases (in the
+//! database's clock) make a crashed worker's claims reclaimable; a statement-level trigger
+//! `NOTIFY`s listening drains when events commit.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use super::{
+    Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
+    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "outbox",
+    include_str!("../../migrations/postgres/0001_outbox.sql"),
+)];
+
+/// The `NOTIFY` channel of the outbox trigger.
+const CHANNEL: &str = "herald_events";
+
+#[derive(Debug, Clone)]
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl sealed::Sealed for PostgresBackend {}
+
+impl PostgresBackend {
+    pub(super) async fn connect(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for the application's own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `alias.pool = $n` or `alias.pool IS NULL`: spelled out, because `IS NOT DISTINCT FROM`
+/// cannot use the claim index.
+fn lane_filter(lane: &Lane, alias: &str, param: usize) -> String {
+    match lane {
+        Lane::Pool(_) => format!("{alias}.pool = ${param}"),
+        Lane::Audit => format!("{alias}.pool IS NULL AND ${param}::text IS NULL"),
+    }
+}
+
+const EVENT_COLUMNS: &str = "e.position, e.id, e.event_type, e.version, e.pool, \
+     e.aggregate_type, e.aggregate_id, e.tenant_id, e.correlation_id, e.causation_id, \
+     e.payload::text AS payload, e.occurred_at, e.attempts";
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        id: row.try_get("id")?,
+        event_type: row.try_get("event_type")?,
+        version: row.try_get::<i32, _>("version")? as u32,
+        pool: row.try_get("pool")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        causation_id: row.try_get("causation_id")?,
+        payload: row.try_get("payload")?,
+        occurred_at: row.try_get("occurred_at")?,
+        claims: row.try_get::<i32, _>("attempts")? as u32,
+    })
+}
+
+/// Column arrays for `UNNEST`, one insert statement whatever the batch size.
+#[derive(Default)]
+struct EventColumns<'a> {
+    id: Vec<Uuid>,
+    event_type: Vec<&'a str>,
+    version: Vec<i32>,
+    tier: Vec<&'a str>,
+    direction: Vec<Option<&'a str>>,
+    pool: Vec<Option<&'a str>>,
+    aggregate_type: Vec<Option<&'a str>>,
+    aggregate_id: Vec<Option<&'a str>>,
+    tenant_id: Vec<Option<&'a str>>,
+    correlation_id: Vec<Option<Uuid>>,
+    causation_id: Vec<Option<Uuid>>,
+    payload: Vec<&'a str>,
+    occurred_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn push(&mut self, event: &'a NewEvent) {
+        self.id.push(event.id);
+        self.event_type.push(event.event_type);
+        self.version
+            .push(i32::try_from(event.version).unwrap_or(i32::MAX));
+        self.tier.push(event.tier);
+        self.direction.push(event.direction);
+        self.pool.push(event.pool);
+        self.aggregate_type.push(event.aggregate_type);
+        self.aggregate_id.push(event.aggregate_id.as_deref());
+        self.tenant_id.push(event.tenant_id.as_deref());
+        self.correlation_id.push(event.correlation_id);
+        self.causation_id.push(event.causation_id);
+        self.payload.push(&event.payload);
+        self.occurred_at.push(event.occurred_at);
+    }
+}
+
+fn state_columns(state: &DeliveryState) -> (&'static str, i32, DateTime<Utc>, Option<&str>) {
+    match state {
+        DeliveryState::Retry {
+            attempts,
+            at,
+            last_error,
+        } => (
+            "pending",
+            i32::try_from(*attempts).unwrap_or(i32::MAX),
+            *at,
+            last_error.as_deref(),
+        ),
+        DeliveryState::Failed {
+            attempts,
+            last_error,
+        } => (
+            "failed",
+            i32::try_from(*attempts).unwrap_or(i32::MAX),
+            Utc::now(),
+            Some(last_error),
+        ),
+    }
+}
+
+impl Backend for PostgresBackend {
+    type Transaction<'c> = sqlx::Transaction<'c, Postgres>;
+
+    fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
+        Box::pin(async move { Ok(self.pool.begin().await?) })
+    }
+
+    fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()> {
+        Box::pin(async move { Ok(tx.commit().await?) })
+    }
+
+    fn migrate(&self) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Several workers may start at once: one migrates, the others wait and find it done.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald_migrations'))")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS herald_migrations (version BIGINT PRIMARY KEY, \
+                 name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations")
+                .fetch_all(&mut *tx)
+                .await?;
+            for &(version, name, sql) in MIGRATIONS {
+                if applied.contains(&version) {
+                    continue;
+                }
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration {
+                        version,
+                        name,
+                        source,
+                    })?;
+                sqlx::query("INSERT INTO herald_migrations (version, name) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn insert_events<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        events: &'a [NewEvent],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            if let [event] = events {
+                // The common case, one event: plain binds, no arrays to build.
+                return Ok(sqlx::query(
+                    "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
+                       aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
+                       payload, occurred_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(event.id)
+                .bind(event.event_type)
+                .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
+                .bind(event.tier)
+                .bind(event.direction)
+                .bind(event.pool)
+                .bind(event.aggregate_type)
+                .bind(event.aggregate_id.as_deref())
+                .bind(event.tenant_id.as_deref())
+                .bind(event.correlation_id)
+                .bind(event.causation_id)
+                .bind(event.payload.as_str())
+                .bind(event.occurred_at)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected());
+            }
+            let mut columns = EventColumns::default();
+            for event in events {
+                columns.push(event);
+            }
+            Ok(sqlx::query(
+                "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
+                   aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
+                   payload, occurred_at) \
+                 SELECT id, event_type, version, tier, direction, pool, aggregate_type, \
+                   aggregate_id, tenant_id, correlation_id, causation_id, payload::jsonb, \
+                   occurred_at \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], \
+                   $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], \
+                   $12::text[], $13::timestamptz[]) \
+                   AS t(id, event_type, version, tier, direction, pool, aggregate_type, \
+                        aggregate_id, tenant_id, correlation_id, causation_id, payload, \
+                        occurred_at) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&columns.id)
+            .bind(&columns.event_type)
+            .bind(&columns.version)
+            .bind(&columns.tier)
+            .bind(&columns.direction)
+            .bind(&columns.pool)
+            .bind(&columns.aggregate_type)
+            .bind(&columns.aggregate_id)
+            .bind(&columns.tenant_id)
+            .bind(&columns.correlation_id)
+            .bind(&columns.causation_id)
+            .bind(&columns.payload)
+            .bind(&columns.occurred_at)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
+        })
+    }
+
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<StoredEvent>> {
+        Box::pin(async move {
+            // Only the oldest open event of each aggregate in this pool is claimable. A
+            // predecessor another worker holds (or is claiming right now) is still open in
+            // every snapshot this statement can see, so its successors stay put.
+            let sql = format!(
+                "WITH claimable AS ( \
+                   SELECT e.position FROM herald_events e \
+                   WHERE {lane} AND e.status <> 'processed' \
+                     AND ((e.status = 'pending' AND e.next_attempt_at <= now()) \
+                       OR (e.status = 'processing' AND e.lease_expires_at < now())) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_events p \
+                       WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
+                         AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
+                         AND p.status <> 'processed') \
+                   ORDER BY e.position LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 UPDATE herald_events e SET status = 'processing', attempts = e.attempts + 1, \
+                   lease_owner = $3, lease_expires_at = now() + $4 * interval '1 millisecond' \
+                 FROM claimable c WHERE e.position = c.position \
+                 RETURNING {EVENT_COLUMNS}",
+                lane = lane_filter(lane, "e", 1),
+                same_pool = match lane {
+                    Lane::Pool(_) => "p.pool = e.pool",
+                    Lane::Audit => "p.pool IS NULL",
+                },
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lane.pool())
+                .bind(i64::from(limit))
+                .bind(owner)
+                .bind(lease_millis(lease) as f64)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut events = rows
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            events.sort_unstable_by_key(|event| event.position);
+            Ok(events)
+        })
+    }
+
+    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT DISTINCT d.subscriber, d.aggregate_type, d.aggregate_id \
+                 FROM herald_deliveries d \
+                 WHERE {} AND d.status <> 'failed' AND d.aggregate_id IS NOT NULL",
+                lane_filter(lane, "d", 1)
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lane.pool())
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(OrderingKey {
+                        subscriber: row.try_get("subscriber")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn complete_events<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        deliveries: &'a [NewDelivery],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let complete = sqlx::query_scalar::<_, i64>(
+                "UPDATE herald_events SET status = 'processed', processed_at = now(), \
+                   lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE position = ANY($1) AND lease_owner = $2 AND status = 'processing' \
+                 RETURNING position",
+            )
+            .bind(positions)
+            .bind(owner);
+            if deliveries.is_empty() {
+                // One statement, one implicit transaction: the hot path.
+                return Ok(complete.fetch_all(&self.pool).await?.len() as u64);
+            }
+            let mut tx = self.pool.begin().await?;
+            let owned = complete.fetch_all(&mut *tx).await?;
+            for delivery in deliveries
+                .iter()
+                .filter(|d| owned.contains(&d.event_position))
+            {
+                let (status, attempts, next_attempt_at, last_error) =
+                    state_columns(&delivery.state);
+                sqlx::query(
+                    "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
+                       aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
+                       last_error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (event_id, subscriber) DO NOTHING",
+                )
+                .bind(delivery.event_id)
+                .bind(&delivery.subscriber)
+                .bind(delivery.event_position)
+                .bind(delivery.pool.as_deref())
+                .bind(delivery.aggregate_type.as_deref())
+                .bind(delivery.aggregate_id.as_deref())
+                .bind(status)
+                .bind(attempts)
+                .bind(next_attempt_at)
+                .bind(last_error)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(owned.len() as u64)
+        })
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<ClaimedDelivery>> {
+        Box::pin(async move {
+            let sql = format!(
+                "WITH claimable AS ( \
+                   SELECT d.event_id, d.subscriber FROM herald_deliveries d \
+                   WHERE {lane} AND d.status <> 'failed' \
+                     AND ((d.status = 'pending' AND d.next_attempt_at <= now()) \
+                       OR (d.status = 'processing' AND d.lease_expires_at < now())) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_deliveries q \
+                       WHERE {same_pool} AND q.subscriber = d.subscriber \
+                         AND q.aggregate_type = d.aggregate_type \
+                         AND q.aggregate_id = d.aggregate_id \
+                         AND q.event_position < d.event_position AND q.status <> 'failed') \
+                   ORDER BY d.event_position LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 UPDATE herald_deliveries d SET status = 'processing', lease_owner = $3, \
+                   lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now() \
+                 FROM claimable c WHERE d.event_id = c.event_id AND d.subscriber = c.subscriber \
+                 RETURNING d.event_id, d.subscriber, d.attempts",
+                lane = lane_filter(lane, "d", 1),
+                same_pool = match lane {
+                    Lane::Pool(_) => "q.pool = d.pool",
+                    Lane::Audit => "q.pool IS NULL",
+                },
+            );
+            let claimed = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lane.pool())
+                .bind(i64::from(limit))
+                .bind(owner)
+                .bind(lease_millis(lease) as f64)
+                .fetch_all(&self.pool)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut wanted = Vec::with_capacity(claimed.len());
+            for row in &claimed {
+                wanted.push((
+                    row.try_get::<Uuid, _>("event_id")?,
+                    row.try_get::<String, _>("subscriber")?,
+                    row.try_get::<i32, _>("attempts")? as u32,
+                ));
+            }
+            let ids: Vec<Uuid> = wanted.iter().map(|(id, _, _)| *id).collect();
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLUMNS} FROM herald_events e WHERE e.id = ANY($1)"
+            )))
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+            let events = rows
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut deliveries = Vec::with_capacity(wanted.len());
+            for (event_id, subscriber, attempts) in wanted {
+                let event = events
+                    .iter()
+                    .find(|event| event.id == event_id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt {
+                        event_id,
+                        reason: "a delivery refers to an event that is gone".to_owned(),
+                    })?;
+                deliveries.push(ClaimedDelivery {
+                    subscriber,
+                    attempts,
+                    event,
+                });
+            }
+            deliveries.sort_by_key(|delivery| delivery.event.position);
+            Ok(deliveries)
+        })
+    }
+
+    fn finish_deliveries<'a>(
+        &'a self,
+        owner: &'a str,
+        outcomes: &'a [DeliveryOutcome],
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for outcome in outcomes {
+                match &outcome.state {
+                    None => {
+                        sqlx::query(
+                            "DELETE FROM herald_deliveries \
+                             WHERE event_id = $1 AND subscriber = $2 AND lease_owner = $3",
+                        )
+                        .bind(outcome.event_id)
+                        .bind(&outcome.subscriber)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Some(state) => {
+                        let (status, attempts, next_attempt_at, last_error) = state_columns(state);
+                        sqlx::query(
+                            "UPDATE herald_deliveries SET status = $1, attempts = $2, \
+                               next_attempt_at = $3, last_error = $4, lease_owner = NULL, \
+                               lease_expires_at = NULL, updated_at = now() \
+                             WHERE event_id = $5 AND subscriber = $6 AND lease_owner = $7",
+                        )
+                        .bind(status)
+                        .bind(attempts)
+                        .bind(next_attempt_at)
+                        .bind(last_error)
+                        .bind(outcome.event_id)
+                        .bind(&outcome.subscriber)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let events = sqlx::query(
+                "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
+                   lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+            )
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let deliveries = sqlx::query(
+                "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
+                   lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+            )
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(events + deliveries)
+        })
+    }
+
+    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
+                   d.aggregate_id, d.attempts, d.last_error \
+                 FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
+                 WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeadLetter {
+                        event_id: row.try_get("event_id")?,
+                        event_type: row.try_get("event_type")?,
+                        subscriber: row.try_get("subscriber")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                        attempts: row.try_get::<i32, _>("attempts")? as u32,
+                        last_error: row
+                            .try_get::<Option<String>, _>("last_error")?
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+        Box::pin(async move {
+            Ok(sqlx::query(
+                "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
+                   next_attempt_at = now(), updated_at = now() \
+                 WHERE status = 'failed' AND ($1::uuid IS NULL OR event_id = $1) \
+                   AND ($2::text IS NULL OR subscriber = $2)",
+            )
+            .bind(which.event_id)
+            .bind(which.subscriber.as_deref())
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
+    fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let mut pruned = 0;
+            loop {
+                let deleted = sqlx::query(
+                    "DELETE FROM herald_events WHERE position IN ( \
+                       SELECT e.position FROM herald_events e \
+                       WHERE e.status = 'processed' AND e.processed_at < $1 \
+                         AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
+                                         WHERE d.event_id = e.id) \
+                       LIMIT 5000)",
+                )
+                .bind(processed_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                pruned += deleted;
+                if deleted == 0 {
+                    return Ok(pruned);
+                }
+            }
+        })
+    }
+
+    fn stats(&self) -> Fut<'_, OutboxStats> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT \
+                   (SELECT count(*) FROM herald_events WHERE status <> 'processed') AS pending, \
+                   (SELECT count(*) FROM herald_events WHERE status = 'processed') AS processed, \
+                   (SELECT count(*) FROM herald_deliveries WHERE status <> 'failed') AS retrying, \
+                   (SELECT count(*) FROM herald_deliveries WHERE status = 'failed') AS dead",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(OutboxStats {
+                pending_events: row.try_get::<i64, _>("pending")? as u64,
+                processed_events: row.try_get::<i64, _>("processed")? as u64,
+                retrying_deliveries: row.try_get::<i64, _>("retrying")? as u64,
+                dead_letters: row.try_get::<i64, _>("dead")? as u64,
+            })
+        })
+    }
+
+    fn listen(&self, wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+        Box::pin(async move {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok(Some(tokio::spawn(async move {
+                loop {
+                    match listener.recv().await {
+                        Ok(_) => wake.notify(),
+                        Err(error) => {
+                            // recv reconnects by itself; notifications sent meanwhile are
+                            // caught by the polling backstop. Wake anyway, to look at once.
+                            tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                            wake.notify();
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            })))
+        })
+    }
+}

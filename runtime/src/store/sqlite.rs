@@ -1,0 +1,605 @@
+//! The outbox on SQLite. Claims are single `UPDATE … RETURNING` statements, which SQLite runs
+//! under its one write lock, so several lanes (tasks) of one process never claim the same row;
+//! leases make a crashed process's claims reclaimable. Timestamps are Unix microseconds.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteOperation, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite};
+use uuid::Uuid;
+
+use super::{
+    Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
+    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "outbox",
+    include_str!("../../migrations/sqlite/0001_outbox.sql"),
+)];
+
+/// Rows per multi-row INSERT: 13 bound values each stays far below SQLite's variable limit.
+const INSERT_CHUNK: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl sealed::Sealed for SqliteBackend {}
+
+impl SqliteBackend {
+    pub(super) async fn connect(url: &str, wake: Wake) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        // Every connection of `sqlite::memory:` is a database of its own: keep to one.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 8 })
+            .after_connect(move |connection, _| {
+                let wake = wake.clone();
+                Box::pin(async move { install_commit_wake(connection, wake).await })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for the application's own queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Wakes the in-process drain when a transaction that inserted outbox rows commits. SQLite
+/// calls the commit hook while it still holds the write lock, and claims take that lock, so the
+/// woken lane cannot claim before the commit is visible.
+async fn install_commit_wake(
+    connection: &mut SqliteConnection,
+    wake: Wake,
+) -> Result<(), sqlx::Error> {
+    let inserted = Arc::new(AtomicBool::new(false));
+    let mut handle = connection.lock_handle().await?;
+    let on_insert = inserted.clone();
+    handle.set_update_hook(move |change| {
+        if matches!(change.operation, SqliteOperation::Insert) && change.table == "herald_events" {
+            on_insert.store(true, Ordering::Relaxed);
+        }
+    });
+    let on_commit = inserted.clone();
+    handle.set_commit_hook(move || {
+        if on_commit.swap(false, Ordering::Relaxed) {
+            wake.notify();
+        }
+        true
+    });
+    handle.set_rollback_hook(move || inserted.store(false, Ordering::Relaxed));
+    Ok(())
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn now_micros() -> i64 {
+    micros(Utc::now())
+}
+
+fn lease_until(lease: Duration) -> i64 {
+    now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn from_micros(value: i64, event_id: Uuid) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        event_id,
+        reason: format!("timestamp {value} out of range"),
+    })
+}
+
+const EVENT_COLUMNS: &str = "position, id, event_type, version, pool, aggregate_type, \
+     aggregate_id, tenant_id, correlation_id, causation_id, payload, occurred_at, attempts";
+
+fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    let id: Uuid = row.try_get("id")?;
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        id,
+        event_type: row.try_get("event_type")?,
+        version: row.try_get::<i64, _>("version")? as u32,
+        pool: row.try_get("pool")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        causation_id: row.try_get("causation_id")?,
+        payload: row.try_get("payload")?,
+        occurred_at: from_micros(row.try_get("occurred_at")?, id)?,
+        claims: row.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+fn positions_json(positions: &[i64]) -> String {
+    serde_json::to_string(positions).unwrap_or_else(|_| "[]".to_owned())
+}
+
+async fn insert_chunk(
+    connection: &mut SqliteConnection,
+    chunk: &[NewEvent],
+) -> Result<u64, sqlx::Error> {
+    let now = now_micros();
+    let mut builder = sqlx::QueryBuilder::<Sqlite>::new(
+        "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
+         aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
+         occurred_at, recorded_at, next_attempt_at) ",
+    );
+    builder.push_values(chunk, |mut row, event| {
+        row.push_bind(event.id)
+            .push_bind(event.event_type)
+            .push_bind(i64::from(event.version))
+            .push_bind(event.tier)
+            .push_bind(event.direction)
+            .push_bind(event.pool)
+            .push_bind(event.aggregate_type)
+            .push_bind(event.aggregate_id.as_deref())
+            .push_bind(event.tenant_id.as_deref())
+            .push_bind(event.correlation_id)
+            .push_bind(event.causation_id)
+            .push_bind(event.payload.as_str())
+            .push_bind(micros(event.occurred_at))
+            .push_bind(now)
+            .push_bind(now);
+    });
+    builder.push(" ON CONFLICT (id) DO NOTHING");
+    Ok(builder
+        .build()
+        .persistent(chunk.len() == 1)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected())
+}
+
+fn state_columns(state: &DeliveryState) -> (&'static str, i64, i64, Option<&str>) {
+    match state {
+        DeliveryState::Retry {
+            attempts,
+            at,
+            last_error,
+        } => (
+            "pending",
+            i64::from(*attempts),
+            micros(*at),
+            last_error.as_deref(),
+        ),
+        DeliveryState::Failed {
+            attempts,
+            last_error,
+        } => (
+            "failed",
+            i64::from(*attempts),
+            now_micros(),
+            Some(last_error),
+        ),
+    }
+}
+
+impl Backend for SqliteBackend {
+    type Transaction<'c> = sqlx::Transaction<'c, Sqlite>;
+
+    fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
+        Box::pin(async move { Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?) })
+    }
+
+    fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()> {
+        Box::pin(async move { Ok(tx.commit().await?) })
+    }
+
+    fn migrate(&self) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, \
+                 name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations")
+                .fetch_all(&mut *tx)
+                .await?;
+            for &(version, name, sql) in MIGRATIONS {
+                if applied.contains(&version) {
+                    continue;
+                }
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration {
+                        version,
+                        name,
+                        source,
+                    })?;
+                sqlx::query(
+                    "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn insert_events<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        events: &'a [NewEvent],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut inserted = 0;
+            for chunk in events.chunks(INSERT_CHUNK) {
+                inserted += insert_chunk(tx, chunk).await?;
+            }
+            Ok(inserted)
+        })
+    }
+
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<StoredEvent>> {
+        Box::pin(async move {
+            // Only the oldest open event of each aggregate in this pool is claimable: a later
+            // one waits until its predecessor is processed, whichever worker holds it.
+            let sql = format!(
+                "UPDATE herald_events SET status = 'processing', attempts = attempts + 1, \
+                   lease_owner = ?1, lease_expires_at = ?2 \
+                 WHERE position IN ( \
+                   SELECT e.position FROM herald_events e \
+                   WHERE e.pool IS ?3 AND e.status <> 'processed' \
+                     AND ((e.status = 'pending' AND e.next_attempt_at <= ?4) \
+                       OR (e.status = 'processing' AND e.lease_expires_at < ?4)) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_events p \
+                       WHERE p.pool IS e.pool AND p.aggregate_type = e.aggregate_type \
+                         AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
+                         AND p.status <> 'processed') \
+                   ORDER BY e.position LIMIT ?5) \
+                 RETURNING {EVENT_COLUMNS}"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(lease_until(lease))
+                .bind(lane.pool())
+                .bind(now_micros())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            let mut events = rows
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            events.sort_unstable_by_key(|event| event.position);
+            Ok(events)
+        })
+    }
+
+    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT DISTINCT subscriber, aggregate_type, aggregate_id FROM herald_deliveries \
+                 WHERE pool IS ? AND status <> 'failed' AND aggregate_id IS NOT NULL",
+            )
+            .bind(lane.pool())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(OrderingKey {
+                        subscriber: row.try_get("subscriber")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn complete_events<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        deliveries: &'a [NewDelivery],
+    ) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            // Fenced by the lease owner: rows reclaimed by another worker after our lease
+            // expired stay theirs.
+            let owned: Vec<i64> = sqlx::query_scalar(
+                "UPDATE herald_events SET status = 'processed', processed_at = ?1, \
+                   lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE lease_owner = ?2 AND status = 'processing' \
+                   AND position IN (SELECT value FROM json_each(?3)) \
+                 RETURNING position",
+            )
+            .bind(now_micros())
+            .bind(owner)
+            .bind(positions_json(positions))
+            .fetch_all(&mut *tx)
+            .await?;
+            for delivery in deliveries
+                .iter()
+                .filter(|d| owned.contains(&d.event_position))
+            {
+                let (status, attempts, next_attempt_at, last_error) =
+                    state_columns(&delivery.state);
+                sqlx::query(
+                    "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
+                       aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
+                       last_error, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (event_id, subscriber) DO NOTHING",
+                )
+                .bind(delivery.event_id)
+                .bind(&delivery.subscriber)
+                .bind(delivery.event_position)
+                .bind(delivery.pool.as_deref())
+                .bind(delivery.aggregate_type.as_deref())
+                .bind(delivery.aggregate_id.as_deref())
+                .bind(status)
+                .bind(attempts)
+                .bind(next_attempt_at)
+                .bind(last_error)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(owned.len() as u64)
+        })
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
+        lane: &'a Lane,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<ClaimedDelivery>> {
+        Box::pin(async move {
+            let now = now_micros();
+            let claimed = sqlx::query(
+                "UPDATE herald_deliveries SET status = 'processing', lease_owner = ?1, \
+                   lease_expires_at = ?2, updated_at = ?4 \
+                 WHERE (event_id, subscriber) IN ( \
+                   SELECT d.event_id, d.subscriber FROM herald_deliveries d \
+                   WHERE d.pool IS ?3 AND d.status <> 'failed' \
+                     AND ((d.status = 'pending' AND d.next_attempt_at <= ?4) \
+                       OR (d.status = 'processing' AND d.lease_expires_at < ?4)) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_deliveries q \
+                       WHERE q.pool IS d.pool AND q.subscriber = d.subscriber \
+                         AND q.aggregate_type = d.aggregate_type \
+                         AND q.aggregate_id = d.aggregate_id \
+                         AND q.event_position < d.event_position AND q.status <> 'failed') \
+                   ORDER BY d.event_position LIMIT ?5) \
+                 RETURNING event_id",
+            )
+            .bind(owner)
+            .bind(lease_until(lease))
+            .bind(lane.pool())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            if claimed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT d.subscriber, d.attempts AS delivery_attempts, {} \
+                 FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
+                 WHERE d.lease_owner = ? AND d.status = 'processing' ORDER BY e.position",
+                EVENT_COLUMNS
+                    .split(", ")
+                    .map(|column| format!("e.{column}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ClaimedDelivery {
+                        subscriber: row.try_get("subscriber")?,
+                        attempts: row.try_get::<i64, _>("delivery_attempts")? as u32,
+                        event: event_from_row(row)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn finish_deliveries<'a>(
+        &'a self,
+        owner: &'a str,
+        outcomes: &'a [DeliveryOutcome],
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            for outcome in outcomes {
+                match &outcome.state {
+                    None => {
+                        sqlx::query(
+                            "DELETE FROM herald_deliveries \
+                             WHERE event_id = ? AND subscriber = ? AND lease_owner = ?",
+                        )
+                        .bind(outcome.event_id)
+                        .bind(&outcome.subscriber)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Some(state) => {
+                        let (status, attempts, next_attempt_at, last_error) = state_columns(state);
+                        sqlx::query(
+                            "UPDATE herald_deliveries SET status = ?, attempts = ?, \
+                               next_attempt_at = ?, last_error = ?, lease_owner = NULL, \
+                               lease_expires_at = NULL, updated_at = ? \
+                             WHERE event_id = ? AND subscriber = ? AND lease_owner = ?",
+                        )
+                        .bind(status)
+                        .bind(attempts)
+                        .bind(next_attempt_at)
+                        .bind(last_error)
+                        .bind(now_micros())
+                        .bind(outcome.event_id)
+                        .bind(&outcome.subscriber)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let events = sqlx::query(
+                "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
+                   lease_expires_at = NULL WHERE lease_owner = ? AND status = 'processing'",
+            )
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let deliveries = sqlx::query(
+                "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
+                   lease_expires_at = NULL WHERE lease_owner = ? AND status = 'processing'",
+            )
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(events + deliveries)
+        })
+    }
+
+    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
+                   d.aggregate_id, d.attempts, d.last_error \
+                 FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
+                 WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeadLetter {
+                        event_id: row.try_get("event_id")?,
+                        event_type: row.try_get("event_type")?,
+                        subscriber: row.try_get("subscriber")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                        attempts: row.try_get::<i64, _>("attempts")? as u32,
+                        last_error: row
+                            .try_get::<Option<String>, _>("last_error")?
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let now = now_micros();
+            Ok(sqlx::query(
+                "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
+                   next_attempt_at = ?1, updated_at = ?1 \
+                 WHERE status = 'failed' AND (?2 IS NULL OR event_id = ?2) \
+                   AND (?3 IS NULL OR subscriber = ?3)",
+            )
+            .bind(now)
+            .bind(which.event_id)
+            .bind(which.subscriber.as_deref())
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
+    fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let mut pruned = 0;
+            // In slices, so that pruning a large backlog never holds the write lock for long.
+            loop {
+                let deleted = sqlx::query(
+                    "DELETE FROM herald_events WHERE position IN ( \
+                       SELECT e.position FROM herald_events e \
+                       WHERE e.status = 'processed' AND e.processed_at < ? \
+                         AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
+                                         WHERE d.event_id = e.id) \
+                       LIMIT 5000)",
+                )
+                .bind(micros(processed_before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                pruned += deleted;
+                if deleted == 0 {
+                    return Ok(pruned);
+                }
+            }
+        })
+    }
+
+    fn stats(&self) -> Fut<'_, OutboxStats> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT \
+                   (SELECT count(*) FROM herald_events WHERE status <> 'processed') AS pending, \
+                   (SELECT count(*) FROM herald_events WHERE status = 'processed') AS processed, \
+                   (SELECT count(*) FROM herald_deliveries WHERE status <> 'failed') AS retrying, \
+                   (SELECT count(*) FROM herald_deliveries WHERE status = 'failed') AS dead",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(OutboxStats {
+                pending_events: row.try_get::<i64, _>("pending")? as u64,
+                processed_events: row.try_get::<i64, _>("processed")? as u64,
+                retrying_deliveries: row.try_get::<i64, _>("retrying")? as u64,
+                dead_letters: row.try_get::<i64, _>("dead")? as u64,
+            })
+        })
+    }
+
+    fn listen(&self, _wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+        // Commits in this process wake the drain through the commit hook; commits of other
+        // processes are found by the polling backstop.
+        Box::pin(async { Ok(None) })
+    }
+}

@@ -1,0 +1,737 @@
+//! The transactional outbox, bus and drain against real databases: every scenario runs on
+//! SQLite, on PostgreSQL (when `HERALD_TEST_POSTGRES_URL` names a server) and in memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald::chrono::Utc;
+use herald::uuid::Uuid;
+use herald::{
+    Backend, DrainHandle, Envelope, Lane, Publish, PublishError, Redrive, RetryTiming, Store,
+};
+use integration_tests::domain::TypedEventBus;
+use integration_tests::domain::events::{
+    ContactCreated, CrmSyncCompleted, StripePaymentReceived, WebhookOutboundContactSync,
+};
+use integration_tests::support::{PostgresSchema, eventually};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn contact_created(contact: Uuid) -> ContactCreated {
+    ContactCreated {
+        contact_id: contact,
+        account_id: None,
+        created_by: Uuid::from_u128(7),
+    }
+}
+
+fn payment(event_id: &str) -> StripePaymentReceived {
+    StripePaymentReceived {
+        event_id: event_id.to_owned(),
+        customer_id: "cus_1".to_owned(),
+        amount_cents: 1250.0,
+        currency: "eur".to_owned(),
+        received_at: Utc::now(),
+    }
+}
+
+/// A drain tuned for tests: quick retries, a short poll backstop.
+fn start<B: Backend>(bus: &TypedEventBus<B>) -> DrainHandle {
+    bus.drain()
+        .poll_interval(Duration::from_millis(50))
+        .retry(RetryTiming {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        })
+        .spawn()
+}
+
+/// Records what a subscriber saw.
+#[derive(Clone)]
+struct Seen<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Default for Seen<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: Clone> Seen<T> {
+    fn push(&self, value: T) {
+        self.0.lock().unwrap().push(value);
+    }
+    fn all(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+async fn publish_one<B: Backend>(bus: &TypedEventBus<B>, contact: Uuid) -> Uuid {
+    let mut tx = bus.store().begin().await.unwrap();
+    let id = bus
+        .publish(&mut tx, contact, contact_created(contact))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    id
+}
+
+async fn rollback_delivers_nothing<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.contact_id);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let drain = start(&bus);
+
+    let rolled_back = Uuid::from_u128(1);
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish(&mut tx, rolled_back, contact_created(rolled_back))
+        .await
+        .unwrap();
+    drop(tx);
+    let committed = Uuid::from_u128(2);
+    publish_one(&bus, committed).await;
+
+    eventually("the committed event is delivered", DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    drain.shutdown().await;
+    assert_eq!(seen.all(), vec![committed]);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 1, "{stats:?}");
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+}
+
+async fn same_id_is_stored_and_delivered_once<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let count = Arc::new(AtomicU32::new(0));
+    let counter = count.clone();
+    bus.subscribe("count", move |_: Envelope<ContactCreated>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let id = Uuid::now_v7();
+    let contact = Uuid::from_u128(3);
+    for _ in 0..2 {
+        let mut tx = bus.store().begin().await.unwrap();
+        let published = bus
+            .publish_with(
+                &mut tx,
+                Publish::new(contact_created(contact))
+                    .id(id)
+                    .aggregate_id(contact),
+            )
+            .await
+            .unwrap();
+        assert_eq!(published, id);
+        bus.store().commit(tx).await.unwrap();
+    }
+    let drain = start(&bus);
+    eventually("the event is processed", DEADLINE, || async {
+        bus.store().stats().await.unwrap().processed_events == 1
+    })
+    .await;
+    // A second publish of a delivered id stores nothing either.
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish_with(
+        &mut tx,
+        Publish::new(contact_created(contact))
+            .id(id)
+            .aggregate_id(contact),
+    )
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drain.shutdown().await;
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(
+        stats.processed_events + stats.pending_events,
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+async fn subscribers_receive_the_exact_payload_and_stamps<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let seen: Seen<Envelope<StripePaymentReceived>> = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<StripePaymentReceived>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let drain = start(&bus);
+    let sent = payment("evt_1");
+    let correlation = Uuid::now_v7();
+    let cause = Uuid::now_v7();
+    let mut tx = bus.store().begin().await.unwrap();
+    let id = bus
+        .publish_with(
+            &mut tx,
+            Publish::new(sent.clone())
+                .tenant("acme")
+                .correlation_id(correlation)
+                .causation_id(cause),
+        )
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    eventually("the payment is delivered", DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    drain.shutdown().await;
+    let envelope = &seen.all()[0];
+    assert_eq!(envelope.payload, sent);
+    assert_eq!(envelope.id, id);
+    assert_eq!(id.get_version_num(), 7, "ids default to UUID v7");
+    assert_eq!(envelope.event_type, "stripe_payment_received");
+    assert_eq!(envelope.version, 1);
+    assert_eq!(envelope.tenant_id.as_deref(), Some("acme"));
+    assert_eq!(envelope.correlation_id, Some(correlation));
+    assert_eq!(envelope.causation_id, Some(cause));
+    assert_eq!(envelope.aggregate_id, None);
+    assert_eq!(envelope.attempt, 1);
+}
+
+async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts: Seen<u32> = Seen::default();
+    let (flag, sink) = (healthy.clone(), attempts.clone());
+    bus.subscribe("ledger", move |e: Envelope<StripePaymentReceived>| {
+        let (flag, sink) = (flag.clone(), sink.clone());
+        async move {
+            sink.push(e.attempt);
+            if flag.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(format!("ledger unavailable (attempt {})", e.attempt))
+            }
+        }
+    });
+    let drain = start(&bus);
+    let mut tx = bus.store().begin().await.unwrap();
+    let id = bus
+        .publish_with(&mut tx, Publish::new(payment("evt_2")))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+
+    // stripe_payment_received.yaml: `retry: { attempts: 5, backoff: exponential }`.
+    eventually("the delivery is dead-lettered", DEADLINE, || async {
+        bus.store().stats().await.unwrap().dead_letters == 1
+    })
+    .await;
+    assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5]);
+    let dead = bus.store().dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, id);
+    assert_eq!(dead[0].subscriber, "ledger");
+    assert_eq!(dead[0].event_type, "stripe_payment_received");
+    assert_eq!(dead[0].attempts, 5);
+    assert_eq!(dead[0].last_error, "ledger unavailable (attempt 5)");
+
+    healthy.store(true, Ordering::SeqCst);
+    let redriven = bus
+        .store()
+        .redrive(&Redrive::event(id).subscriber("ledger"))
+        .await
+        .unwrap();
+    assert_eq!(redriven, 1);
+    eventually("the re-driven delivery succeeds", DEADLINE, || async {
+        let stats = bus.store().stats().await.unwrap();
+        stats.dead_letters == 0 && stats.retrying_deliveries == 0
+    })
+    .await;
+    drain.shutdown().await;
+    assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5, 1]);
+}
+
+async fn a_failing_subscriber_retries_alone<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let sibling_runs = Arc::new(AtomicU32::new(0));
+    let flaky_runs = Arc::new(AtomicU32::new(0));
+    let counter = sibling_runs.clone();
+    bus.subscribe("search_index", move |_: Envelope<ContactCreated>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let counter = flaky_runs.clone();
+    bus.subscribe("welcome_mail", move |_: Envelope<ContactCreated>| {
+        let counter = counter.clone();
+        async move {
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err("smtp timeout"),
+                _ => Ok(()),
+            }
+        }
+    });
+    let drain = start(&bus);
+    publish_one(&bus, Uuid::from_u128(4)).await;
+    eventually("the flaky subscriber succeeds", DEADLINE, || async {
+        flaky_runs.load(Ordering::SeqCst) == 3
+            && bus.store().stats().await.unwrap().retrying_deliveries == 0
+    })
+    .await;
+    drain.shutdown().await;
+    assert_eq!(sibling_runs.load(Ordering::SeqCst), 1);
+}
+
+async fn a_panicking_subscriber_is_a_failed_delivery<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    bus.subscribe("explodes", |_: Envelope<CrmSyncCompleted>| async move {
+        if Uuid::now_v7().is_nil() {
+            return Ok::<_, herald::HandlerError>(());
+        }
+        panic!("boom")
+    });
+    let drain = start(&bus);
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish_with(
+        &mut tx,
+        Publish::new(CrmSyncCompleted {
+            integration_id: Uuid::from_u128(9),
+            provider: "hubspot".into(),
+            counts: herald::serde_json::Map::from_iter([("contacts".to_owned(), 3.into())]),
+            duration_ms: 12.0,
+        })
+        .aggregate_id(Uuid::from_u128(9)),
+    )
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    eventually(
+        "the panicking delivery is dead-lettered",
+        DEADLINE,
+        || async { bus.store().stats().await.unwrap().dead_letters == 1 },
+    )
+    .await;
+    drain.shutdown().await;
+    let dead = bus.store().dead_letters(1).await.unwrap();
+    assert_eq!(dead[0].last_error, "subscriber panicked: boom");
+}
+
+async fn audit_events_have_no_route_and_reach_audit_subscribers<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("audit_log", move |e: Envelope<CrmSyncCompleted>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.provider);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    // A drain of the domain pools only never sees audit events ...
+    let domain_only = bus
+        .drain()
+        .pools(["events_change", "events_inbound", "events_outbound"])
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish(
+        &mut tx,
+        Uuid::from_u128(10),
+        CrmSyncCompleted {
+            integration_id: Uuid::from_u128(10),
+            provider: "salesforce".into(),
+            counts: herald::serde_json::Map::new(),
+            duration_ms: 40.0,
+        },
+    )
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    domain_only.shutdown().await;
+    assert_eq!(seen.len(), 0);
+    assert_eq!(bus.store().stats().await.unwrap().pending_events, 1);
+    // ... the audit lane delivers them.
+    let audit = bus.drain().pools(["audit"]).spawn();
+    eventually("the audit event is delivered", DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    audit.shutdown().await;
+    assert_eq!(seen.all(), vec!["salesforce".to_owned()]);
+}
+
+async fn untyped_publish_checks_type_and_payload<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<WebhookOutboundContactSync>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.operation);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let contact = Uuid::from_u128(11);
+    let mut tx = bus.store().begin().await.unwrap();
+    let unknown = bus
+        .publish_json(
+            &mut tx,
+            "contact_teleported",
+            Publish::new(herald::serde_json::json!({})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "unknown event type `contact_teleported`: it is not in the registry"
+    );
+    let bad = bus
+        .publish_json(
+            &mut tx,
+            "webhook_outbound_contact_sync",
+            Publish::new(herald::serde_json::json!({"contact_id": "not a uuid"}))
+                .aggregate_id(contact),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string()
+            .starts_with("payload of `webhook_outbound_contact_sync` does not match its schema"),
+        "{bad}"
+    );
+    bus.publish_json(
+        &mut tx,
+        "webhook_outbound_contact_sync",
+        Publish::new(herald::serde_json::json!({
+            "contact_id": contact,
+            "operation": "upsert",
+            "occurred_at": "2026-11-22T10:00:00Z",
+        }))
+        .aggregate_id(contact),
+    )
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    let drain = start(&bus);
+    eventually("the forwarded event is delivered", DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    drain.shutdown().await;
+    assert_eq!(seen.all(), vec!["upsert".to_owned()]);
+}
+
+async fn multi_tenant_stores_require_a_tenant<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.multi_tenant(true));
+    let contact = Uuid::from_u128(12);
+    let mut tx = bus.store().begin().await.unwrap();
+    let error = bus
+        .publish(&mut tx, contact, contact_created(contact))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        PublishError::TenantRequired {
+            event_type: "contact_created"
+        }
+    ));
+    assert!(error.to_string().contains("`contact_created`"), "{error}");
+    bus.publish_with(
+        &mut tx,
+        Publish::new(contact_created(contact))
+            .aggregate_id(contact)
+            .without_tenant(),
+    )
+    .await
+    .unwrap();
+    bus.publish_with(
+        &mut tx,
+        Publish::new(contact_created(contact))
+            .aggregate_id(contact)
+            .tenant("acme"),
+    )
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    assert_eq!(bus.store().stats().await.unwrap().pending_events, 2);
+}
+
+async fn aggregate_ids_follow_the_yaml<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let mut tx = bus.store().begin().await.unwrap();
+    let missing = bus
+        .publish_with(&mut tx, Publish::new(contact_created(Uuid::from_u128(13))))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        missing,
+        PublishError::MissingAggregateId {
+            event_type: "contact_created",
+            aggregate: "contact"
+        }
+    ));
+    let unexpected = bus
+        .publish(&mut tx, "x", payment("evt_3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        unexpected,
+        PublishError::UnexpectedAggregateId {
+            event_type: "stripe_payment_received"
+        }
+    ));
+}
+
+async fn an_expired_lease_is_reclaimed<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.contact_id);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let contact = Uuid::from_u128(14);
+    publish_one(&bus, contact).await;
+    // A worker claims the event and dies without a word.
+    let claimed = bus
+        .store()
+        .backend()
+        .claim_events(
+            &Lane::Pool("events_change".into()),
+            "crashed-worker",
+            10,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let drain = start(&bus);
+    eventually(
+        "the event is delivered after the lease",
+        DEADLINE,
+        || async { seen.len() == 1 },
+    )
+    .await;
+    drain.shutdown().await;
+    assert_eq!(seen.all(), vec![contact]);
+    // The dead worker's late acknowledgement is fenced off.
+    let acknowledged = bus
+        .store()
+        .backend()
+        .complete_events("crashed-worker", &[claimed[0].position], &[])
+        .await
+        .unwrap();
+    assert_eq!(acknowledged, 0);
+}
+
+async fn shutdown_releases_in_flight_claims<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = started.clone();
+    bus.subscribe("stuck", move |_: Envelope<ContactCreated>| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            std::future::pending::<Result<(), herald::HandlerError>>().await
+        }
+    });
+    publish_one(&bus, Uuid::from_u128(15)).await;
+    let drain = bus
+        .drain()
+        .lease(Duration::from_secs(3600))
+        .shutdown_timeout(Duration::from_millis(50))
+        .spawn();
+    started.notified().await;
+    drain.shutdown().await;
+    // Released, not left to a lease of an hour: another worker claims it at once.
+    let reclaimed = bus
+        .store()
+        .backend()
+        .claim_events(
+            &Lane::Pool("events_change".into()),
+            "next-worker",
+            10,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].claims, 2);
+}
+
+async fn prune_keeps_what_is_still_owed<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    bus.subscribe("always_fails", |_: Envelope<StripePaymentReceived>| async {
+        Err("down")
+    });
+    publish_one(&bus, Uuid::from_u128(16)).await;
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish_with(&mut tx, Publish::new(payment("evt_4")))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    let drain = start(&bus);
+    eventually("both processed, the payment dead", DEADLINE, || async {
+        let stats = bus.store().stats().await.unwrap();
+        stats.processed_events == 2 && stats.dead_letters == 1
+    })
+    .await;
+    drain.shutdown().await;
+    assert_eq!(
+        bus.store().prune(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(bus.store().prune(Duration::ZERO).await.unwrap(), 1);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 1, "the dead letter's event stays");
+}
+
+/// Four workers share one pool; each aggregate's events must reach the subscriber in publish
+/// order, also while some deliveries fail and retry.
+async fn per_aggregate_order_holds_with_four_workers<B: Backend>(store: Store<B>) {
+    const AGGREGATES: u128 = 20;
+    const PER_AGGREGATE: usize = 15;
+    let seen: Seen<(String, Uuid)> = Seen::default();
+    let failures = Arc::new(AtomicU32::new(0));
+    let mut drains = Vec::new();
+    let mut buses = Vec::new();
+    for worker in 0..4 {
+        let bus = TypedEventBus::new(store.clone());
+        let (sink, failures) = (seen.clone(), failures.clone());
+        bus.subscribe("ordered", move |e: Envelope<ContactCreated>| {
+            let (sink, failures) = (sink.clone(), failures.clone());
+            async move {
+                // Every 7th first attempt fails, so retries must keep the order too.
+                if e.attempt == 1 && e.id.as_u128().is_multiple_of(7) {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                    return Err("transient".into());
+                }
+                tokio::time::sleep(Duration::from_micros((e.id.as_u128() % 500) as u64)).await;
+                sink.push((e.aggregate_id.clone().unwrap_or_default(), e.id));
+                Ok::<_, herald::HandlerError>(())
+            }
+        });
+        drains.push(
+            bus.drain()
+                .worker_id(format!("worker-{worker}"))
+                .batch_size(8)
+                .poll_interval(Duration::from_millis(20))
+                .retry(RetryTiming {
+                    base: Duration::from_millis(2),
+                    cap: Duration::from_millis(10),
+                })
+                .spawn(),
+        );
+        buses.push(bus);
+    }
+    let bus = &buses[0];
+    let mut expected: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for round in 0..PER_AGGREGATE {
+        let mut tx = bus.store().begin().await.unwrap();
+        for aggregate in 0..AGGREGATES {
+            let contact = Uuid::from_u128(1000 + aggregate);
+            let id = bus
+                .publish(&mut tx, contact, contact_created(contact))
+                .await
+                .unwrap();
+            expected.entry(contact.to_string()).or_default().push(id);
+        }
+        bus.store().commit(tx).await.unwrap();
+        if round % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let total = AGGREGATES as usize * PER_AGGREGATE;
+    eventually("every event is delivered", DEADLINE, || async {
+        seen.len() >= total
+    })
+    .await;
+    for drain in drains {
+        drain.shutdown().await;
+    }
+    assert!(
+        failures.load(Ordering::SeqCst) > 0,
+        "no retry was exercised"
+    );
+    let mut delivered: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for (aggregate, id) in seen.all() {
+        delivered.entry(aggregate).or_default().push(id);
+    }
+    assert_eq!(delivered, expected);
+}
+
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let (_dir, store) = integration_tests::support::sqlite().await;
+                    super::$scenario(store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(schema) = super::PostgresSchema::create(stringify!($scenario)).await
+                    else {
+                        return;
+                    };
+                    super::$scenario(schema.store(10).await).await;
+                    schema.drop().await;
+                }
+            )*
+        }
+
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(herald::memory()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    rollback_delivers_nothing,
+    same_id_is_stored_and_delivered_once,
+    subscribers_receive_the_exact_payload_and_stamps,
+    retry_then_dead_letter_then_redrive,
+    a_failing_subscriber_retries_alone,
+    a_panicking_subscriber_is_a_failed_delivery,
+    audit_events_have_no_route_and_reach_audit_subscribers,
+    untyped_publish_checks_type_and_payload,
+    multi_tenant_stores_require_a_tenant,
+    aggregate_ids_follow_the_yaml,
+    an_expired_lease_is_reclaimed,
+    shutdown_releases_in_flight_claims,
+    prune_keeps_what_is_still_owed,
+    per_aggregate_order_holds_with_four_workers,
+);
