@@ -11,8 +11,9 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::event::{Event, EventMeta, Tier};
+use crate::job::Jobs;
 use crate::registry::{PayloadError, Registry};
-use crate::store::{Backend, NewEvent, Store, StoreError, StoredEvent};
+use crate::store::{Backend, NewEvent, NewRun, Store, StoreError, StoredEvent};
 
 /// The registry a typed bus is generated for. The generator implements it on the application's
 /// `AppEvent` enum.
@@ -60,6 +61,13 @@ pub enum PublishError {
          id: add the aggregate to the event, or publish it without one"
     )]
     UnexpectedAggregateId { event_type: &'static str },
+    #[error("the input of job `{job}`, triggered by `{event_type}`, cannot be built: {source}")]
+    TriggerInput {
+        event_type: &'static str,
+        job: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -190,6 +198,7 @@ pub(crate) type Subscribers = Arc<RwLock<HashMap<&'static str, Vec<Subscriber>>>
 pub struct EventBus<C: Catalog, B: Backend> {
     store: Store<B>,
     subscribers: Subscribers,
+    jobs: Arc<Jobs<C>>,
     catalog: PhantomData<fn() -> C>,
 }
 
@@ -198,6 +207,7 @@ impl<C: Catalog, B: Backend> Clone for EventBus<C, B> {
         Self {
             store: self.store.clone(),
             subscribers: self.subscribers.clone(),
+            jobs: self.jobs.clone(),
             catalog: PhantomData,
         }
     }
@@ -207,6 +217,7 @@ impl<C: Catalog, B: Backend> std::fmt::Debug for EventBus<C, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventBus")
             .field("registry", &C::registry().len())
+            .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
 }
@@ -216,8 +227,20 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         Self {
             store,
             subscribers: Subscribers::default(),
+            jobs: Arc::new(Jobs::new()),
             catalog: PhantomData,
         }
+    }
+
+    /// The jobs whose triggers this bus honours: publishing an event enqueues, in the same
+    /// transaction, a run of each of them that the event triggers.
+    pub fn with_jobs(mut self, jobs: Jobs<C>) -> Self {
+        self.jobs = Arc::new(jobs);
+        self
+    }
+
+    pub fn jobs(&self) -> &Jobs<C> {
+        &self.jobs
     }
 
     pub fn store(&self) -> &Store<B> {
@@ -348,8 +371,55 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         };
         let _entered = span.enter();
         let inserted = self.store.backend().insert_events(tx, &rows).await?;
-        tracing::trace!(inserted, "published");
+        tracing::trace!(inserted = inserted.len(), "published");
+        let runs = self.triggered_runs(&rows, &inserted)?;
+        if !runs.is_empty() {
+            self.store.backend().insert_runs(tx, &runs).await?;
+        }
         Ok(rows.into_iter().map(|row| row.id).collect())
+    }
+
+    /// The runs that the newly stored events trigger. An event id that was already stored
+    /// triggers nothing again: the id is the idempotency key of its jobs too.
+    fn triggered_runs(
+        &self,
+        rows: &[NewEvent],
+        inserted: &[Uuid],
+    ) -> Result<Vec<NewRun>, PublishError> {
+        let mut runs = Vec::new();
+        if self.jobs.names().is_empty() {
+            return Ok(runs);
+        }
+        for row in rows {
+            if row.tier != "domain" || !inserted.contains(&row.id) {
+                continue;
+            }
+            for binding in self.jobs.bindings_of(row.event_type) {
+                let input = binding.trigger.input_for(&row.payload).map_err(|source| {
+                    PublishError::TriggerInput {
+                        event_type: row.event_type,
+                        job: binding.name,
+                        source,
+                    }
+                })?;
+                let id = Uuid::now_v7();
+                runs.push(NewRun {
+                    id,
+                    job: binding.name,
+                    pool: binding.pool,
+                    dedupe_key: (binding.dedupe)(&input),
+                    input,
+                    max_attempts: binding.max_attempts,
+                    run_at: None,
+                    scope_type: row.aggregate_type.map(str::to_owned),
+                    scope_id: row.aggregate_id.clone(),
+                    event_id: Some(row.id),
+                    parent_id: None,
+                    root_id: id,
+                });
+            }
+        }
+        Ok(runs)
     }
 
     /// Registers `handler` as the subscriber `name` of `E`. The name identifies the subscriber's

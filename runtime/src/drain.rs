@@ -200,14 +200,7 @@ async fn run<C: Catalog, B: Backend>(
     lanes: Vec<Lane>,
     stopped: watch::Receiver<bool>,
 ) {
-    let store = shared.bus.store();
-    let listener = match store.backend().listen(store.wake().clone()).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for commits; relying on polling");
-            None
-        }
-    };
+    shared.bus.store().ensure_listening().await;
     let mut tasks = Vec::new();
     for lane in lanes {
         tasks.push(tokio::spawn(event_lane(
@@ -225,9 +218,6 @@ async fn run<C: Catalog, B: Backend>(
         if let Err(error) = task.await {
             tracing::error!(%error, "drain lane panicked");
         }
-    }
-    if let Some(listener) = listener {
-        listener.abort();
     }
 }
 
@@ -286,7 +276,7 @@ async fn event_lane<C: Catalog, B: Backend>(
 ) {
     let owner = format!("{}/{lane}", shared.worker_id);
     let store = shared.bus.store();
-    let mut woken = store.wake().subscribe();
+    let mut woken = store.wakes().events.subscribe();
     while !*stopped.borrow() {
         woken.borrow_and_update();
         let claim = store.backend().claim_events(
@@ -396,7 +386,7 @@ async fn deliver_batch<C: Catalog, B: Backend>(
     let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
     let completed = backend.complete_events(owner, &positions, &pending).await?;
     if !pending.is_empty() {
-        shared.bus.store().retry_wake().notify();
+        shared.bus.store().wakes().retries.notify();
     }
     if completed < positions.len() as u64 {
         tracing::warn!(
@@ -455,7 +445,7 @@ async fn deliver<C: Catalog, B: Backend>(
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = panic.downcast_ref::<String>() {
@@ -477,7 +467,7 @@ async fn retry_lane<C: Catalog, B: Backend>(
         .config
         .poll_interval
         .min(shared.config.retry.base.max(Duration::from_millis(10)));
-    let mut woken = store.retry_wake().subscribe();
+    let mut woken = store.wakes().retries.subscribe();
     while !*stopped.borrow() {
         woken.borrow_and_update();
         let claim = store.backend().claim_deliveries(

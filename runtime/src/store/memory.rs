@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::memory_jobs::JobState;
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
 };
 use crate::event::Event;
 
@@ -88,7 +89,8 @@ impl RecordedEvent {
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
-    wake: Wake,
+    jobs: Arc<Mutex<JobState>>,
+    wakes: Wakes,
 }
 
 impl sealed::Sealed for MemoryBackend {}
@@ -101,10 +103,19 @@ impl sealed::Sealed for MemoryBackend {}
 pub struct MemoryTransaction {
     backend: MemoryBackend,
     buffered: Vec<NewEvent>,
+    runs: Vec<NewRun>,
 }
 
 impl MemoryTransaction {
     pub async fn commit(self) -> Result<(), StoreError> {
+        if !self.runs.is_empty() {
+            let mut jobs = self.backend.jobs();
+            for run in &self.runs {
+                jobs.insert(run);
+            }
+            drop(jobs);
+            self.backend.wakes.jobs.notify();
+        }
         let inserted = {
             let mut state = self.backend.lock();
             let mut inserted = false;
@@ -143,7 +154,7 @@ impl MemoryTransaction {
             inserted
         };
         if inserted {
-            self.backend.wake.notify();
+            self.backend.wakes.events.notify();
         }
         Ok(())
     }
@@ -154,11 +165,22 @@ impl MemoryTransaction {
 }
 
 impl MemoryBackend {
-    pub(super) fn new(wake: Wake) -> Self {
+    pub(super) fn new(wakes: Wakes) -> Self {
         Self {
             state: Arc::default(),
-            wake,
+            jobs: Arc::default(),
+            wakes,
         }
+    }
+
+    pub(super) fn jobs(&self) -> MutexGuard<'_, JobState> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn wakes(&self) -> &Wakes {
+        &self.wakes
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -221,6 +243,7 @@ impl Backend for MemoryBackend {
             Ok(MemoryTransaction {
                 backend: self.clone(),
                 buffered: Vec::new(),
+                runs: Vec::new(),
             })
         })
     }
@@ -237,19 +260,49 @@ impl Backend for MemoryBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
-    ) -> Fut<'a, u64> {
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let state = self.lock();
-            let mut inserted = 0;
+            let mut inserted = Vec::new();
             for event in events {
                 let known = state.position_of(event.id).is_some()
                     || tx.buffered.iter().any(|buffered| buffered.id == event.id);
                 if !known {
                     tx.buffered.push(event.clone());
-                    inserted += 1;
+                    inserted.push(event.id);
                 }
             }
             Ok(inserted)
+        })
+    }
+
+    fn insert_runs<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        runs: &'a [NewRun],
+    ) -> Fut<'a, Vec<Uuid>> {
+        Box::pin(async move {
+            // Dedupe against committed runs and those earlier in this transaction.
+            let jobs = self.jobs();
+            let mut ids = Vec::with_capacity(runs.len());
+            for run in runs {
+                let live = run.dedupe_key.as_ref().and_then(|key| {
+                    jobs.live_run(run.job, key).or_else(|| {
+                        tx.runs
+                            .iter()
+                            .find(|r| r.job == run.job && r.dedupe_key.as_ref() == Some(key))
+                            .map(|r| r.id)
+                    })
+                });
+                match live {
+                    Some(id) => ids.push(id),
+                    None => {
+                        tx.runs.push(run.clone());
+                        ids.push(run.id);
+                    }
+                }
+            }
+            Ok(ids)
         })
     }
 
@@ -600,7 +653,7 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn listen(&self, _wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+    fn listen(&self, _wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
         Box::pin(async { Ok(None) })
     }
 }

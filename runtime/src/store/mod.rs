@@ -1,9 +1,13 @@
 //! Where events live: the outbox tables and the operations the bus and the drain need on them,
 //! for SQLite (the embedded default), PostgreSQL and an in-memory backend for unit tests.
 
+mod jobs;
 mod memory;
+mod memory_jobs;
 mod postgres;
+mod postgres_jobs;
 mod sqlite;
+mod sqlite_jobs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +17,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use jobs::{
+    AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo,
+    RunStatus,
+};
 pub use memory::{MemoryBackend, MemoryTransaction, RecordedEvent};
 pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
@@ -214,7 +222,7 @@ mod sealed {
 ///
 /// The methods are the outbox's storage operations; applications call them through
 /// [`Store`], [`crate::EventBus`] and the drain, not directly.
-pub trait Backend: sealed::Sealed + Clone + Send + Sync + 'static {
+pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// The caller's transaction that publishing writes into: a plain `sqlx::Transaction` for
     /// the SQL backends.
     type Transaction<'c>: Send;
@@ -230,7 +238,15 @@ pub trait Backend: sealed::Sealed + Clone + Send + Sync + 'static {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
-    ) -> Fut<'a, u64>;
+    ) -> Fut<'a, Vec<Uuid>>;
+    /// Enqueues runs in the caller's transaction; returns each live run's id (a deduplicated
+    /// run returns the id of the run it collapsed onto).
+    #[doc(hidden)]
+    fn insert_runs<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        runs: &'a [NewRun],
+    ) -> Fut<'a, Vec<Uuid>>;
     #[doc(hidden)]
     fn claim_events<'a>(
         &'a self,
@@ -274,7 +290,7 @@ pub trait Backend: sealed::Sealed + Clone + Send + Sync + 'static {
     fn stats(&self) -> Fut<'_, OutboxStats>;
     /// Starts whatever turns commits made elsewhere into wake-ups (PostgreSQL `LISTEN`).
     #[doc(hidden)]
-    fn listen(&self, wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;
+    fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;
 }
 
 /// Wakes drain lanes when events commit. A counter in a watch channel, so a lane that was busy
@@ -297,6 +313,39 @@ impl Wake {
     }
 }
 
+/// The wake-ups of one store.
+#[derive(Debug, Clone)]
+pub struct Wakes {
+    /// Committed events: wakes event lanes.
+    pub(crate) events: Wake,
+    /// New retries or re-driven dead letters: wakes retry lanes.
+    pub(crate) retries: Wake,
+    /// Enqueued runs: wakes job workers.
+    pub(crate) jobs: Wake,
+}
+
+impl Wakes {
+    fn new() -> Self {
+        Self {
+            events: Wake::new(),
+            retries: Wake::new(),
+            jobs: Wake::new(),
+        }
+    }
+}
+
+/// Stops the `LISTEN` task when the last clone of its store goes away.
+#[derive(Debug, Default)]
+struct Listener(tokio::sync::OnceCell<Option<tokio::task::JoinHandle<()>>>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(Some(task)) = self.0.get() {
+            task.abort();
+        }
+    }
+}
+
 /// Store-wide settings.
 #[derive(Debug, Clone, Copy, Default)]
 struct Settings {
@@ -307,21 +356,35 @@ struct Settings {
 #[derive(Debug, Clone)]
 pub struct Store<B: Backend> {
     backend: B,
-    /// Committed events: wakes event lanes.
-    wake: Wake,
-    /// New retries or re-driven dead letters: wakes retry lanes.
-    retry_wake: Wake,
+    wakes: Wakes,
+    listener: Arc<Listener>,
     settings: Settings,
 }
 
 impl<B: Backend> Store<B> {
-    fn from_backend(backend: B, wake: Wake) -> Self {
+    fn from_backend(backend: B, wakes: Wakes) -> Self {
         Self {
             backend,
-            wake,
-            retry_wake: Wake::new(),
+            wakes,
+            listener: Arc::default(),
             settings: Settings::default(),
         }
+    }
+
+    /// Starts listening for commits of other processes (PostgreSQL), once per store.
+    pub(crate) async fn ensure_listening(&self) {
+        self.listener
+            .0
+            .get_or_init(|| async {
+                match self.backend.listen(self.wakes.clone()).await {
+                    Ok(task) => task,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for commits; relying on polling");
+                        None
+                    }
+                }
+            })
+            .await;
     }
 
     /// Applies the embedded migrations that this database has not seen yet. Safe to call from
@@ -366,7 +429,7 @@ impl<B: Backend> Store<B> {
     pub async fn redrive(&self, which: &Redrive) -> Result<u64, StoreError> {
         let count = self.backend.redrive(which).await?;
         if count > 0 {
-            self.retry_wake.notify();
+            self.wakes.retries.notify();
         }
         Ok(count)
     }
@@ -385,21 +448,17 @@ impl<B: Backend> Store<B> {
         self.backend.stats().await
     }
 
-    pub(crate) fn wake(&self) -> &Wake {
-        &self.wake
-    }
-
-    pub(crate) fn retry_wake(&self) -> &Wake {
-        &self.retry_wake
+    pub(crate) fn wakes(&self) -> &Wakes {
+        &self.wakes
     }
 }
 
 /// Opens (creating it if missing) a SQLite database, e.g. `sqlite://app.db`, with crash-safe
 /// settings: WAL journal, `synchronous = FULL`, foreign keys on.
 pub async fn sqlite(url: &str) -> Result<SqliteStore, StoreError> {
-    let wake = Wake::new();
-    let backend = SqliteBackend::connect(url, wake.clone()).await?;
-    Ok(Store::from_backend(backend, wake))
+    let wakes = Wakes::new();
+    let backend = SqliteBackend::connect(url, wakes.clone()).await?;
+    Ok(Store::from_backend(backend, wakes))
 }
 
 /// Connects to PostgreSQL, e.g. `postgres://user@host/db`.
@@ -414,11 +473,11 @@ pub async fn postgres_with(
     max_connections: u32,
 ) -> Result<PostgresStore, StoreError> {
     let backend = PostgresBackend::connect(options, max_connections).await?;
-    Ok(Store::from_backend(backend, Wake::new()))
+    Ok(Store::from_backend(backend, Wakes::new()))
 }
 
 /// An in-memory store for unit tests: the same bus, drain and assertions on what was published.
 pub fn memory() -> MemoryStore {
-    let wake = Wake::new();
-    Store::from_backend(MemoryBackend::new(wake.clone()), wake)
+    let wakes = Wakes::new();
+    Store::from_backend(MemoryBackend::new(wakes.clone()), wakes)
 }

@@ -12,17 +12,25 @@ use uuid::Uuid;
 
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../migrations/postgres/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../migrations/postgres/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../migrations/postgres/0002_jobs.sql"),
+    ),
+];
 
-/// The `NOTIFY` channel of the outbox trigger.
-const CHANNEL: &str = "herald_events";
+/// The `NOTIFY` channels of the outbox and job triggers.
+const EVENTS_CHANNEL: &str = "herald_events";
+const JOBS_CHANNEL: &str = "herald_jobs";
 
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
@@ -199,16 +207,16 @@ impl Backend for PostgresBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
-    ) -> Fut<'a, u64> {
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             if let [event] = events {
                 // The common case, one event: plain binds, no arrays to build.
-                return Ok(sqlx::query(
+                return Ok(sqlx::query_scalar(
                     "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                        aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
                        payload, occurred_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13) \
-                     ON CONFLICT (id) DO NOTHING",
+                     ON CONFLICT (id) DO NOTHING RETURNING id",
                 )
                 .bind(event.id)
                 .bind(event.event_type)
@@ -223,15 +231,14 @@ impl Backend for PostgresBackend {
                 .bind(event.causation_id)
                 .bind(event.payload.as_str())
                 .bind(event.occurred_at)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected());
+                .fetch_all(&mut **tx)
+                .await?);
             }
             let mut columns = EventColumns::default();
             for event in events {
                 columns.push(event);
             }
-            Ok(sqlx::query(
+            Ok(sqlx::query_scalar(
                 "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                    aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
                    payload, occurred_at) \
@@ -244,7 +251,7 @@ impl Backend for PostgresBackend {
                    AS t(id, event_type, version, tier, direction, pool, aggregate_type, \
                         aggregate_id, tenant_id, correlation_id, causation_id, payload, \
                         occurred_at) \
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
             )
             .bind(&columns.id)
             .bind(&columns.event_type)
@@ -259,10 +266,17 @@ impl Backend for PostgresBackend {
             .bind(&columns.causation_id)
             .bind(&columns.payload)
             .bind(&columns.occurred_at)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected())
+            .fetch_all(&mut **tx)
+            .await?)
         })
+    }
+
+    fn insert_runs<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        runs: &'a [NewRun],
+    ) -> Fut<'a, Vec<Uuid>> {
+        Box::pin(super::postgres_jobs::insert_runs(tx, runs))
     }
 
     fn claim_events<'a>(
@@ -627,19 +641,23 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn listen(&self, wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+    fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
         Box::pin(async move {
             let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen(CHANNEL).await?;
+            listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
             Ok(Some(tokio::spawn(async move {
                 loop {
                     match listener.recv().await {
-                        Ok(_) => wake.notify(),
+                        Ok(notification) if notification.channel() == JOBS_CHANNEL => {
+                            wakes.jobs.notify();
+                        }
+                        Ok(_) => wakes.events.notify(),
                         Err(error) => {
                             // recv reconnects by itself; notifications sent meanwhile are
                             // caught by the polling backstop. Wake anyway, to look at once.
                             tracing::warn!(%error, "LISTEN connection lost; reconnecting");
-                            wake.notify();
+                            wakes.events.notify();
+                            wakes.jobs.notify();
                             tokio::time::sleep(Duration::from_millis(500)).await;
                         }
                     }

@@ -17,14 +17,21 @@ use uuid::Uuid;
 
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wake, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../migrations/sqlite/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../migrations/sqlite/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../migrations/sqlite/0002_jobs.sql"),
+    ),
+];
 
 /// Rows per multi-row INSERT: 13 bound values each stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
@@ -37,7 +44,7 @@ pub struct SqliteBackend {
 impl sealed::Sealed for SqliteBackend {}
 
 impl SqliteBackend {
-    pub(super) async fn connect(url: &str, wake: Wake) -> Result<Self, StoreError> {
+    pub(super) async fn connect(url: &str, wakes: Wakes) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -49,8 +56,8 @@ impl SqliteBackend {
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 8 })
             .after_connect(move |connection, _| {
-                let wake = wake.clone();
-                Box::pin(async move { install_commit_wake(connection, wake).await })
+                let wakes = wakes.clone();
+                Box::pin(async move { install_commit_wake(connection, wakes).await })
             })
             .connect_with(options)
             .await?;
@@ -63,29 +70,40 @@ impl SqliteBackend {
     }
 }
 
-/// Wakes the in-process drain when a transaction that inserted outbox rows commits. SQLite
-/// calls the commit hook while it still holds the write lock, and claims take that lock, so the
-/// woken lane cannot claim before the commit is visible.
+/// Wakes the in-process drain (or job worker) when a transaction that inserted outbox rows (or
+/// runs) commits. SQLite calls the commit hook while it still holds the write lock, and claims
+/// take that lock, so the woken lane cannot claim before the commit is visible.
 async fn install_commit_wake(
     connection: &mut SqliteConnection,
-    wake: Wake,
+    wakes: Wakes,
 ) -> Result<(), sqlx::Error> {
-    let inserted = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicBool::new(false));
     let mut handle = connection.lock_handle().await?;
-    let on_insert = inserted.clone();
+    let (on_event, on_run) = (events.clone(), runs.clone());
     handle.set_update_hook(move |change| {
-        if matches!(change.operation, SqliteOperation::Insert) && change.table == "herald_events" {
-            on_insert.store(true, Ordering::Relaxed);
+        if matches!(change.operation, SqliteOperation::Insert) {
+            match change.table {
+                "herald_events" => on_event.store(true, Ordering::Relaxed),
+                "herald_jobs" => on_run.store(true, Ordering::Relaxed),
+                _ => {}
+            }
         }
     });
-    let on_commit = inserted.clone();
+    let (on_event, on_run) = (events.clone(), runs.clone());
     handle.set_commit_hook(move || {
-        if on_commit.swap(false, Ordering::Relaxed) {
-            wake.notify();
+        if on_event.swap(false, Ordering::Relaxed) {
+            wakes.events.notify();
+        }
+        if on_run.swap(false, Ordering::Relaxed) {
+            wakes.jobs.notify();
         }
         true
     });
-    handle.set_rollback_hook(move || inserted.store(false, Ordering::Relaxed));
+    handle.set_rollback_hook(move || {
+        events.store(false, Ordering::Relaxed);
+        runs.store(false, Ordering::Relaxed);
+    });
     Ok(())
 }
 
@@ -137,7 +155,7 @@ fn positions_json(positions: &[i64]) -> String {
 async fn insert_chunk(
     connection: &mut SqliteConnection,
     chunk: &[NewEvent],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let now = now_micros();
     let mut builder = sqlx::QueryBuilder::<Sqlite>::new(
         "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
@@ -161,13 +179,12 @@ async fn insert_chunk(
             .push_bind(now)
             .push_bind(now);
     });
-    builder.push(" ON CONFLICT (id) DO NOTHING");
-    Ok(builder
-        .build()
+    builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    builder
+        .build_query_scalar()
         .persistent(chunk.len() == 1)
-        .execute(&mut *connection)
-        .await?
-        .rows_affected())
+        .fetch_all(&mut *connection)
+        .await
 }
 
 fn state_columns(state: &DeliveryState) -> (&'static str, i64, i64, Option<&str>) {
@@ -247,14 +264,22 @@ impl Backend for SqliteBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
-    ) -> Fut<'a, u64> {
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
-            let mut inserted = 0;
+            let mut inserted = Vec::with_capacity(events.len());
             for chunk in events.chunks(INSERT_CHUNK) {
-                inserted += insert_chunk(tx, chunk).await?;
+                inserted.extend(insert_chunk(tx, chunk).await?);
             }
             Ok(inserted)
         })
+    }
+
+    fn insert_runs<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        runs: &'a [NewRun],
+    ) -> Fut<'a, Vec<Uuid>> {
+        Box::pin(super::sqlite_jobs::insert_runs(tx, runs))
     }
 
     fn claim_events<'a>(
@@ -597,7 +622,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn listen(&self, _wake: Wake) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
+    fn listen(&self, _wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
         // Commits in this process wake the drain through the commit hook; commits of other
         // processes are found by the polling backstop.
         Box::pin(async { Ok(None) })

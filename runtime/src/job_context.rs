@@ -1,0 +1,179 @@
+//! What a running job sees: its run, its attempt, memoized steps and child runs.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::job::Job;
+use crate::store::{JobStore, NewRun};
+
+/// The error a job returns when it has no error type of its own: any error, or a message.
+#[derive(Debug)]
+pub struct JobError(Box<dyn std::error::Error + Send + Sync>);
+
+impl JobError {
+    pub fn msg(message: impl Display) -> Self {
+        Self(message.to_string().into())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(error: E) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Display::fmt(&self.0, f)
+    }
+}
+
+/// When a run becomes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAt {
+    Now,
+    At(DateTime<Utc>),
+    In(Duration),
+}
+
+impl RunAt {
+    pub(crate) fn resolve(self) -> Option<DateTime<Utc>> {
+        match self {
+            RunAt::Now => None,
+            RunAt::At(at) => Some(at),
+            RunAt::In(delay) => Some(
+                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            ),
+        }
+    }
+}
+
+/// Values a worker hands to every job (a connection pool, an HTTP client, a bus), by type.
+pub(crate) type States = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+/// The context of one attempt of one run.
+#[derive(Clone)]
+pub struct JobContext {
+    pub(crate) run_id: Uuid,
+    pub(crate) root_id: Uuid,
+    pub(crate) attempt: u32,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) states: Arc<States>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("run_id", &self.run_id)
+            .field("root_id", &self.root_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fenced(run: Uuid) -> JobError {
+    JobError::msg(format!(
+        "this attempt no longer holds run {run}: it was canceled, or its lease expired and the \
+         run was rescued"
+    ))
+}
+
+impl JobContext {
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    pub fn root_id(&self) -> Uuid {
+        self.root_id
+    }
+
+    /// 1 on the first attempt.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The value of type `T` given to the worker with [`crate::Worker::state`].
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.states
+            .get(&TypeId::of::<T>())
+            .and_then(|state| state.downcast_ref::<T>())
+            .ok_or_else(|| {
+                JobError::msg(format!(
+                    "no `{}` was given to the worker: add it with `Worker::state(..)`",
+                    std::any::type_name::<T>()
+                ))
+            })
+    }
+
+    /// A UUID that is the same on every attempt of this run, for idempotency keys of side
+    /// effects (an event id to publish, a request id for a remote API).
+    pub fn idempotency_key(&self, name: &str) -> Uuid {
+        Uuid::new_v5(&self.run_id, name.as_bytes())
+    }
+
+    /// Runs `work` once per run: its output is stored under (run, `id`) when it succeeds, and a
+    /// retried attempt gets the stored output back without running `work` again.
+    pub async fn step<T, E, F, Fut>(&self, id: &str, work: F) -> Result<T, JobError>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Into<JobError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(stored) = self
+            .store
+            .step_output(self.run_id, id)
+            .await
+            .map_err(JobError::from)?
+        {
+            tracing::debug!(run = %self.run_id, step = id, "step already done; skipped");
+            return serde_json::from_str(&stored).map_err(|error| {
+                JobError::msg(format!(
+                    "stored output of step `{id}` does not decode: {error}"
+                ))
+            });
+        }
+        let output = work().await.map_err(Into::into)?;
+        let json = serde_json::to_string(&output)?;
+        let saved = self
+            .store
+            .save_step(self.run_id, self.attempt, id, &json)
+            .await?;
+        if !saved {
+            return Err(fenced(self.run_id));
+        }
+        Ok(output)
+    }
+
+    /// Enqueues a run of `J` as a child of this run (canceling this run's tree cancels it).
+    pub async fn spawn_child<J: Job>(&self, input: J::Input, at: RunAt) -> Result<Uuid, JobError> {
+        let json = serde_json::to_string(&input)?;
+        let run = NewRun {
+            id: Uuid::now_v7(),
+            job: J::NAME,
+            pool: J::POOL,
+            dedupe_key: J::dedupe_key(&input),
+            input: json,
+            max_attempts: J::RETRY.attempts.max(1),
+            run_at: at.resolve(),
+            scope_type: None,
+            scope_id: None,
+            event_id: None,
+            parent_id: Some(self.run_id),
+            root_id: self.root_id,
+        };
+        self.store
+            .insert_run_now(&run, Some(self.attempt))
+            .await?
+            .ok_or_else(|| fenced(self.run_id))
+    }
+}

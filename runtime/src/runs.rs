@@ -1,0 +1,149 @@
+//! Enqueueing runs in the caller's transaction, and the query API over runs.
+
+use uuid::Uuid;
+
+use crate::job::Job;
+use crate::job_context::RunAt;
+use crate::store::{Backend, NewRun, RunFilter, RunInfo, Store, StoreError};
+
+/// Why a run was not enqueued. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("input of job `{job}` cannot be serialized: {source}")]
+    Serialize {
+        job: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A run to enqueue, with its options.
+#[derive(Debug, Clone)]
+#[must_use = "a Start does nothing until it is passed to `JobClient::start_with`"]
+pub struct Start<I> {
+    input: I,
+    at: RunAt,
+    scope: Option<(String, String)>,
+}
+
+impl<I> Start<I> {
+    pub fn new(input: I) -> Self {
+        Self {
+            input,
+            at: RunAt::Now,
+            scope: None,
+        }
+    }
+
+    /// Schedules the run: it stays `pending` until then.
+    pub fn at(mut self, at: RunAt) -> Self {
+        self.at = at;
+        self
+    }
+
+    /// The aggregate the run concerns, for `RunFilter::scope`.
+    pub fn scope(
+        mut self,
+        scope_type: impl Into<String>,
+        scope_id: impl std::fmt::Display,
+    ) -> Self {
+        self.scope = Some((scope_type.into(), scope_id.to_string()));
+        self
+    }
+}
+
+/// Enqueues and inspects runs on one store; from [`Store::jobs`].
+#[derive(Debug, Clone)]
+pub struct JobClient<B: Backend> {
+    store: Store<B>,
+}
+
+impl<B: Backend> Store<B> {
+    /// The job API of this store.
+    pub fn jobs(&self) -> JobClient<B> {
+        JobClient {
+            store: self.clone(),
+        }
+    }
+}
+
+pub(crate) fn new_run<J: Job>(
+    input: &J::Input,
+    at: RunAt,
+    scope: Option<(String, String)>,
+) -> Result<NewRun, EnqueueError> {
+    let id = Uuid::now_v7();
+    let (scope_type, scope_id) = scope.unzip();
+    Ok(NewRun {
+        id,
+        job: J::NAME,
+        pool: J::POOL,
+        input: serde_json::to_string(input).map_err(|source| EnqueueError::Serialize {
+            job: J::NAME,
+            source,
+        })?,
+        max_attempts: J::RETRY.attempts.max(1),
+        run_at: at.resolve(),
+        dedupe_key: J::dedupe_key(input),
+        scope_type,
+        scope_id,
+        event_id: None,
+        parent_id: None,
+        root_id: id,
+    })
+}
+
+impl<B: Backend> JobClient<B> {
+    /// Enqueues a run of `J` in the caller's transaction: it exists if and only if the
+    /// transaction commits. Returns its id, or the id of the live run its dedupe key collapses
+    /// onto.
+    pub async fn start<J: Job>(
+        &self,
+        tx: &mut B::Transaction<'_>,
+        input: J::Input,
+    ) -> Result<Uuid, EnqueueError> {
+        self.start_with::<J>(tx, Start::new(input)).await
+    }
+
+    pub async fn start_with<J: Job>(
+        &self,
+        tx: &mut B::Transaction<'_>,
+        start: Start<J::Input>,
+    ) -> Result<Uuid, EnqueueError> {
+        let run = new_run::<J>(&start.input, start.at, start.scope)?;
+        let span = tracing::debug_span!("herald.job.enqueue", job = J::NAME, run.id = %run.id);
+        let _entered = span.enter();
+        let ids = self
+            .store
+            .backend()
+            .insert_runs(tx, std::slice::from_ref(&run))
+            .await?;
+        Ok(ids.first().copied().unwrap_or(run.id))
+    }
+
+    /// Cancels the run and every run below it; returns how many were still live. A running
+    /// attempt of a canceled run is stopped at its next heartbeat and can no longer write.
+    pub async fn cancel(&self, run: Uuid) -> Result<u64, StoreError> {
+        self.store.backend().cancel_tree(run).await
+    }
+
+    /// Sends a failed, timed-out or canceled run back to `pending` with a fresh set of attempts.
+    pub async fn retry(&self, run: Uuid) -> Result<bool, StoreError> {
+        let retried = self.store.backend().retry_run(run).await?;
+        if retried {
+            self.store.wakes().jobs.notify();
+        }
+        Ok(retried)
+    }
+
+    pub async fn get(&self, run: Uuid) -> Result<Option<RunInfo>, StoreError> {
+        self.store.backend().get_run(run).await
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunInfo>, StoreError> {
+        self.store.backend().list_runs(filter).await
+    }
+}

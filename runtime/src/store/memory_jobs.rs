@@ -1,0 +1,408 @@
+//! Durable jobs in memory: the same claims, caps, dedupe, fencing, steps and trees as the SQL
+//! backends, for unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::jobs::{
+    AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus,
+};
+use super::memory::MemoryBackend;
+use super::{Fut, StoreError};
+
+#[derive(Debug, Clone)]
+pub(super) struct MemRun {
+    info: RunInfo,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct JobState {
+    /// By id; UUID v7 ids keep creation order.
+    runs: BTreeMap<Uuid, MemRun>,
+    steps: HashMap<(Uuid, String), String>,
+}
+
+fn lease_until(lease: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}
+
+fn is_live(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Pending | RunStatus::Running)
+}
+
+impl JobState {
+    pub(super) fn live_run(&self, job: &str, key: &str) -> Option<Uuid> {
+        self.runs
+            .values()
+            .find(|r| {
+                r.info.job == job
+                    && r.info.dedupe_key.as_deref() == Some(key)
+                    && is_live(r.info.status)
+            })
+            .map(|r| r.info.id)
+    }
+
+    /// Inserts `run`, or returns the live run its dedupe key collapses onto.
+    pub(super) fn insert(&mut self, run: &NewRun) -> Uuid {
+        if let Some(live) = run
+            .dedupe_key
+            .as_deref()
+            .and_then(|key| self.live_run(run.job, key))
+        {
+            return live;
+        }
+        let now = Utc::now();
+        self.runs.insert(
+            run.id,
+            MemRun {
+                info: RunInfo {
+                    id: run.id,
+                    job: run.job.to_owned(),
+                    pool: run.pool.to_owned(),
+                    status: RunStatus::Pending,
+                    input: serde_json::from_str(&run.input).unwrap_or_default(),
+                    output: None,
+                    attempt: 0,
+                    max_attempts: run.max_attempts,
+                    run_at: run.run_at.unwrap_or(now),
+                    dedupe_key: run.dedupe_key.clone(),
+                    scope_type: run.scope_type.clone(),
+                    scope_id: run.scope_id.clone(),
+                    event_id: run.event_id,
+                    parent_id: run.parent_id,
+                    root_id: run.root_id,
+                    last_error: None,
+                    created_at: now,
+                    finished_at: None,
+                },
+                lease_owner: None,
+                lease_expires_at: None,
+            },
+        );
+        run.id
+    }
+
+    fn claim(
+        &mut self,
+        pool: &str,
+        accept: impl Fn(&str) -> bool,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Vec<ClaimedRun> {
+        let now = Utc::now();
+        let mut due: Vec<(DateTime<Utc>, Uuid)> = self
+            .runs
+            .values()
+            .filter(|r| {
+                r.info.pool == pool
+                    && r.info.status == RunStatus::Pending
+                    && r.info.run_at <= now
+                    && accept(&r.info.job)
+            })
+            .map(|r| (r.info.run_at, r.info.id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let until = lease_until(lease);
+        due.into_iter()
+            .filter_map(|(_, id)| {
+                let run = self.runs.get_mut(&id)?;
+                run.info.status = RunStatus::Running;
+                run.info.attempt += 1;
+                run.lease_owner = Some(owner.to_owned());
+                run.lease_expires_at = Some(until);
+                Some(ClaimedRun {
+                    id,
+                    job: run.info.job.clone(),
+                    input: run.info.input.to_string(),
+                    attempt: run.info.attempt,
+                    max_attempts: run.info.max_attempts,
+                    root_id: run.info.root_id,
+                })
+            })
+            .collect()
+    }
+
+    fn holds(&self, id: Uuid, attempt: u32) -> bool {
+        self.runs
+            .get(&id)
+            .is_some_and(|r| r.info.status == RunStatus::Running && r.info.attempt == attempt)
+    }
+
+    fn tree(&self, root: Uuid) -> Vec<Uuid> {
+        let mut tree = vec![root];
+        let mut next = 0;
+        while next < tree.len() {
+            let parent = tree[next];
+            tree.extend(
+                self.runs
+                    .values()
+                    .filter(|r| r.info.parent_id == Some(parent))
+                    .map(|r| r.info.id),
+            );
+            next += 1;
+        }
+        tree
+    }
+}
+
+impl JobStore for MemoryBackend {
+    fn insert_run_now<'a>(
+        &'a self,
+        run: &'a NewRun,
+        parent_attempt: Option<u32>,
+    ) -> Fut<'a, Option<Uuid>> {
+        Box::pin(async move {
+            let mut state = self.jobs();
+            if let (Some(parent), Some(attempt)) = (run.parent_id, parent_attempt)
+                && !state.holds(parent, attempt)
+            {
+                return Ok(None);
+            }
+            let id = state.insert(run);
+            drop(state);
+            self.wakes().jobs.notify();
+            Ok(Some(id))
+        })
+    }
+
+    fn claim_runs<'a>(
+        &'a self,
+        pool: &'a str,
+        jobs: &'a [&'static str],
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<ClaimedRun>> {
+        Box::pin(async move {
+            Ok(self.jobs().claim(
+                pool,
+                |job| jobs.contains(&job),
+                owner,
+                limit as usize,
+                lease,
+            ))
+        })
+    }
+
+    fn claim_capped<'a>(
+        &'a self,
+        pool: &'a str,
+        job: &'static str,
+        cap: u32,
+        owner: &'a str,
+        limit: u32,
+        lease: Duration,
+    ) -> Fut<'a, Vec<ClaimedRun>> {
+        Box::pin(async move {
+            let mut state = self.jobs();
+            let running = state
+                .runs
+                .values()
+                .filter(|r| r.info.job == job && r.info.status == RunStatus::Running)
+                .count();
+            let room = (cap as usize).saturating_sub(running).min(limit as usize);
+            Ok(state.claim(pool, |name| name == job, owner, room, lease))
+        })
+    }
+
+    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>> {
+        Box::pin(async move {
+            let mut state = self.jobs();
+            let until = lease_until(lease);
+            Ok(runs
+                .iter()
+                .filter(|(id, attempt)| state.holds(*id, *attempt))
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .inspect(|id| {
+                    if let Some(run) = state.runs.get_mut(id) {
+                        run.lease_expires_at = Some(until);
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.jobs();
+            let mut recorded = 0;
+            for result in results {
+                if !state.holds(result.id, result.attempt) {
+                    continue;
+                }
+                if let Some(run) = state.runs.get_mut(&result.id) {
+                    let status = result.outcome.status();
+                    run.info.status = status;
+                    run.info.output = result
+                        .outcome
+                        .output()
+                        .and_then(|output| serde_json::from_str(output).ok());
+                    run.info.last_error = result.outcome.error().map(str::to_owned);
+                    if let Some(at) = result.outcome.retry_at() {
+                        run.info.run_at = at;
+                    }
+                    run.info.finished_at = status.is_final().then_some(now);
+                    run.lease_owner = None;
+                    run.lease_expires_at = None;
+                    recorded += 1;
+                }
+            }
+            Ok(recorded)
+        })
+    }
+
+    fn rescue_expired(&self) -> Fut<'_, Rescued> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut rescued = Rescued::default();
+            for run in self.jobs().runs.values_mut() {
+                let expired = run.info.status == RunStatus::Running
+                    && run.lease_expires_at.is_some_and(|at| at < now);
+                if !expired {
+                    continue;
+                }
+                run.lease_owner = None;
+                run.lease_expires_at = None;
+                if run.info.attempt >= run.info.max_attempts {
+                    run.info.status = RunStatus::Failed;
+                    run.info.finished_at = Some(now);
+                    run.info.last_error = Some(
+                        "lease expired on the last attempt: the worker crashed or stalled".into(),
+                    );
+                    rescued.failed += 1;
+                } else {
+                    run.info.status = RunStatus::Pending;
+                    run.info.run_at = now;
+                    run.info.last_error =
+                        Some("lease expired: the worker crashed or stalled".into());
+                    rescued.retried += 1;
+                }
+            }
+            Ok(rescued)
+        })
+    }
+
+    fn release_runs<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut released = 0;
+            for run in self.jobs().runs.values_mut() {
+                if run.info.status == RunStatus::Running
+                    && run.lease_owner.as_deref() == Some(owner)
+                {
+                    run.info.status = RunStatus::Pending;
+                    run.info.attempt -= 1;
+                    run.lease_owner = None;
+                    run.lease_expires_at = None;
+                    released += 1;
+                }
+            }
+            Ok(released)
+        })
+    }
+
+    fn step_output<'a>(&'a self, run: Uuid, step: &'a str) -> Fut<'a, Option<String>> {
+        Box::pin(async move { Ok(self.jobs().steps.get(&(run, step.to_owned())).cloned()) })
+    }
+
+    fn save_step<'a>(
+        &'a self,
+        run: Uuid,
+        attempt: u32,
+        step: &'a str,
+        output: &'a str,
+    ) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let mut state = self.jobs();
+            if !state.holds(run, attempt) {
+                return Ok(false);
+            }
+            state
+                .steps
+                .entry((run, step.to_owned()))
+                .or_insert_with(|| output.to_owned());
+            Ok(true)
+        })
+    }
+
+    fn cancel_tree(&self, run: Uuid) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let mut state = self.jobs();
+            let mut canceled = 0;
+            for id in state.tree(run) {
+                if let Some(run) = state.runs.get_mut(&id)
+                    && is_live(run.info.status)
+                {
+                    run.info.status = RunStatus::Canceled;
+                    run.info.finished_at = Some(now);
+                    run.lease_owner = None;
+                    run.lease_expires_at = None;
+                    canceled += 1;
+                }
+            }
+            Ok(canceled)
+        })
+    }
+
+    fn retry_run(&self, run: Uuid) -> Fut<'_, bool> {
+        Box::pin(async move {
+            let mut state = self.jobs();
+            let Some(run) = state.runs.get_mut(&run) else {
+                return Ok(false);
+            };
+            if !matches!(
+                run.info.status,
+                RunStatus::Failed | RunStatus::TimedOut | RunStatus::Canceled
+            ) {
+                return Ok(false);
+            }
+            run.info.status = RunStatus::Pending;
+            run.info.attempt = 0;
+            run.info.run_at = Utc::now();
+            run.info.finished_at = None;
+            run.info.output = None;
+            drop(state);
+            self.wakes().jobs.notify();
+            Ok(true)
+        })
+    }
+
+    fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>> {
+        Box::pin(async move {
+            let state = self.jobs();
+            Ok(state
+                .runs
+                .values()
+                .rev()
+                .map(|run| &run.info)
+                .filter(|info| filter.status.is_none_or(|status| info.status == status))
+                .filter(|info| filter.job.as_ref().is_none_or(|job| &info.job == job))
+                .filter(|info| {
+                    filter.scope.as_ref().is_none_or(|(scope_type, scope_id)| {
+                        info.scope_type.as_ref() == Some(scope_type)
+                            && info.scope_id.as_ref() == Some(scope_id)
+                    })
+                })
+                .filter(|info| filter.root.is_none_or(|root| info.root_id == root))
+                .take(filter.limit as usize)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>> {
+        Box::pin(async move {
+            Ok::<_, StoreError>(self.jobs().runs.get(&run).map(|run| run.info.clone()))
+        })
+    }
+}
