@@ -103,7 +103,7 @@ impl Entries {
     }
 }
 
-fn parse_entry(meta: ParseNestedMeta, out: &mut Vec<Entry>) -> syn::Result<()> {
+pub fn parse_entry(meta: ParseNestedMeta, out: &mut Vec<Entry>) -> syn::Result<()> {
     let Some(key) = meta.path.get_ident().cloned() else {
         return Err(syn::Error::new_spanned(
             &meta.path,

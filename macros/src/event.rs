@@ -130,9 +130,22 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
     let description = option(meta.description.as_deref());
 
     let domain = meta.routing.is_some().then(|| {
+        // A job triggered by this event may take the event itself as its input
+        // (`Input: From<&Event>`).
+        let input_from_event = input.generics.params.is_empty().then(|| {
+            quote! {
+                #[automatically_derived]
+                impl ::core::convert::From<&#ident> for #ident {
+                    fn from(event: &#ident) -> Self {
+                        ::core::clone::Clone::clone(event)
+                    }
+                }
+            }
+        });
         quote! {
             #[automatically_derived]
             impl #impl_generics ::herald::DomainEvent for #ident #ty_generics #where_clause {}
+            #input_from_event
         }
     });
     quote! {

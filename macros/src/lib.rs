@@ -23,6 +23,7 @@ mod entity_attr;
 mod event;
 mod event_attr;
 mod fallback;
+mod job;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -48,4 +49,14 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
     entity::expand(&input)
         .unwrap_or_else(|error| fallback::entity(&input, error))
         .into()
+}
+
+/// Turns `async fn name(ctx: JobContext, input: Input) -> Result<Output, Error>` into a job:
+/// keeps the function and adds the type `Name` (PascalCase) implementing `herald::Job`, from
+/// `#[job_handler(name = "...", pool = "batch", retries = N, backoff = "exponential" | "linear"
+/// | "fixed", timeout = "30s", triggers = [EventType, ...], dedupe = "input_field",
+/// concurrency = N)]`, every key optional.
+#[proc_macro_attribute]
+pub fn job_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    job::expand(args.into(), item.into()).into()
 }

@@ -22,19 +22,19 @@ pub use bus::{Catalog, Envelope, EventBus, HandlerError, InCatalog, Publish, Pub
 pub use drain::{DrainBuilder, DrainConfig, DrainHandle};
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
-pub use herald_macros::{Entity, Event};
+pub use herald_macros::{Entity, Event, job_handler};
 pub use job::{DEFAULT_JOB_POOL, Job, Jobs, Trigger, TriggerEvent, TriggerEvents, TriggersIn};
 pub use job_context::{JobContext, JobError, RunAt};
 pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use retry::RetryTiming;
 pub use runs::{EnqueueError, JobClient, Start};
+#[doc(hidden)]
+pub use store::{AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewRun, Rescued};
 pub use store::{
     Backend, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction, OutboxStats,
     PostgresBackend, PostgresStore, RecordedEvent, Redrive, RunFilter, RunInfo, RunStatus,
     SqliteBackend, SqliteStore, Store, StoreError, memory, postgres, postgres_with, sqlite,
 };
-#[doc(hidden)]
-pub use store::{JobStore, Rescued};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 
 // Generated code names these through `::herald::…` so that the application needs no direct

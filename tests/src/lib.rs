@@ -6,4 +6,5 @@ pub mod domain {
     include!(concat!(env!("OUT_DIR"), "/herald.rs"));
 }
 
+pub mod jobs;
 pub mod support;

@@ -109,3 +109,45 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Runs each listed `async fn scenario<B: Backend>(store: Store<B>)` of the calling module on
+/// SQLite, on PostgreSQL (a schema each; skipped with a message when no server is named) and
+/// in memory, as tests named `sqlite::scenario`, `postgres::scenario`, `memory::scenario`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let (_dir, store) = $crate::support::sqlite().await;
+                    super::$scenario(store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(schema) =
+                        $crate::support::PostgresSchema::create(stringify!($scenario)).await
+                    else {
+                        return;
+                    };
+                    super::$scenario(schema.store(10).await).await;
+                    schema.drop().await;
+                }
+            )*
+        }
+
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(herald::memory()).await;
+                }
+            )*
+        }
+    };
+}

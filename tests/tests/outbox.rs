@@ -15,7 +15,7 @@ use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::{
     ContactCreated, CrmSyncCompleted, StripePaymentReceived, WebhookOutboundContactSync,
 };
-use integration_tests::support::{PostgresSchema, eventually};
+use integration_tests::support::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -682,44 +682,7 @@ async fn per_aggregate_order_holds_with_four_workers<B: Backend>(store: Store<B>
     assert_eq!(delivered, expected);
 }
 
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let (_dir, store) = integration_tests::support::sqlite().await;
-                    super::$scenario(store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let Some(schema) = super::PostgresSchema::create(stringify!($scenario)).await
-                    else {
-                        return;
-                    };
-                    super::$scenario(schema.store(10).await).await;
-                    schema.drop().await;
-                }
-            )*
-        }
-
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(herald::memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+integration_tests::on_every_backend!(
     rollback_delivers_nothing,
     same_id_is_stored_and_delivered_once,
     subscribers_receive_the_exact_payload_and_stamps,

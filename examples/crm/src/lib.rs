@@ -5,3 +5,5 @@
 // `generate --check` keeps passing.
 #[rustfmt::skip]
 pub mod generated;
+
+pub mod jobs;

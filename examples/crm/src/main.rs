@@ -1,6 +1,7 @@
 //! The whole flow on the embedded default: contacts are written and their events published in
-//! the same transactions, a drain delivers them to subscribers (one of which publishes an
-//! outbound event in turn), and a failing subscriber retries alone.
+//! the same transactions (with the jobs they trigger), a drain delivers the events to
+//! subscribers, a worker runs the jobs (one of which publishes an outbound event in turn), and
+//! a failing subscriber retries alone.
 //!
 //! `cargo run -p crm` uses a SQLite file; `--database-url postgres://...` runs the same flow
 //! against PostgreSQL.
@@ -13,10 +14,13 @@ use std::time::Duration;
 use clap::Parser;
 use crm::generated::TypedEventBus;
 use crm::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
+use crm::jobs::{App, RecordPayment, SyncContactToCrm};
 use herald::chrono::Utc;
 use herald::sqlx;
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, HandlerError, Publish, RetryTiming, Store};
+use herald::{
+    Backend, Envelope, HandlerError, Publish, RetryTiming, RunFilter, RunStatus, Store, Worker,
+};
 
 #[derive(Parser)]
 #[command(
@@ -65,8 +69,12 @@ async fn demo_sqlite(args: &Args) -> Result<(), Failure> {
     )
     .execute(store.backend().pool())
     .await?;
+    sqlx::raw_sql(crm::jobs::PAYMENTS_SQLITE)
+        .execute(store.backend().pool())
+        .await?;
     let bus = wire(&store);
     let drain = start(&bus);
+    let worker = work(&store).state(App::Sqlite(bus.clone())).spawn();
     for n in 0..args.contacts {
         let (id, email, name) = new_contact(n);
         let mut tx = store.begin().await?;
@@ -78,7 +86,10 @@ async fn demo_sqlite(args: &Args) -> Result<(), Failure> {
             .await?;
         bus.publish(&mut tx, id, created(id)).await?;
         tx.commit().await?;
-        println!("wrote contact {name} <{email}> and published contact_created, one transaction");
+        println!(
+            "wrote contact {name} <{email}>, published contact_created and enqueued its CRM sync, \
+             one transaction"
+        );
     }
     // A transaction that fails after publishing takes its event with it.
     let (id, _, _) = new_contact(0);
@@ -96,7 +107,7 @@ async fn demo_sqlite(args: &Args) -> Result<(), Failure> {
         .await;
     report_rollback(duplicate.map(drop), tx.rollback().await.map_err(Into::into));
     publish_payment(&bus).await?;
-    finish(&bus, drain).await
+    finish(&bus, drain, worker).await
 }
 
 async fn demo_postgres(args: &Args) -> Result<(), Failure> {
@@ -108,8 +119,12 @@ async fn demo_postgres(args: &Args) -> Result<(), Failure> {
     )
     .execute(store.backend().pool())
     .await?;
+    sqlx::raw_sql(crm::jobs::PAYMENTS_POSTGRES)
+        .execute(store.backend().pool())
+        .await?;
     let bus = wire(&store);
     let drain = start(&bus);
+    let worker = work(&store).state(App::Postgres(bus.clone())).spawn();
     for n in 0..args.contacts {
         let (id, email, name) = new_contact(n);
         let mut tx = store.begin().await?;
@@ -121,7 +136,10 @@ async fn demo_postgres(args: &Args) -> Result<(), Failure> {
             .await?;
         bus.publish(&mut tx, id, created(id)).await?;
         tx.commit().await?;
-        println!("wrote contact {name} <{email}> and published contact_created, one transaction");
+        println!(
+            "wrote contact {name} <{email}>, published contact_created and enqueued its CRM sync, \
+             one transaction"
+        );
     }
     let (id, _, _) = new_contact(0);
     let mut tx = store.begin().await?;
@@ -134,7 +152,7 @@ async fn demo_postgres(args: &Args) -> Result<(), Failure> {
     .await;
     report_rollback(duplicate.map(drop), tx.rollback().await.map_err(Into::into));
     publish_payment(&bus).await?;
-    finish(&bus, drain).await
+    finish(&bus, drain, worker).await
 }
 
 fn new_contact(n: u32) -> (Uuid, String, String) {
@@ -173,28 +191,40 @@ fn report_rollback(insert: Result<(), sqlx::Error>, rollback: Result<(), Failure
     }
 }
 
+/// Stripe delivers its webhook twice (as it does): two events, one booked payment.
 async fn publish_payment<B: Backend>(bus: &TypedEventBus<B>) -> Result<(), Failure> {
-    let mut tx = bus.store().begin().await?;
-    bus.publish_with(
-        &mut tx,
-        Publish::new(StripePaymentReceived {
-            event_id: "evt_demo_1".into(),
-            customer_id: "cus_demo".into(),
-            amount_cents: 4900.0,
-            currency: "eur".into(),
-            received_at: Utc::now(),
-        }),
-    )
-    .await?;
-    bus.store().commit(tx).await?;
-    println!("published stripe_payment_received (inbound, no aggregate)");
+    let stripe_event_id = format!("evt_{}", Uuid::now_v7().simple());
+    for delivery in 1..=2 {
+        let mut tx = bus.store().begin().await?;
+        bus.publish_with(
+            &mut tx,
+            Publish::new(StripePaymentReceived {
+                event_id: stripe_event_id.clone(),
+                customer_id: "cus_demo".into(),
+                amount_cents: 4900.0,
+                currency: "eur".into(),
+                received_at: Utc::now(),
+            }),
+        )
+        .await?;
+        bus.store().commit(tx).await?;
+        println!(
+            "published stripe_payment_received for {stripe_event_id} (webhook delivery {delivery})"
+        );
+    }
     Ok(())
 }
 
-/// The subscribers: a projection, a flaky mailer that fails its first attempt, a forwarder
-/// that publishes the outbound sync event through the outbox, and the payment ledger.
+fn work<B: Backend>(store: &Store<B>) -> Worker<B> {
+    Worker::new(store.clone())
+        .job::<RecordPayment>()
+        .job::<SyncContactToCrm>()
+}
+
+/// The subscribers: a projection, a flaky mailer that fails its first attempt, and the webhook
+/// sender of the outbound sync events that the CRM sync job publishes.
 fn wire<B: Backend>(store: &Store<B>) -> TypedEventBus<B> {
-    let bus = TypedEventBus::new(store.clone());
+    let bus = TypedEventBus::new(store.clone()).with_jobs(crm::jobs::jobs());
     bus.subscribe("search_index", |e: Envelope<ContactCreated>| async move {
         println!(
             "  [search_index]  contact_created #{} for contact {}",
@@ -220,49 +250,16 @@ fn wire<B: Backend>(store: &Store<B>) -> TypedEventBus<B> {
             Ok::<_, HandlerError>(())
         }
     });
-    let forwarder = bus.clone();
-    bus.subscribe("crm_sync", move |e: Envelope<ContactCreated>| {
-        let bus = forwarder.clone();
-        async move {
-            let mut tx = bus.store().begin().await?;
-            bus.publish_with(
-                &mut tx,
-                Publish::new(WebhookOutboundContactSync {
-                    contact_id: e.payload.contact_id,
-                    operation: "create".into(),
-                    occurred_at: e.occurred_at,
-                })
-                .aggregate_id(e.payload.contact_id)
-                .caused_by(&e),
-            )
-            .await?;
-            bus.store().commit(tx).await?;
-            Ok::<_, HandlerError>(())
-        }
-    });
     bus.subscribe(
         "crm_webhook",
         |e: Envelope<WebhookOutboundContactSync>| async move {
             println!(
-                "  [crm_webhook]   POST /contacts ({}) for {}, caused by event {}",
-                e.payload.operation,
-                e.payload.contact_id,
-                e.causation_id
-                    .map_or_else(|| "-".to_owned(), |id| id.to_string())
+                "  [crm_webhook]   POST /contacts ({}) for {} (event {})",
+                e.payload.operation, e.payload.contact_id, e.id
             );
             Ok::<_, HandlerError>(())
         },
     );
-    bus.subscribe("ledger", |e: Envelope<StripePaymentReceived>| async move {
-        println!(
-            "  [ledger]        {:.2} {} from {} ({})",
-            e.payload.amount_cents / 100.0,
-            e.payload.currency,
-            e.payload.customer_id,
-            e.payload.event_id
-        );
-        Ok::<_, HandlerError>(())
-    });
     bus
 }
 
@@ -278,11 +275,23 @@ fn start<B: Backend>(bus: &TypedEventBus<B>) -> herald::DrainHandle {
 async fn finish<B: Backend>(
     bus: &TypedEventBus<B>,
     drain: herald::DrainHandle,
+    worker: herald::WorkerHandle,
 ) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let jobs = bus.store().jobs();
     loop {
         let stats = bus.store().stats().await?;
-        if stats.pending_events == 0 && stats.retrying_deliveries == 0 {
+        let pending = jobs
+            .list(&RunFilter::default().status(RunStatus::Pending))
+            .await?;
+        let running = jobs
+            .list(&RunFilter::default().status(RunStatus::Running))
+            .await?;
+        if stats.pending_events == 0
+            && stats.retrying_deliveries == 0
+            && pending.is_empty()
+            && running.is_empty()
+        {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -290,11 +299,24 @@ async fn finish<B: Backend>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    worker.shutdown().await;
     drain.shutdown().await;
     let stats = bus.store().stats().await?;
+    let completed = jobs
+        .list(
+            &RunFilter::default()
+                .status(RunStatus::Completed)
+                .limit(1000),
+        )
+        .await?;
+    let mut per_job = std::collections::BTreeMap::<&str, usize>::new();
+    for run in &completed {
+        *per_job.entry(run.job.as_str()).or_default() += 1;
+    }
     println!(
-        "done: {} events processed in the outbox, {} dead letters",
-        stats.processed_events, stats.dead_letters
+        "done: {} events processed, {} dead letters; job runs completed: {per_job:?} \
+         (two deliveries of one Stripe webhook collapsed onto one record_payment run)",
+        stats.processed_events, stats.dead_letters,
     );
     Ok(())
 }

@@ -1,0 +1,458 @@
+//! Durable jobs against real databases (SQLite, PostgreSQL when `HERALD_TEST_POSTGRES_URL`
+//! names a server, and memory): atomic enqueue with the triggering event, retries, timeouts,
+//! dedupe, caps, memoized steps, trees, leases and the query API.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use herald::uuid::Uuid;
+use herald::{
+    Backend, Jobs, RetryTiming, RunFilter, RunInfo, RunStatus, Store, Worker, WorkerHandle,
+};
+use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
+use integration_tests::domain::{AppEvent, TypedEventBus};
+use integration_tests::jobs::{
+    AlwaysFails, Capped, ChargeThenCrash, Deduped, Keyed, LeafOfATree, Nothing, OutlivesItsLease,
+    ParentOfATree, Probe, SleepsTooLong, SyncContact,
+};
+use integration_tests::support::eventually;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe) -> Worker<B> {
+    Worker::new(store.clone())
+        .state(probe.clone())
+        .poll_interval(Duration::from_millis(50))
+        .retry(RetryTiming {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        })
+}
+
+async fn run_of<B: Backend>(store: &Store<B>, id: Uuid) -> RunInfo {
+    store.jobs().get(id).await.unwrap().expect("the run exists")
+}
+
+async fn wait_until_final<B: Backend>(store: &Store<B>, id: Uuid) -> RunInfo {
+    eventually("the run ends", DEADLINE, || async {
+        run_of(store, id).await.status.is_final()
+    })
+    .await;
+    run_of(store, id).await
+}
+
+async fn start<B: Backend, J: herald::Job>(store: &Store<B>, input: J::Input) -> Uuid {
+    let mut tx = store.begin().await.unwrap();
+    let id = store.jobs().start::<J>(&mut tx, input).await.unwrap();
+    store.commit(tx).await.unwrap();
+    id
+}
+
+fn contact_created(contact: Uuid) -> ContactCreated {
+    ContactCreated {
+        contact_id: contact,
+        account_id: None,
+        created_by: Uuid::nil(),
+    }
+}
+
+async fn triggers_enqueue_in_the_publishing_transaction<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone()).with_jobs(Jobs::new().register::<SyncContact>());
+    let contact = Uuid::now_v7();
+    let mut tx = store.begin().await.unwrap();
+    bus.publish(&mut tx, contact, contact_created(contact))
+        .await
+        .unwrap();
+    drop(tx);
+    let runs = store.jobs().list(&RunFilter::default()).await.unwrap();
+    assert!(runs.is_empty(), "a rolled-back publish left runs: {runs:?}");
+    assert_eq!(store.stats().await.unwrap().pending_events, 0);
+
+    let mut tx = store.begin().await.unwrap();
+    let event = bus
+        .publish(&mut tx, contact, contact_created(contact))
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let runs = store.jobs().list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.job, "sync_contact");
+    assert_eq!(run.status, RunStatus::Pending);
+    assert_eq!(run.event_id, Some(event));
+    assert_eq!(run.scope_type.as_deref(), Some("contact"));
+    assert_eq!(run.scope_id, Some(contact.to_string()));
+    assert_eq!(
+        run.input,
+        herald::serde_json::json!({ "contact_id": contact })
+    );
+    assert_eq!(run.root_id, run.id);
+    assert_eq!(store.stats().await.unwrap().pending_events, 1);
+
+    let probe = Probe::default();
+    let worker = test_worker(&store, &probe).job::<SyncContact>().spawn();
+    let done = wait_until_final(&store, run.id).await;
+    worker.shutdown().await;
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.output, Some(herald::serde_json::json!(contact)));
+    assert_eq!(probe.calls(), vec![format!("sync {contact}")]);
+    let by_scope = store
+        .jobs()
+        .list(&RunFilter::default().scope("contact", contact))
+        .await
+        .unwrap();
+    assert_eq!(by_scope.len(), 1);
+}
+
+async fn republishing_an_event_id_enqueues_nothing_again<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone()).with_jobs(Jobs::new().register::<SyncContact>());
+    let contact = Uuid::now_v7();
+    let id = Uuid::now_v7();
+    for _ in 0..2 {
+        let mut tx = store.begin().await.unwrap();
+        bus.publish_with(
+            &mut tx,
+            herald::Publish::new(contact_created(contact))
+                .id(id)
+                .aggregate_id(contact),
+        )
+        .await
+        .unwrap();
+        store.commit(tx).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .jobs()
+            .list(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn audit_events_never_enqueue_jobs<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone()).with_jobs(Jobs::new().register::<SyncContact>());
+    let mut tx = store.begin().await.unwrap();
+    bus.publish(
+        &mut tx,
+        Uuid::nil(),
+        CrmSyncCompleted {
+            integration_id: Uuid::nil(),
+            provider: "hubspot".into(),
+            counts: Default::default(),
+            duration_ms: 1.0,
+        },
+    )
+    .await
+    .unwrap();
+    store.commit(tx).await.unwrap();
+    assert!(
+        store
+            .jobs()
+            .list(&RunFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let jobs = Jobs::<AppEvent>::new().register::<SyncContact>();
+    assert!(jobs.triggered_by("crm_sync_completed").is_empty());
+    assert!(
+        !jobs
+            .untriggered_domain_events()
+            .contains(&"crm_sync_completed"),
+        "audit events are not domain events"
+    );
+}
+
+async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let worker = test_worker(&store, &probe).job::<AlwaysFails>().spawn();
+    let run = wait_until_final(&store, id).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.attempt, 3, "retries = 2 means three attempts");
+    assert_eq!(
+        run.last_error.as_deref(),
+        Some("remote said no (attempt 3)")
+    );
+    assert_eq!(probe.calls(), ["attempt 1", "attempt 2", "attempt 3"]);
+
+    // Retried by hand, it gets a fresh set of attempts.
+    assert!(store.jobs().retry(id).await.unwrap());
+    let worker = test_worker(&store, &probe).job::<AlwaysFails>().spawn();
+    let run = wait_until_final(&store, id).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(probe.calls().len(), 6);
+}
+
+async fn a_timeout_ends_the_run_timed_out<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, SleepsTooLong>(&store, Nothing {}).await;
+    let worker = test_worker(&store, &probe).job::<SleepsTooLong>().spawn();
+    let run = wait_until_final(&store, id).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::TimedOut);
+    assert_eq!(run.attempt, 1);
+    assert_eq!(run.last_error.as_deref(), Some("timed out after 100ms"));
+}
+
+async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let first = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "a".into(),
+            n: 1,
+        },
+    )
+    .await;
+    let again = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "a".into(),
+            n: 2,
+        },
+    )
+    .await;
+    let other = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "b".into(),
+            n: 3,
+        },
+    )
+    .await;
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+    // Within one transaction too.
+    let mut tx = store.begin().await.unwrap();
+    let in_tx = store
+        .jobs()
+        .start::<Deduped>(
+            &mut tx,
+            Keyed {
+                key: "a".into(),
+                n: 4,
+            },
+        )
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    assert_eq!(in_tx, first);
+    let worker = test_worker(&store, &probe).job::<Deduped>().spawn();
+    wait_until_final(&store, first).await;
+    wait_until_final(&store, other).await;
+    // Once the run is over, the key is free again.
+    let later = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "a".into(),
+            n: 5,
+        },
+    )
+    .await;
+    assert_ne!(later, first);
+    wait_until_final(&store, later).await;
+    worker.shutdown().await;
+    let mut calls = probe.calls();
+    calls.sort();
+    assert_eq!(calls, ["a 1", "a 5", "b 3"]);
+}
+
+async fn concurrency_cap_holds_across_four_workers<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        ids.push(
+            start::<B, Capped>(
+                &store,
+                Keyed {
+                    key: format!("k{n}"),
+                    n,
+                },
+            )
+            .await,
+        );
+    }
+    let workers: Vec<WorkerHandle> = (0..4)
+        .map(|n| {
+            test_worker(&store, &probe)
+                .job::<Capped>()
+                .worker_id(format!("worker-{n}"))
+                .spawn()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(
+            wait_until_final(&store, *id).await.status,
+            RunStatus::Completed
+        );
+    }
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    assert_eq!(probe.calls().len(), 16);
+    let max = probe.max_running.load(Ordering::SeqCst);
+    assert!(max <= 2, "{max} runs of a job capped at 2 ran at once");
+    assert!(max >= 1);
+}
+
+async fn memoized_steps_do_not_run_again<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
+    let worker = test_worker(&store, &probe).job::<ChargeThenCrash>().spawn();
+    let run = wait_until_final(&store, id).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.attempt, 2);
+    assert_eq!(run.output, Some(herald::serde_json::json!(1)));
+    assert_eq!(
+        probe.side_effects.load(Ordering::SeqCst),
+        1,
+        "charged twice"
+    );
+}
+
+async fn canceling_a_run_cancels_its_tree<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let parent = start::<B, ParentOfATree>(&store, Nothing {}).await;
+    let worker = test_worker(&store, &probe)
+        .job::<ParentOfATree>()
+        .job::<LeafOfATree>()
+        .lease(Duration::from_millis(300))
+        .spawn();
+    eventually("the parent runs", DEADLINE, || async {
+        probe.calls().contains(&"parent started".to_owned())
+    })
+    .await;
+    let tree = store
+        .jobs()
+        .list(&RunFilter::default().root(parent))
+        .await
+        .unwrap();
+    assert_eq!(tree.len(), 2);
+    let child = tree.iter().find(|run| run.id != parent).unwrap();
+    assert_eq!(child.parent_id, Some(parent));
+    assert_eq!(child.status, RunStatus::Pending);
+    assert!(child.run_at > herald::chrono::Utc::now());
+
+    assert_eq!(store.jobs().cancel(parent).await.unwrap(), 2);
+    // The running attempt is stopped at its next heartbeat and cannot write any more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    worker.shutdown().await;
+    for run in store
+        .jobs()
+        .list(&RunFilter::default().root(parent))
+        .await
+        .unwrap()
+    {
+        assert_eq!(run.status, RunStatus::Canceled, "{run:?}");
+    }
+}
+
+async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
+    let worker = test_worker(&store, &probe)
+        .job::<OutlivesItsLease>()
+        .lease(Duration::from_millis(200))
+        .spawn();
+    let run = wait_until_final(&store, id).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(herald::serde_json::json!(1)),
+        "it ran once"
+    );
+
+    // A worker claims a run and goes silent: the run is rescued after the lease and retried.
+    let silent = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "z".into(),
+            n: 9,
+        },
+    )
+    .await;
+    let claimed = store
+        .backend()
+        .claim_runs(
+            "batch",
+            &["deduped"],
+            "silent-worker",
+            10,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let worker = test_worker(&store, &probe).job::<Deduped>().spawn();
+    let run = wait_until_final(&store, silent).await;
+    worker.shutdown().await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.attempt, 2);
+    // The silent worker's attempt is fenced: its late result is discarded.
+    let late = store
+        .backend()
+        .finish_runs(&[herald::AttemptResult {
+            id: silent,
+            attempt: 1,
+            outcome: herald::AttemptOutcome::Failed {
+                error: "late".into(),
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(late, 0);
+    assert_eq!(run_of(&store, silent).await.status, RunStatus::Completed);
+}
+
+async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let failing = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let fine = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "q".into(),
+            n: 1,
+        },
+    )
+    .await;
+    let worker = test_worker(&store, &probe)
+        .job::<AlwaysFails>()
+        .job::<Deduped>()
+        .spawn();
+    wait_until_final(&store, failing).await;
+    wait_until_final(&store, fine).await;
+    worker.shutdown().await;
+    let failed = store
+        .jobs()
+        .list(&RunFilter::default().status(RunStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!(failed.iter().map(|r| r.id).collect::<Vec<_>>(), [failing]);
+    let deduped = store
+        .jobs()
+        .list(&RunFilter::default().job("deduped"))
+        .await
+        .unwrap();
+    assert_eq!(deduped.iter().map(|r| r.id).collect::<Vec<_>>(), [fine]);
+}
+
+integration_tests::on_every_backend!(
+    triggers_enqueue_in_the_publishing_transaction,
+    republishing_an_event_id_enqueues_nothing_again,
+    audit_events_never_enqueue_jobs,
+    retries_with_backoff_then_fails,
+    a_timeout_ends_the_run_timed_out,
+    dedupe_collapses_onto_the_live_run,
+    concurrency_cap_holds_across_four_workers,
+    memoized_steps_do_not_run_again,
+    canceling_a_run_cancels_its_tree,
+    heartbeats_keep_a_long_run_and_expired_leases_are_rescued,
+    query_by_status_and_job,
+);
