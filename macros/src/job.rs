@@ -425,6 +425,12 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
         }),
     };
     let name = LitStr::new(&name, fn_name.span());
+    // After the "must be async" error, keep the impl from adding a "not a future" one.
+    let call = if function.sig.asyncness.is_some() {
+        quote!(#fn_name(ctx, input))
+    } else {
+        quote!(async move { #fn_name(ctx, input) })
+    };
     quote! {
         #header
 
@@ -454,7 +460,7 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<Self::Output, Self::Error>,
             > + ::core::marker::Send {
-                #fn_name(ctx, input)
+                #call
             }
         }
     }

@@ -25,7 +25,7 @@ pub trait Catalog: Send + Sync + 'static {
 /// generator implements it for every event of the registry, and for nothing else.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event of the registry `{C}`",
-    label = "this bus only publishes and subscribes the events generated into `{C}`",
+    label = "only the events generated into `{C}` can be published, subscribed or trigger jobs here",
     note = "declare the event in `events/*.yaml` and generate again; a forwarder that only knows the type name at run time uses `publish_json`"
 )]
 pub trait InCatalog<C: Catalog>: Event {}

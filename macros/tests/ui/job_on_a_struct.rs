@@ -1,0 +1,4 @@
+#[herald::job_handler]
+struct Import;
+
+fn main() {}
