@@ -203,7 +203,7 @@ fn root_module(model: &Model) -> Module {
         items: quote! {
             pub use self::app_event::{AppEvent, EventType};
             pub use self::registry::REGISTRY;
-            pub use self::bus::TypedEventBus;
+            pub use self::bus::{JobBindings, TypedEventBus};
             #aggregates_use
         },
         children,
@@ -637,6 +637,13 @@ fn bus_items(model: &Model) -> TokenStream {
         /// `B` is the store's backend: SQLite unless said otherwise.
         pub type TypedEventBus<B = ::herald::SqliteBackend> =
             ::herald::EventBus<super::AppEvent, B>;
+
+        /// The jobs bound to this registry's events: register them with
+        /// `JobBindings::new().register::<MyJob>()` (a trigger outside this registry, or on an
+        /// audit event, does not compile), hand them to `TypedEventBus::with_jobs`, and ask
+        /// which jobs an event triggers (`triggered_by`) and which domain events trigger none
+        /// (`untriggered_domain_events`).
+        pub type JobBindings = ::herald::Jobs<super::AppEvent>;
 
         impl ::herald::Catalog for super::AppEvent {
             fn registry() -> &'static ::herald::Registry {

@@ -8,13 +8,11 @@
 
 use herald::sqlx;
 use herald::uuid::Uuid;
-use herald::{
-    Backend, JobContext, JobError, Jobs, PostgresBackend, Publish, SqliteBackend, job_handler,
-};
+use herald::{Backend, JobContext, JobError, PostgresBackend, Publish, SqliteBackend, job_handler};
 use serde::{Deserialize, Serialize};
 
 use crate::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
-use crate::generated::{AppEvent, TypedEventBus};
+use crate::generated::{JobBindings, TypedEventBus};
 
 /// What the jobs need from the application: its bus (and through it the store and pool).
 #[derive(Debug, Clone)]
@@ -24,8 +22,8 @@ pub enum App {
 }
 
 /// Every job of the example, with the events that trigger them.
-pub fn jobs() -> Jobs<AppEvent> {
-    Jobs::new()
+pub fn jobs() -> JobBindings {
+    JobBindings::new()
         .register::<RecordPayment>()
         .register::<SyncContactToCrm>()
 }

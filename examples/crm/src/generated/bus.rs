@@ -9,6 +9,12 @@ pub type TypedEventBus<B = ::herald::SqliteBackend> = ::herald::EventBus<
     super::AppEvent,
     B,
 >;
+/// The jobs bound to this registry's events: register them with
+/// `JobBindings::new().register::<MyJob>()` (a trigger outside this registry, or on an
+/// audit event, does not compile), hand them to `TypedEventBus::with_jobs`, and ask
+/// which jobs an event triggers (`triggered_by`) and which domain events trigger none
+/// (`untriggered_domain_events`).
+pub type JobBindings = ::herald::Jobs<super::AppEvent>;
 impl ::herald::Catalog for super::AppEvent {
     fn registry() -> &'static ::herald::Registry {
         &super::REGISTRY

@@ -10,5 +10,5 @@ mod bus;
 mod aggregates;
 pub use self::app_event::{AppEvent, EventType};
 pub use self::registry::REGISTRY;
-pub use self::bus::TypedEventBus;
+pub use self::bus::{JobBindings, TypedEventBus};
 pub use self::aggregates::{AccountEvent, ContactEvent};
