@@ -285,21 +285,22 @@ async fn event_lane<C: Catalog, B: Backend>(
             shared.config.batch_size,
             shared.config.lease,
         );
-        let batch = match claim.await {
-            Ok(batch) => batch,
+        let (batch, claim) = match claim.await {
+            Ok(claimed) => claimed,
             Err(error) => {
                 pause_after_error(&error, &lane, &mut stopped).await;
                 continue;
             }
         };
         if batch.is_empty() {
+            drop(claim);
             if idle(&mut woken, &mut stopped, shared.config.poll_interval).await {
                 break;
             }
             continue;
         }
         let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
-        let work = deliver_batch(&shared, &lane, &owner, batch).instrument(span);
+        let work = deliver_batch(&shared, &lane, claim, batch).instrument(span);
         match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
             Some(Ok(())) => {}
             Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
@@ -357,7 +358,7 @@ async fn fan_out<C: Catalog, B: Backend>(
 async fn deliver_batch<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     lane: &Lane,
-    owner: &str,
+    claim: B::EventClaim,
     batch: Vec<StoredEvent>,
 ) -> Result<(), StoreError> {
     let backend = shared.bus.store().backend();
@@ -384,7 +385,7 @@ async fn deliver_batch<C: Catalog, B: Backend>(
     .await;
     let pending: Vec<NewDelivery> = pending.into_iter().flatten().collect();
     let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
-    let completed = backend.complete_events(owner, &positions, &pending).await?;
+    let completed = backend.complete_events(claim, &positions, &pending).await?;
     if !pending.is_empty() {
         shared.bus.store().wakes().retries.notify();
     }

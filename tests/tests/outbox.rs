@@ -513,8 +513,8 @@ async fn an_expired_lease_is_reclaimed<B: Backend>(store: Store<B>) {
     });
     let contact = Uuid::from_u128(14);
     publish_one(&bus, contact).await;
-    // A worker claims the event and dies without a word.
-    let claimed = bus
+    // A worker claims the event and goes silent, holding its claim.
+    let (claimed, claim) = bus
         .store()
         .backend()
         .claim_events(
@@ -535,14 +535,14 @@ async fn an_expired_lease_is_reclaimed<B: Backend>(store: Store<B>) {
     .await;
     drain.shutdown().await;
     assert_eq!(seen.all(), vec![contact]);
-    // The dead worker's late acknowledgement is fenced off.
-    let acknowledged = bus
+    // The silent worker's late acknowledgement is fenced off: it acknowledges nothing (SQLite,
+    // memory) or fails because its session was cut at the lease (PostgreSQL).
+    let late = bus
         .store()
         .backend()
-        .complete_events("crashed-worker", &[claimed[0].position], &[])
-        .await
-        .unwrap();
-    assert_eq!(acknowledged, 0);
+        .complete_events(claim, &[claimed[0].position], &[])
+        .await;
+    assert!(!matches!(late, Ok(n) if n > 0), "{late:?}");
 }
 
 async fn shutdown_releases_in_flight_claims<B: Backend>(store: Store<B>) {
@@ -565,7 +565,7 @@ async fn shutdown_releases_in_flight_claims<B: Backend>(store: Store<B>) {
     started.notified().await;
     drain.shutdown().await;
     // Released, not left to a lease of an hour: another worker claims it at once.
-    let reclaimed = bus
+    let (reclaimed, _claim) = bus
         .store()
         .backend()
         .claim_events(
@@ -577,7 +577,6 @@ async fn shutdown_releases_in_flight_claims<B: Backend>(store: Store<B>) {
         .await
         .unwrap();
     assert_eq!(reclaimed.len(), 1);
-    assert_eq!(reclaimed[0].claims, 2);
 }
 
 async fn prune_keeps_what_is_still_owed<B: Backend>(store: Store<B>) {

@@ -306,13 +306,15 @@ impl Backend for MemoryBackend {
         })
     }
 
+    type EventClaim = String;
+
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
         owner: &'a str,
         limit: u32,
         lease: Duration,
-    ) -> Fut<'a, Vec<StoredEvent>> {
+    ) -> Fut<'a, (Vec<StoredEvent>, String)> {
         Box::pin(async move {
             let now = Utc::now();
             let mut state = self.lock();
@@ -337,7 +339,7 @@ impl Backend for MemoryBackend {
                 }
             }
             let until = lease_until(lease);
-            Ok(chosen
+            let events = chosen
                 .into_iter()
                 .filter_map(|position| {
                     let row = state.rows.get_mut(&position)?;
@@ -347,7 +349,8 @@ impl Backend for MemoryBackend {
                     row.event.claims += 1;
                     Some(row.event.clone())
                 })
-                .collect())
+                .collect();
+            Ok((events, owner.to_owned()))
         })
     }
 
@@ -374,11 +377,12 @@ impl Backend for MemoryBackend {
 
     fn complete_events<'a>(
         &'a self,
-        owner: &'a str,
+        owner: String,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
     ) -> Fut<'a, u64> {
         Box::pin(async move {
+            let owner = owner.as_str();
             let now = Utc::now();
             let mut state = self.lock();
             let mut owned = Vec::new();

@@ -247,6 +247,13 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
     ) -> Fut<'a, Vec<Uuid>>;
+    /// What holds a claimed batch until it is completed: a lease owner on SQLite and in
+    /// memory, the open transaction holding the rows' locks on PostgreSQL. Dropping it
+    /// without completing gives the batch back (at once on PostgreSQL, after the lease
+    /// otherwise).
+    #[doc(hidden)]
+    type EventClaim: Send;
+
     #[doc(hidden)]
     fn claim_events<'a>(
         &'a self,
@@ -254,13 +261,15 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         owner: &'a str,
         limit: u32,
         lease: Duration,
-    ) -> Fut<'a, Vec<StoredEvent>>;
+    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)>;
     #[doc(hidden)]
     fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>>;
+    /// Marks the claimed events processed and records the deliveries still owed, in one
+    /// transaction; returns how many events were still ours.
     #[doc(hidden)]
     fn complete_events<'a>(
         &'a self,
-        owner: &'a str,
+        claim: Self::EventClaim,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
     ) -> Fut<'a, u64>;

@@ -129,6 +129,37 @@ impl<'a> EventColumns<'a> {
     }
 }
 
+/// Column arrays of new deliveries, for one `UNNEST` insert.
+#[derive(Default)]
+struct DeliveryColumns<'a> {
+    event_id: Vec<Uuid>,
+    subscriber: Vec<&'a str>,
+    event_position: Vec<i64>,
+    pool: Vec<Option<&'a str>>,
+    aggregate_type: Vec<Option<&'a str>>,
+    aggregate_id: Vec<Option<&'a str>>,
+    status: Vec<&'static str>,
+    attempts: Vec<i32>,
+    next_attempt_at: Vec<DateTime<Utc>>,
+    last_error: Vec<Option<&'a str>>,
+}
+
+impl<'a> DeliveryColumns<'a> {
+    fn push(&mut self, delivery: &'a NewDelivery) {
+        let (status, attempts, next_attempt_at, last_error) = state_columns(&delivery.state);
+        self.event_id.push(delivery.event_id);
+        self.subscriber.push(&delivery.subscriber);
+        self.event_position.push(delivery.event_position);
+        self.pool.push(delivery.pool.as_deref());
+        self.aggregate_type.push(delivery.aggregate_type.as_deref());
+        self.aggregate_id.push(delivery.aggregate_id.as_deref());
+        self.status.push(status);
+        self.attempts.push(attempts);
+        self.next_attempt_at.push(next_attempt_at);
+        self.last_error.push(last_error);
+    }
+}
+
 fn state_columns(state: &DeliveryState) -> (&'static str, i32, DateTime<Utc>, Option<&str>) {
     match state {
         DeliveryState::Retry {
@@ -279,32 +310,37 @@ impl Backend for PostgresBackend {
         Box::pin(super::postgres_jobs::insert_runs(tx, runs))
     }
 
+    type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;
+
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
+        _owner: &'a str,
         limit: u32,
         lease: Duration,
-    ) -> Fut<'a, Vec<StoredEvent>> {
+    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)> {
         Box::pin(async move {
+            // The claim is the row locks of a transaction that stays open while the batch is
+            // delivered and is completed by the same transaction: one write per event instead
+            // of a lease write and a completion write. A worker that dies closes its session and
+            // its locks go with it; one that stalls longer than the lease is cut off by
+            // `idle_in_transaction_session_timeout`, and its late completion fails.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+                .bind(lease_millis(lease).to_string())
+                .execute(&mut *tx)
+                .await?;
             // Only the oldest open event of each aggregate in this pool is claimable. A
-            // predecessor another worker holds (or is claiming right now) is still open in
-            // every snapshot this statement can see, so its successors stay put.
+            // predecessor another worker holds is still open in every snapshot this statement
+            // can see, so its successors stay put.
             let sql = format!(
-                "WITH claimable AS ( \
-                   SELECT e.position FROM herald_events e \
-                   WHERE {lane} AND e.status <> 'processed' \
-                     AND ((e.status = 'pending' AND e.next_attempt_at <= now()) \
-                       OR (e.status = 'processing' AND e.lease_expires_at < now())) \
-                     AND NOT EXISTS (SELECT 1 FROM herald_events p \
-                       WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
-                         AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
-                         AND p.status <> 'processed') \
-                   ORDER BY e.position LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 UPDATE herald_events e SET status = 'processing', attempts = e.attempts + 1, \
-                   lease_owner = $3, lease_expires_at = now() + $4 * interval '1 millisecond' \
-                 FROM claimable c WHERE e.position = c.position \
-                 RETURNING {EVENT_COLUMNS}",
+                "SELECT {EVENT_COLUMNS} FROM herald_events e \
+                 WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= now() \
+                   AND NOT EXISTS (SELECT 1 FROM herald_events p \
+                     WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
+                       AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
+                       AND p.status <> 'processed') \
+                 ORDER BY e.position LIMIT $2 FOR UPDATE OF e SKIP LOCKED",
                 lane = lane_filter(lane, "e", 1),
                 same_pool = match lane {
                     Lane::Pool(_) => "p.pool = e.pool",
@@ -314,16 +350,13 @@ impl Backend for PostgresBackend {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lane.pool())
                 .bind(i64::from(limit))
-                .bind(owner)
-                .bind(lease_millis(lease) as f64)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
-            let mut events = rows
+            let events = rows
                 .iter()
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            events.sort_unstable_by_key(|event| event.position);
-            Ok(events)
+            Ok((events, Some(tx)))
         })
     }
 
@@ -353,53 +386,52 @@ impl Backend for PostgresBackend {
 
     fn complete_events<'a>(
         &'a self,
-        owner: &'a str,
+        claim: Self::EventClaim,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let complete = sqlx::query_scalar::<_, i64>(
+            let Some(mut tx) = claim else {
+                return Ok(0);
+            };
+            let completed = sqlx::query(
                 "UPDATE herald_events SET status = 'processed', processed_at = now(), \
-                   lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE position = ANY($1) AND lease_owner = $2 AND status = 'processing' \
-                 RETURNING position",
+                   attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE position = ANY($1)",
             )
             .bind(positions)
-            .bind(owner);
-            if deliveries.is_empty() {
-                // One statement, one implicit transaction: the hot path.
-                return Ok(complete.fetch_all(&self.pool).await?.len() as u64);
-            }
-            let mut tx = self.pool.begin().await?;
-            let owned = complete.fetch_all(&mut *tx).await?;
-            for delivery in deliveries
-                .iter()
-                .filter(|d| owned.contains(&d.event_position))
-            {
-                let (status, attempts, next_attempt_at, last_error) =
-                    state_columns(&delivery.state);
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if !deliveries.is_empty() {
+                let mut columns = DeliveryColumns::default();
+                for delivery in deliveries {
+                    columns.push(delivery);
+                }
                 sqlx::query(
                     "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
                        aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
                        last_error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], \
+                       $5::text[], $6::text[], $7::text[], $8::int4[], $9::timestamptz[], \
+                       $10::text[]) \
                      ON CONFLICT (event_id, subscriber) DO NOTHING",
                 )
-                .bind(delivery.event_id)
-                .bind(&delivery.subscriber)
-                .bind(delivery.event_position)
-                .bind(delivery.pool.as_deref())
-                .bind(delivery.aggregate_type.as_deref())
-                .bind(delivery.aggregate_id.as_deref())
-                .bind(status)
-                .bind(attempts)
-                .bind(next_attempt_at)
-                .bind(last_error)
+                .bind(&columns.event_id)
+                .bind(&columns.subscriber)
+                .bind(&columns.event_position)
+                .bind(&columns.pool)
+                .bind(&columns.aggregate_type)
+                .bind(&columns.aggregate_id)
+                .bind(&columns.status)
+                .bind(&columns.attempts)
+                .bind(&columns.next_attempt_at)
+                .bind(&columns.last_error)
                 .execute(&mut *tx)
                 .await?;
             }
             tx.commit().await?;
-            Ok(owned.len() as u64)
+            Ok(completed)
         })
     }
 

@@ -38,7 +38,14 @@ const INSERT_CHUNK: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
+    /// The application's pool: publishes, enqueues and job completions commit with
+    /// `synchronous = FULL`.
     pool: SqlitePool,
+    /// The drain's and worker's own bookkeeping (claims, acknowledgements, retries) commits
+    /// with `synchronous = NORMAL`: WAL still keeps it atomic and safe from corruption, and
+    /// what a power cut can lose of it is only a claim or an acknowledgement, which means a
+    /// redelivery — what at-least-once allows — while saving an fsync per batch.
+    bookkeeping: SqlitePool,
 }
 
 impl sealed::Sealed for SqliteBackend {}
@@ -53,20 +60,37 @@ impl SqliteBackend {
             .busy_timeout(Duration::from_secs(30));
         // Every connection of `sqlite::memory:` is a database of its own: keep to one.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let hook_wakes = wakes.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 8 })
             .after_connect(move |connection, _| {
-                let wakes = wakes.clone();
+                let wakes = hook_wakes.clone();
                 Box::pin(async move { install_commit_wake(connection, wakes).await })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        let bookkeeping = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .after_connect(move |connection, _| {
+                    let wakes = wakes.clone();
+                    Box::pin(async move { install_commit_wake(connection, wakes).await })
+                })
+                .connect_with(options.synchronous(SqliteSynchronous::Normal))
+                .await?
+        };
+        Ok(Self { pool, bookkeeping })
     }
 
     /// The connection pool, for the application's own queries.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(super) fn bookkeeping(&self) -> &SqlitePool {
+        &self.bookkeeping
     }
 }
 
@@ -282,13 +306,15 @@ impl Backend for SqliteBackend {
         Box::pin(super::sqlite_jobs::insert_runs(tx, runs))
     }
 
+    type EventClaim = String;
+
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
         owner: &'a str,
         limit: u32,
         lease: Duration,
-    ) -> Fut<'a, Vec<StoredEvent>> {
+    ) -> Fut<'a, (Vec<StoredEvent>, String)> {
         Box::pin(async move {
             // Only the oldest open event of each aggregate in this pool is claimable: a later
             // one waits until its predecessor is processed, whichever worker holds it.
@@ -313,14 +339,14 @@ impl Backend for SqliteBackend {
                 .bind(lane.pool())
                 .bind(now_micros())
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.bookkeeping)
                 .await?;
             let mut events = rows
                 .iter()
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
             events.sort_unstable_by_key(|event| event.position);
-            Ok(events)
+            Ok((events, owner.to_owned()))
         })
     }
 
@@ -331,7 +357,7 @@ impl Backend for SqliteBackend {
                  WHERE pool IS ? AND status <> 'failed' AND aggregate_id IS NOT NULL",
             )
             .bind(lane.pool())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.bookkeeping)
             .await?;
             rows.iter()
                 .map(|row| {
@@ -347,12 +373,13 @@ impl Backend for SqliteBackend {
 
     fn complete_events<'a>(
         &'a self,
-        owner: &'a str,
+        owner: String,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let owner = owner.as_str();
+            let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
             // Fenced by the lease owner: rows reclaimed by another worker after our lease
             // expired stay theirs.
             let owned: Vec<i64> = sqlx::query_scalar(
@@ -429,7 +456,7 @@ impl Backend for SqliteBackend {
             .bind(lane.pool())
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.bookkeeping)
             .await?;
             if claimed.is_empty() {
                 return Ok(Vec::new());
@@ -446,7 +473,7 @@ impl Backend for SqliteBackend {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.bookkeeping)
                 .await?;
             rows.iter()
                 .map(|row| {
@@ -466,7 +493,7 @@ impl Backend for SqliteBackend {
         outcomes: &'a [DeliveryOutcome],
     ) -> Fut<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
             for outcome in outcomes {
                 match &outcome.state {
                     None => {
@@ -508,7 +535,7 @@ impl Backend for SqliteBackend {
 
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
         Box::pin(async move {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
             let events = sqlx::query(
                 "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
                    lease_expires_at = NULL WHERE lease_owner = ? AND status = 'processing'",

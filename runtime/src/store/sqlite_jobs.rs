@@ -175,7 +175,7 @@ impl JobStore for SqliteBackend {
                 .bind(pool)
                 .bind(serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(i64::from(limit))
-                .fetch_all(self.pool())
+                .fetch_all(self.bookkeeping())
                 .await?;
             rows.iter().map(claimed_from_row).collect()
         })
@@ -210,7 +210,7 @@ impl JobStore for SqliteBackend {
                 .bind(job)
                 .bind(i64::from(limit))
                 .bind(i64::from(cap))
-                .fetch_all(self.pool())
+                .fetch_all(self.bookkeeping())
                 .await?;
             rows.iter().map(claimed_from_row).collect()
         })
@@ -219,7 +219,7 @@ impl JobStore for SqliteBackend {
     fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let until = lease_until(lease);
-            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.bookkeeping().begin_with("BEGIN IMMEDIATE").await?;
             let mut ours = Vec::with_capacity(runs.len());
             for &(id, attempt) in runs {
                 let renewed = sqlx::query(
@@ -273,7 +273,7 @@ impl JobStore for SqliteBackend {
     fn rescue_expired(&self) -> Fut<'_, Rescued> {
         Box::pin(async move {
             let now = now_micros();
-            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.bookkeeping().begin_with("BEGIN IMMEDIATE").await?;
             let failed = sqlx::query(
                 "UPDATE herald_jobs SET status = 'failed', finished_at = ?1, \
                    lease_owner = NULL, lease_expires_at = NULL, \
@@ -307,7 +307,7 @@ impl JobStore for SqliteBackend {
                  WHERE lease_owner = ? AND status = 'running'",
             )
             .bind(owner)
-            .execute(self.pool())
+            .execute(self.bookkeeping())
             .await?
             .rows_affected())
         })
