@@ -325,11 +325,16 @@ impl Backend for PostgresBackend {
             // of a lease write and a completion write. A worker that dies closes its session and
             // its locks go with it; one that stalls longer than the lease is cut off by
             // `idle_in_transaction_session_timeout`, and its late completion fails.
+            // Its commit need not wait for the WAL flush: a completion lost in a crash of the
+            // server means a redelivery, which at-least-once allows.
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
-                .bind(lease_millis(lease).to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
+                        set_config('synchronous_commit', 'off', true)",
+            )
+            .bind(lease_millis(lease).to_string())
+            .execute(&mut *tx)
+            .await?;
             // Only the oldest open event of each aggregate in this pool is claimable. A
             // predecessor another worker holds is still open in every snapshot this statement
             // can see, so its successors stay put.
