@@ -665,6 +665,7 @@ fn aggregate_items(model: &Model) -> TokenStream {
         let doc = format!(" The change events of aggregate `{}`.", entity.name);
         let body = tagged_enum(&name, &doc, &events);
         let variants: Vec<Ident> = events.iter().map(|e| format_ident!("{}", e.struct_name)).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
         let aggregate = &entity.name;
         Some(quote! {
             #body
@@ -672,6 +673,30 @@ fn aggregate_items(model: &Model) -> TokenStream {
             impl #name {
                 /// The aggregate type these events belong to.
                 pub const AGGREGATE: &'static str = #aggregate;
+            }
+
+            impl ::herald::AggregateEvents for #name {
+                const AGGREGATE: &'static str = #aggregate;
+
+                fn meta(&self) -> ::herald::EventMeta {
+                    #name::meta(self)
+                }
+
+                fn payload_json(&self) -> ::core::result::Result<::std::string::String, ::herald::serde_json::Error> {
+                    match self {
+                        #(Self::#variants(event) => ::herald::serde_json::to_string(event),)*
+                    }
+                }
+
+                fn decode(
+                    event_type: &str,
+                    payload: &::herald::serde_json::Value,
+                ) -> ::core::result::Result<::core::option::Option<Self>, ::herald::serde_json::Error> {
+                    ::core::result::Result::Ok(::core::option::Option::Some(match event_type {
+                        #(#types => Self::#variants(<super::events::#variants as ::herald::serde::Deserialize>::deserialize(payload)?),)*
+                        _ => return ::core::result::Result::Ok(::core::option::Option::None),
+                    }))
+                }
             }
 
             impl ::core::convert::From<#name> for super::AppEvent {

@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+mod aggregate;
 mod attr;
 mod entity;
 mod entity_attr;
@@ -59,4 +60,13 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn job_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     job::expand(args.into(), item.into()).into()
+}
+
+/// Implements `herald::Aggregate` from `#[aggregate(entity = "contact", id = contact_id)]`: the
+/// aggregate folds the generated `ContactEvent` enum (or the one named by `events = path`), and
+/// its id is the named field.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::expand(&input).into()
 }

@@ -6,6 +6,7 @@
 //! transactional outbox ([`Store`]) on SQLite, PostgreSQL or memory, the [`EventBus`] that
 //! publishes into the caller's transaction, and the drain that delivers to subscribers.
 
+mod aggregate;
 mod bus;
 mod drain;
 mod entity;
@@ -18,11 +19,12 @@ mod runs;
 mod store;
 mod worker;
 
+pub use aggregate::{Aggregate, AggregateEvents, Decide, Given, JobQueue, Then, ThenState};
 pub use bus::{Catalog, Envelope, EventBus, HandlerError, InCatalog, Publish, PublishError};
 pub use drain::{DrainBuilder, DrainConfig, DrainHandle};
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
-pub use herald_macros::{Entity, Event, job_handler};
+pub use herald_macros::{Aggregate, Entity, Event, job_handler};
 pub use job::{DEFAULT_JOB_POOL, Job, Jobs, Trigger, TriggerEvent, TriggerEvents, TriggersIn};
 pub use job_context::{JobContext, JobError, RunAt};
 pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
@@ -46,3 +48,23 @@ pub use serde;
 pub use serde_json;
 pub use sqlx;
 pub use uuid;
+
+/// Used by generated code; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// `a == b` in const context.
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}

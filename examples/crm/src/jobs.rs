@@ -26,6 +26,7 @@ pub fn jobs() -> JobBindings {
     JobBindings::new()
         .register::<RecordPayment>()
         .register::<SyncContactToCrm>()
+        .register::<NotifyContactArchived>()
 }
 
 /// The table [`record_payment`] writes; `stripe_event_id` is its idempotency key.
@@ -144,4 +145,23 @@ async fn emit_sync<B: Backend>(
 
 fn tracing_line(line: &str) {
     println!("  [job]           {line}");
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedContact {
+    pub contact_id: Uuid,
+}
+
+/// Tells the contact's owner that it was archived; enqueued by the `contact` aggregate with its
+/// `contact_archived` event.
+#[job_handler(retries = 5, timeout = "10s")]
+pub async fn notify_contact_archived(
+    _ctx: JobContext,
+    input: ArchivedContact,
+) -> Result<(), JobError> {
+    tracing_line(&format!(
+        "told the owner that contact {} was archived",
+        input.contact_id
+    ));
+    Ok(())
 }

@@ -6,4 +6,5 @@
 #[rustfmt::skip]
 pub mod generated;
 
+pub mod contact;
 pub mod jobs;

@@ -35,6 +35,41 @@ impl AccountEvent {
     /// The aggregate type these events belong to.
     pub const AGGREGATE: &'static str = "account";
 }
+impl ::herald::AggregateEvents for AccountEvent {
+    const AGGREGATE: &'static str = "account";
+    fn meta(&self) -> ::herald::EventMeta {
+        AccountEvent::meta(self)
+    }
+    fn payload_json(
+        &self,
+    ) -> ::core::result::Result<::std::string::String, ::herald::serde_json::Error> {
+        match self {
+            Self::AccountCreated(event) => ::herald::serde_json::to_string(event),
+        }
+    }
+    fn decode(
+        event_type: &str,
+        payload: &::herald::serde_json::Value,
+    ) -> ::core::result::Result<
+        ::core::option::Option<Self>,
+        ::herald::serde_json::Error,
+    > {
+        ::core::result::Result::Ok(
+            ::core::option::Option::Some(
+                match event_type {
+                    "account_created" => {
+                        Self::AccountCreated(
+                            <super::events::AccountCreated as ::herald::serde::Deserialize>::deserialize(
+                                payload,
+                            )?,
+                        )
+                    }
+                    _ => return ::core::result::Result::Ok(::core::option::Option::None),
+                },
+            ),
+        )
+    }
+}
 impl ::core::convert::From<AccountEvent> for super::AppEvent {
     fn from(event: AccountEvent) -> Self {
         match event {
@@ -103,6 +138,57 @@ impl ::core::convert::From<super::events::ContactUpdated> for ContactEvent {
 impl ContactEvent {
     /// The aggregate type these events belong to.
     pub const AGGREGATE: &'static str = "contact";
+}
+impl ::herald::AggregateEvents for ContactEvent {
+    const AGGREGATE: &'static str = "contact";
+    fn meta(&self) -> ::herald::EventMeta {
+        ContactEvent::meta(self)
+    }
+    fn payload_json(
+        &self,
+    ) -> ::core::result::Result<::std::string::String, ::herald::serde_json::Error> {
+        match self {
+            Self::ContactArchived(event) => ::herald::serde_json::to_string(event),
+            Self::ContactCreated(event) => ::herald::serde_json::to_string(event),
+            Self::ContactUpdated(event) => ::herald::serde_json::to_string(event),
+        }
+    }
+    fn decode(
+        event_type: &str,
+        payload: &::herald::serde_json::Value,
+    ) -> ::core::result::Result<
+        ::core::option::Option<Self>,
+        ::herald::serde_json::Error,
+    > {
+        ::core::result::Result::Ok(
+            ::core::option::Option::Some(
+                match event_type {
+                    "contact_archived" => {
+                        Self::ContactArchived(
+                            <super::events::ContactArchived as ::herald::serde::Deserialize>::deserialize(
+                                payload,
+                            )?,
+                        )
+                    }
+                    "contact_created" => {
+                        Self::ContactCreated(
+                            <super::events::ContactCreated as ::herald::serde::Deserialize>::deserialize(
+                                payload,
+                            )?,
+                        )
+                    }
+                    "contact_updated" => {
+                        Self::ContactUpdated(
+                            <super::events::ContactUpdated as ::herald::serde::Deserialize>::deserialize(
+                                payload,
+                            )?,
+                        )
+                    }
+                    _ => return ::core::result::Result::Ok(::core::option::Option::None),
+                },
+            ),
+        )
+    }
 }
 impl ::core::convert::From<ContactEvent> for super::AppEvent {
     fn from(event: ContactEvent) -> Self {

@@ -1,0 +1,196 @@
+//! Event-sourced aggregates: state is the fold of an entity's change events; commands are
+//! decided purely; side effects are jobs enqueued with the events.
+
+use std::fmt::Debug;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::event::EventMeta;
+use crate::job::Job;
+use crate::job_context::RunAt;
+use crate::runs::{EnqueueError, new_run};
+use crate::store::NewRun;
+
+/// The enum of one aggregate's change events, generated per entity (`ContactEvent`, ...).
+pub trait AggregateEvents:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+    /// The entity whose change events these are.
+    const AGGREGATE: &'static str;
+
+    /// The metadata of this event's type.
+    fn meta(&self) -> EventMeta;
+
+    /// The payload alone, as stored in the outbox.
+    fn payload_json(&self) -> Result<String, serde_json::Error>;
+
+    /// Reads back a stored event; `Ok(None)` when `event_type` is not one of this aggregate's
+    /// (an event type the code no longer knows).
+    fn decode(
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Option<Self>, serde_json::Error>;
+}
+
+/// A struct whose state is the fold of its entity's change events. Implemented by
+/// `#[derive(Aggregate)]` with `#[aggregate(entity = "contact", id = contact_id)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not an aggregate",
+    note = "add `#[derive(herald::Aggregate, Default)]` and `#[aggregate(entity = \"...\", id = field)]`"
+)]
+pub trait Aggregate: Default + Send + Sync + 'static {
+    /// The generated enum of the entity's change events.
+    type Event: AggregateEvents;
+
+    /// The aggregate type: the entity's name.
+    const TYPE: &'static str;
+
+    /// The aggregate's id, as stored in the outbox's `aggregate_id`.
+    fn aggregate_id(&self) -> String;
+}
+
+/// Pure command handling: no clock, no I/O. What the outside world knows (time, ids,
+/// configuration) travels in the command; values only known after a side effect are published
+/// by the job that performs it, as a follow-up event.
+pub trait Decide: Aggregate {
+    type Command: Send;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The events the command produces (none is fine), and the jobs to enqueue with them.
+    fn decide(
+        &self,
+        command: Self::Command,
+        jobs: &mut JobQueue,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
+
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// The jobs a decision enqueues, atomically with its events.
+#[derive(Debug, Default)]
+pub struct JobQueue {
+    runs: Vec<NewRun>,
+    error: Option<EnqueueError>,
+}
+
+impl JobQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enqueues a run of `J` with the decision's events.
+    pub fn start<J: Job>(&mut self, input: J::Input) {
+        self.start_at::<J>(input, RunAt::Now);
+    }
+
+    pub fn start_at<J: Job>(&mut self, input: J::Input, at: RunAt) {
+        match new_run::<J>(&input, at, None) {
+            Ok(run) => self.runs.push(run),
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+    }
+
+    /// The names of the queued jobs, in order: what a given/when/then test checks.
+    pub fn job_names(&self) -> Vec<&'static str> {
+        self.runs.iter().map(|run| run.job).collect()
+    }
+
+    /// The queued inputs of job `J`, decoded.
+    pub fn inputs_of<J: Job>(&self) -> Vec<J::Input> {
+        self.runs
+            .iter()
+            .filter(|run| run.job == J::NAME)
+            .filter_map(|run| serde_json::from_str(&run.input).ok())
+            .collect()
+    }
+}
+
+/// Given these events, when this command, then these events (or this error) and these jobs —
+/// without a database. For unit tests of `decide` and `apply`.
+pub struct Given<A: Decide> {
+    state: A,
+}
+
+impl<A: Decide> Given<A> {
+    /// The aggregate after `history`, applied in order to `A::default()`.
+    pub fn events(history: impl IntoIterator<Item = A::Event>) -> Self {
+        let mut state = A::default();
+        for event in history {
+            state.apply(&event);
+        }
+        Self { state }
+    }
+
+    /// The decision on `command`.
+    pub fn when(self, command: A::Command) -> Then<A> {
+        let mut jobs = JobQueue::new();
+        let result = self.state.decide(command, &mut jobs);
+        Then {
+            state: self.state,
+            result,
+            jobs,
+        }
+    }
+}
+
+/// What a command decided, to assert on.
+pub struct Then<A: Decide> {
+    state: A,
+    result: Result<Vec<A::Event>, A::Error>,
+    jobs: JobQueue,
+}
+
+impl<A: Decide> Then<A> {
+    /// Asserts the decision produced exactly `expected`; returns the state after applying them.
+    #[track_caller]
+    pub fn then_events(self, expected: impl IntoIterator<Item = A::Event>) -> ThenState<A> {
+        let expected: Vec<A::Event> = expected.into_iter().collect();
+        match self.result {
+            Ok(events) => {
+                assert_eq!(events, expected, "the command decided other events");
+                let mut state = self.state;
+                for event in &events {
+                    state.apply(event);
+                }
+                ThenState {
+                    state,
+                    jobs: self.jobs,
+                }
+            }
+            Err(error) => panic!("expected events {expected:?}, the command failed: {error}"),
+        }
+    }
+
+    /// Asserts the decision failed, and that the error satisfies `check`; nothing is enqueued
+    /// with a failed decision.
+    #[track_caller]
+    pub fn then_error(self, check: impl FnOnce(&A::Error) -> bool) {
+        match self.result {
+            Ok(events) => panic!("expected an error, the command decided {events:?}"),
+            Err(error) => assert!(check(&error), "unexpected error: {error}"),
+        }
+    }
+}
+
+/// The state and the jobs after an accepted command.
+pub struct ThenState<A: Decide> {
+    pub state: A,
+    pub jobs: JobQueue,
+}
+
+impl<A: Decide> ThenState<A> {
+    /// Asserts the decision enqueued exactly these jobs, in order.
+    #[track_caller]
+    pub fn then_jobs(self, expected: &[&str]) -> Self {
+        assert_eq!(
+            self.jobs.job_names(),
+            expected,
+            "the command enqueued other jobs"
+        );
+        self
+    }
+}
