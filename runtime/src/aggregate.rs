@@ -11,6 +11,7 @@ use crate::job::Job;
 use crate::job_context::RunAt;
 use crate::runs::{EnqueueError, new_run};
 use crate::store::NewRun;
+use uuid::Uuid;
 
 /// The enum of one aggregate's change events, generated per entity (`ContactEvent`, ...).
 pub trait AggregateEvents:
@@ -97,6 +98,26 @@ impl JobQueue {
     /// The names of the queued jobs, in order: what a given/when/then test checks.
     pub fn job_names(&self) -> Vec<&'static str> {
         self.runs.iter().map(|run| run.job).collect()
+    }
+
+    pub(crate) fn into_runs(
+        self,
+        scope: (&str, &str),
+        cause: Option<Uuid>,
+    ) -> Result<Vec<NewRun>, EnqueueError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        Ok(self
+            .runs
+            .into_iter()
+            .map(|mut run| {
+                run.scope_type = Some(scope.0.to_owned());
+                run.scope_id = Some(scope.1.to_owned());
+                run.event_id = cause;
+                run
+            })
+            .collect())
     }
 
     /// The queued inputs of job `J`, decoded.

@@ -353,10 +353,11 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
             causation_id: event.causation_id,
             payload: serialize(&event.payload)?,
             occurred_at: event.occurred_at.unwrap_or_else(Utc::now),
+            aggregate_sequence: None,
         })
     }
 
-    async fn insert(
+    pub(crate) async fn insert(
         &self,
         tx: &mut B::Transaction<'_>,
         rows: Vec<NewEvent>,

@@ -7,6 +7,7 @@
 //! publishes into the caller's transaction, and the drain that delivers to subscribers.
 
 mod aggregate;
+mod aggregate_store;
 mod bus;
 mod drain;
 mod entity;
@@ -20,6 +21,7 @@ mod store;
 mod worker;
 
 pub use aggregate::{Aggregate, AggregateEvents, Decide, Given, JobQueue, Then, ThenState};
+pub use aggregate_store::{AggregateStore, ExecuteError, Executed, Loaded, Upcaster};
 pub use bus::{Catalog, Envelope, EventBus, HandlerError, InCatalog, Publish, PublishError};
 pub use drain::{DrainBuilder, DrainConfig, DrainHandle};
 pub use entity::{Entity, EntityMeta, FieldMeta};
@@ -31,7 +33,9 @@ pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use retry::RetryTiming;
 pub use runs::{EnqueueError, JobClient, Start};
 #[doc(hidden)]
-pub use store::{AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewRun, Rescued};
+pub use store::{
+    AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewEvent, NewRun, Rescued, StreamEvent,
+};
 pub use store::{
     Backend, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction, OutboxStats,
     PostgresBackend, PostgresStore, RecordedEvent, Redrive, RunFilter, RunInfo, RunStatus,

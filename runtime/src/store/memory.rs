@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::memory_jobs::JobState;
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, StreamEvent,
+    Wakes, sealed,
 };
 use crate::event::Event;
 
@@ -25,6 +26,7 @@ enum Status {
 #[derive(Debug)]
 struct Row {
     event: StoredEvent,
+    sequence: Option<i64>,
     status: Status,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -52,6 +54,8 @@ struct State {
     rows: BTreeMap<i64, Row>,
     /// By (event id, subscriber).
     deliveries: BTreeMap<(Uuid, String), Delivery>,
+    /// By (aggregate type, aggregate id): (sequence, state).
+    snapshots: BTreeMap<(String, String), (i64, String)>,
 }
 
 impl State {
@@ -104,10 +108,26 @@ pub struct MemoryTransaction {
     backend: MemoryBackend,
     buffered: Vec<NewEvent>,
     runs: Vec<NewRun>,
+    snapshots: Vec<(String, String, i64, String)>,
 }
 
 impl MemoryTransaction {
     pub async fn commit(self) -> Result<(), StoreError> {
+        {
+            // The (aggregate, sequence) unique key: a concurrent append committed first.
+            let state = self.backend.lock();
+            let taken = self.buffered.iter().any(|event| {
+                event.aggregate_sequence.is_some()
+                    && state.rows.values().any(|row| {
+                        row.sequence == event.aggregate_sequence
+                            && row.event.aggregate_type.as_deref() == event.aggregate_type
+                            && row.event.aggregate_id == event.aggregate_id
+                    })
+            });
+            if taken {
+                return Err(StoreError::Conflict);
+            }
+        }
         if !self.runs.is_empty() {
             let mut jobs = self.backend.jobs();
             for run in &self.runs {
@@ -128,6 +148,7 @@ impl MemoryTransaction {
                 state.rows.insert(
                     position,
                     Row {
+                        sequence: event.aggregate_sequence,
                         event: StoredEvent {
                             position,
                             id: event.id,
@@ -150,6 +171,15 @@ impl MemoryTransaction {
                     },
                 );
                 inserted = true;
+            }
+            for (aggregate_type, aggregate_id, sequence, snapshot) in self.snapshots {
+                let slot = state
+                    .snapshots
+                    .entry((aggregate_type, aggregate_id))
+                    .or_insert((sequence, snapshot.clone()));
+                if slot.0 < sequence {
+                    *slot = (sequence, snapshot);
+                }
             }
             inserted
         };
@@ -244,6 +274,7 @@ impl Backend for MemoryBackend {
                 backend: self.clone(),
                 buffered: Vec::new(),
                 runs: Vec::new(),
+                snapshots: Vec::new(),
             })
         })
     }
@@ -576,6 +607,70 @@ impl Backend for MemoryBackend {
                 }
             }
             Ok(released)
+        })
+    }
+
+    fn load_stream<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        after_sequence: i64,
+    ) -> Fut<'a, Vec<StreamEvent>> {
+        Box::pin(async move {
+            let state = self.lock();
+            let mut stream: Vec<StreamEvent> = state
+                .rows
+                .values()
+                .filter(|row| {
+                    row.event.aggregate_type.as_deref() == Some(aggregate_type)
+                        && row.event.aggregate_id.as_deref() == Some(aggregate_id)
+                        && row
+                            .sequence
+                            .is_some_and(|sequence| sequence > after_sequence)
+                })
+                .map(|row| StreamEvent {
+                    id: row.event.id,
+                    sequence: row.sequence.unwrap_or_default(),
+                    event_type: row.event.event_type.clone(),
+                    version: row.event.version,
+                    payload: row.event.payload.clone(),
+                })
+                .collect();
+            stream.sort_by_key(|event| event.sequence);
+            Ok(stream)
+        })
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+    ) -> Fut<'a, Option<(i64, String)>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .snapshots
+                .get(&(aggregate_type.to_owned(), aggregate_id.to_owned()))
+                .cloned())
+        })
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        sequence: i64,
+        state: &'a str,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            tx.snapshots.push((
+                aggregate_type.to_owned(),
+                aggregate_id.to_owned(),
+                sequence,
+                state.to_owned(),
+            ));
+            Ok(())
         })
     }
 

@@ -46,6 +46,9 @@ pub enum StoreError {
     },
     #[error("stored event {event_id} is corrupt: {reason}")]
     Corrupt { event_id: Uuid, reason: String },
+    /// Another writer appended the same aggregate sequence number first.
+    #[error("another writer appended to this aggregate first")]
+    Conflict,
 }
 
 /// Which rows a drain lane claims: the domain events of one pool, or the audit events (which
@@ -91,6 +94,27 @@ pub struct NewEvent {
     /// JSON text of the payload.
     pub payload: String,
     pub occurred_at: DateTime<Utc>,
+    /// The event's number in its aggregate's stream, for event-sourced aggregates; unique per
+    /// aggregate, so a concurrent append of the same number fails.
+    pub aggregate_sequence: Option<i64>,
+}
+
+/// One event of an aggregate's stream, as stored.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub id: Uuid,
+    pub sequence: i64,
+    pub event_type: String,
+    pub version: u32,
+    pub payload: String,
+}
+
+/// Maps a unique violation (of the aggregate sequence) to [`StoreError::Conflict`].
+pub(crate) fn conflict_or(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(error),
+    }
 }
 
 /// An event row as a drain lane claimed it.
@@ -289,6 +313,28 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     ) -> Fut<'a, ()>;
     #[doc(hidden)]
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64>;
+    #[doc(hidden)]
+    fn load_stream<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        after_sequence: i64,
+    ) -> Fut<'a, Vec<StreamEvent>>;
+    #[doc(hidden)]
+    fn load_snapshot<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+    ) -> Fut<'a, Option<(i64, String)>>;
+    #[doc(hidden)]
+    fn save_snapshot<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        sequence: i64,
+        state: &'a str,
+    ) -> Fut<'a, ()>;
     #[doc(hidden)]
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;
     #[doc(hidden)]

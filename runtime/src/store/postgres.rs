@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, StreamEvent,
+    Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -25,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "jobs",
         include_str!("../../migrations/postgres/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "snapshots",
+        include_str!("../../migrations/postgres/0003_snapshots.sql"),
     ),
 ];
 
@@ -108,6 +114,7 @@ struct EventColumns<'a> {
     causation_id: Vec<Option<Uuid>>,
     payload: Vec<&'a str>,
     occurred_at: Vec<DateTime<Utc>>,
+    aggregate_sequence: Vec<Option<i64>>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -126,6 +133,7 @@ impl<'a> EventColumns<'a> {
         self.causation_id.push(event.causation_id);
         self.payload.push(&event.payload);
         self.occurred_at.push(event.occurred_at);
+        self.aggregate_sequence.push(event.aggregate_sequence);
     }
 }
 
@@ -242,11 +250,11 @@ impl Backend for PostgresBackend {
         Box::pin(async move {
             if let [event] = events {
                 // The common case, one event: plain binds, no arrays to build.
-                return Ok(sqlx::query_scalar(
+                return sqlx::query_scalar(
                     "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                        aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
-                       payload, occurred_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13) \
+                       payload, occurred_at, aggregate_sequence) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14) \
                      ON CONFLICT (id) DO NOTHING RETURNING id",
                 )
                 .bind(event.id)
@@ -262,26 +270,28 @@ impl Backend for PostgresBackend {
                 .bind(event.causation_id)
                 .bind(event.payload.as_str())
                 .bind(event.occurred_at)
+                .bind(event.aggregate_sequence)
                 .fetch_all(&mut **tx)
-                .await?);
+                .await
+                .map_err(conflict_or);
             }
             let mut columns = EventColumns::default();
             for event in events {
                 columns.push(event);
             }
-            Ok(sqlx::query_scalar(
+            sqlx::query_scalar(
                 "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                    aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
-                   payload, occurred_at) \
+                   payload, occurred_at, aggregate_sequence) \
                  SELECT id, event_type, version, tier, direction, pool, aggregate_type, \
                    aggregate_id, tenant_id, correlation_id, causation_id, payload::jsonb, \
-                   occurred_at \
+                   occurred_at, aggregate_sequence \
                  FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], \
                    $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], \
-                   $12::text[], $13::timestamptz[]) \
+                   $12::text[], $13::timestamptz[], $14::int8[]) \
                    AS t(id, event_type, version, tier, direction, pool, aggregate_type, \
                         aggregate_id, tenant_id, correlation_id, causation_id, payload, \
-                        occurred_at) \
+                        occurred_at, aggregate_sequence) \
                  ON CONFLICT (id) DO NOTHING RETURNING id",
             )
             .bind(&columns.id)
@@ -297,8 +307,10 @@ impl Backend for PostgresBackend {
             .bind(&columns.causation_id)
             .bind(&columns.payload)
             .bind(&columns.occurred_at)
+            .bind(&columns.aggregate_sequence)
             .fetch_all(&mut **tx)
-            .await?)
+            .await
+            .map_err(conflict_or)
         })
     }
 
@@ -586,6 +598,81 @@ impl Backend for PostgresBackend {
             .rows_affected();
             tx.commit().await?;
             Ok(events + deliveries)
+        })
+    }
+
+    fn load_stream<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        after_sequence: i64,
+    ) -> Fut<'a, Vec<StreamEvent>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, aggregate_sequence, event_type, version, payload::text AS payload \
+                 FROM herald_events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND aggregate_sequence > $3 \
+                 ORDER BY aggregate_sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after_sequence)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StreamEvent {
+                        id: row.try_get("id")?,
+                        sequence: row.try_get("aggregate_sequence")?,
+                        event_type: row.try_get("event_type")?,
+                        version: row.try_get::<i32, _>("version")? as u32,
+                        payload: row.try_get("payload")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+    ) -> Fut<'a, Option<(i64, String)>> {
+        Box::pin(async move {
+            Ok(sqlx::query_as(
+                "SELECT sequence, state::text FROM herald_snapshots \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        sequence: i64,
+        state: &'a str,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO herald_snapshots (aggregate_type, aggregate_id, sequence, state) \
+                 VALUES ($1, $2, $3, $4::jsonb) \
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                   SET sequence = excluded.sequence, state = excluded.state, taken_at = now() \
+                   WHERE excluded.sequence > herald_snapshots.sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(sequence)
+            .bind(state)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         })
     }
 

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::{
     Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, Wakes, sealed,
+    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, StreamEvent,
+    Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -30,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "jobs",
         include_str!("../../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "snapshots",
+        include_str!("../../migrations/sqlite/0003_snapshots.sql"),
     ),
 ];
 
@@ -184,7 +190,7 @@ async fn insert_chunk(
     let mut builder = sqlx::QueryBuilder::<Sqlite>::new(
         "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
          aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
-         occurred_at, recorded_at, next_attempt_at) ",
+         occurred_at, recorded_at, next_attempt_at, aggregate_sequence) ",
     );
     builder.push_values(chunk, |mut row, event| {
         row.push_bind(event.id)
@@ -201,7 +207,8 @@ async fn insert_chunk(
             .push_bind(event.payload.as_str())
             .push_bind(micros(event.occurred_at))
             .push_bind(now)
-            .push_bind(now);
+            .push_bind(now)
+            .push_bind(event.aggregate_sequence);
     });
     builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
     builder
@@ -292,7 +299,7 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             let mut inserted = Vec::with_capacity(events.len());
             for chunk in events.chunks(INSERT_CHUNK) {
-                inserted.extend(insert_chunk(tx, chunk).await?);
+                inserted.extend(insert_chunk(tx, chunk).await.map_err(conflict_or)?);
             }
             Ok(inserted)
         })
@@ -554,6 +561,82 @@ impl Backend for SqliteBackend {
             .rows_affected();
             tx.commit().await?;
             Ok(events + deliveries)
+        })
+    }
+
+    fn load_stream<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        after_sequence: i64,
+    ) -> Fut<'a, Vec<StreamEvent>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, aggregate_sequence, event_type, version, payload FROM herald_events \
+                 WHERE aggregate_type = ? AND aggregate_id = ? AND aggregate_sequence > ? \
+                 ORDER BY aggregate_sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after_sequence)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StreamEvent {
+                        id: row.try_get("id")?,
+                        sequence: row.try_get("aggregate_sequence")?,
+                        event_type: row.try_get("event_type")?,
+                        version: row.try_get::<i64, _>("version")? as u32,
+                        payload: row.try_get("payload")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn load_snapshot<'a>(
+        &'a self,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+    ) -> Fut<'a, Option<(i64, String)>> {
+        Box::pin(async move {
+            Ok(sqlx::query_as(
+                "SELECT sequence, state FROM herald_snapshots \
+                 WHERE aggregate_type = ? AND aggregate_id = ?",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        sequence: i64,
+        state: &'a str,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO herald_snapshots (aggregate_type, aggregate_id, sequence, state, \
+                   taken_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                   SET sequence = excluded.sequence, state = excluded.state, \
+                       taken_at = excluded.taken_at \
+                   WHERE excluded.sequence > herald_snapshots.sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(sequence)
+            .bind(state)
+            .bind(now_micros())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         })
     }
 

@@ -2,7 +2,7 @@
 // Do not edit: change the YAML and generate again.
 
 //! The `contact_updated` event.
-/// Some of a contact's details changed; absent fields did not.
+/// Some of a contact's details changed; absent fields did not. Version 2 added `tags`.
 #[derive(
     Debug,
     Clone,
@@ -16,7 +16,7 @@
 #[schemars(crate = "::herald::schemars")]
 #[event(
     type = "contact_updated",
-    version = 1,
+    version = 2,
     direction = "change",
     aggregate = "contact",
     pool = "events_change"

@@ -1,0 +1,284 @@
+//! The contact aggregate against real databases (SQLite, PostgreSQL when
+//! `HERALD_TEST_POSTGRES_URL` names a server, memory): execute, atomic append with jobs,
+//! optimistic concurrency, snapshots, upcasting, unknown event types.
+
+use crm::contact::{Contact, ContactCommand, ContactError};
+use crm::generated::TypedEventBus;
+use crm::jobs::ArchivedContact;
+use herald::chrono::{DateTime, Utc};
+use herald::uuid::Uuid;
+use herald::{Backend, Decide, ExecuteError, JobQueue, RunFilter, Store, StoreError};
+
+const USER: Uuid = Uuid::from_u128(9);
+
+fn noon() -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse().unwrap()
+}
+
+fn create(id: Uuid) -> ContactCommand {
+    ContactCommand::Create {
+        contact_id: id,
+        account_id: None,
+        created_by: USER,
+    }
+}
+
+fn rename(name: &str) -> ContactCommand {
+    ContactCommand::Update {
+        email: None,
+        name: Some(name.to_owned()),
+        tags: vec![name.to_lowercase()],
+        updated_by: USER,
+    }
+}
+
+/// `contact_updated` version 1 had no `tags`.
+fn tags_were_added_in_v2(
+    mut payload: herald::serde_json::Value,
+) -> Result<herald::serde_json::Value, String> {
+    let object = payload
+        .as_object_mut()
+        .ok_or("a contact_updated payload is an object")?;
+    object.insert("tags".into(), herald::serde_json::json!([]));
+    Ok(payload)
+}
+
+async fn execute_appends_in_sequence_with_jobs<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let contacts = bus.aggregates::<Contact>();
+    let id = Uuid::now_v7();
+    let created = contacts.execute(id, create(id)).await.unwrap();
+    assert_eq!(created.sequence, 1);
+    contacts.execute(id, rename("Ada")).await.unwrap();
+    let archived = contacts
+        .execute(
+            id,
+            ContactCommand::Archive {
+                at: noon(),
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(archived.sequence, 3);
+    assert!(archived.state.archived);
+    let loaded = contacts.load(id).await.unwrap();
+    assert_eq!(loaded.sequence, 3);
+    assert_eq!(loaded.state, archived.state);
+    assert_eq!(loaded.state.name.as_deref(), Some("Ada"));
+
+    // The events are outbox rows, and the archive's job was enqueued with its event.
+    assert_eq!(store.stats().await.unwrap().pending_events, 3);
+    let runs = store
+        .jobs()
+        .list(&RunFilter::default().scope("contact", id))
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].job, "notify_contact_archived");
+    assert_eq!(runs[0].event_id, Some(archived.event_ids[0]));
+    assert_eq!(
+        runs[0].input,
+        herald::serde_json::to_value(ArchivedContact { contact_id: id }).unwrap()
+    );
+
+    // A refused command appends and enqueues nothing.
+    let refused = contacts.execute(id, rename("Bob")).await.unwrap_err();
+    assert!(matches!(
+        refused,
+        ExecuteError::Rejected(ContactError::Archived(_))
+    ));
+    assert_eq!(contacts.load(id).await.unwrap().sequence, 3);
+    assert_eq!(
+        store
+            .jobs()
+            .list(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn a_stale_append_loses_and_execute_decides_again<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let contacts = bus.aggregates::<Contact>();
+    let id = Uuid::now_v7();
+    contacts.execute(id, create(id)).await.unwrap();
+    // A writer decides on sequence 1 ...
+    let stale = contacts.load(id).await.unwrap();
+    let mut jobs = JobQueue::new();
+    let events = stale.state.decide(rename("Late"), &mut jobs).unwrap();
+    // ... while another appends sequence 2 first.
+    contacts.execute(id, rename("First")).await.unwrap();
+    let lost = contacts
+        .append(&id.to_string(), stale, events, jobs)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            lost,
+            ExecuteError::Store(StoreError::Conflict)
+                | ExecuteError::Publish(herald::PublishError::Store(StoreError::Conflict))
+        ),
+        "{lost:?}"
+    );
+    let loaded = contacts.load(id).await.unwrap();
+    assert_eq!(loaded.sequence, 2);
+    assert_eq!(loaded.state.name.as_deref(), Some("First"));
+}
+
+async fn racing_writers_never_gap_or_duplicate<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let id = Uuid::now_v7();
+    bus.aggregates::<Contact>()
+        .execute(id, create(id))
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let contacts = bus.aggregates::<Contact>().max_attempts(50);
+            tokio::spawn(async move {
+                for n in 0..15 {
+                    contacts
+                        .execute(id, rename(&format!("w{writer}-{n}")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stream = store
+        .backend()
+        .load_stream("contact", &id.to_string(), 0)
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = stream.iter().map(|event| event.sequence).collect();
+    assert_eq!(sequences, (1..=31).collect::<Vec<_>>());
+    assert_eq!(
+        bus.aggregates::<Contact>()
+            .load(id)
+            .await
+            .unwrap()
+            .state
+            .updates,
+        30
+    );
+}
+
+async fn snapshots_equal_a_full_replay<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let contacts = bus.aggregates::<Contact>().snapshot_every(3);
+    let id = Uuid::now_v7();
+    contacts.execute(id, create(id)).await.unwrap();
+    for n in 0..10 {
+        contacts
+            .execute(id, rename(&format!("n{n}")))
+            .await
+            .unwrap();
+    }
+    let snapshot = store
+        .backend()
+        .load_snapshot("contact", &id.to_string())
+        .await
+        .unwrap()
+        .expect("a snapshot was taken");
+    assert_eq!(snapshot.0, 9, "every 3 events: the last at sequence 9");
+    let from_snapshot = contacts.load(id).await.unwrap();
+    let replayed = contacts.replay(id).await.unwrap();
+    assert_eq!(from_snapshot, replayed);
+    assert_eq!(from_snapshot.sequence, 11);
+    assert_eq!(from_snapshot.state.updates, 10);
+}
+
+async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let contacts = bus
+        .aggregates::<Contact>()
+        .upcast("contact_updated", 1, tags_were_added_in_v2);
+    let id = Uuid::now_v7();
+    contacts.execute(id, create(id)).await.unwrap();
+    // A version-1 `contact_updated` (no `tags`), as an older release stored it.
+    let mut tx = store.begin().await.unwrap();
+    store
+        .backend()
+        .insert_events(
+            &mut tx,
+            &[herald::NewEvent {
+                id: Uuid::now_v7(),
+                event_type: "contact_updated",
+                version: 1,
+                tier: "domain",
+                direction: Some("change"),
+                pool: Some("events_change"),
+                aggregate_type: Some("contact"),
+                aggregate_id: Some(id.to_string()),
+                tenant_id: None,
+                correlation_id: None,
+                causation_id: None,
+                payload: herald::serde_json::json!({
+                    "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+                })
+                .to_string(),
+                occurred_at: Utc::now(),
+                aggregate_sequence: Some(2),
+            }],
+        )
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let loaded = contacts.load(id).await.unwrap();
+    assert_eq!(loaded.state.name.as_deref(), Some("Old"));
+    assert_eq!(loaded.state.updates, 1);
+
+    // Without the upcaster, the old version is an error that says what is missing.
+    let error = bus.aggregates::<Contact>().load(id).await.unwrap_err();
+    assert!(
+        error.to_string().contains("no upcaster from version 1"),
+        "{error}"
+    );
+
+    // An event type the code no longer knows is named.
+    let mut tx = store.begin().await.unwrap();
+    store
+        .backend()
+        .insert_events(
+            &mut tx,
+            &[herald::NewEvent {
+                id: Uuid::now_v7(),
+                event_type: "contact_merged",
+                version: 1,
+                tier: "domain",
+                direction: Some("change"),
+                pool: Some("events_change"),
+                aggregate_type: Some("contact"),
+                aggregate_id: Some(id.to_string()),
+                tenant_id: None,
+                correlation_id: None,
+                causation_id: None,
+                payload: "{}".into(),
+                occurred_at: Utc::now(),
+                aggregate_sequence: Some(3),
+            }],
+        )
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let error = contacts.load(id).await.unwrap_err();
+    assert!(matches!(
+        &error,
+        ExecuteError::UnknownEventType { event_type, .. } if event_type == "contact_merged"
+    ));
+    assert!(error.to_string().contains("`contact_merged`"), "{error}");
+}
+
+integration_tests::on_every_backend!(
+    execute_appends_in_sequence_with_jobs,
+    a_stale_append_loses_and_execute_decides_again,
+    racing_writers_never_gap_or_duplicate,
+    snapshots_equal_a_full_replay,
+    old_versions_are_upcast_and_unknown_types_named,
+);

@@ -1,0 +1,330 @@
+//! Loading, deciding and appending event-sourced aggregates with optimistic concurrency.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::aggregate::{Aggregate, AggregateEvents, Decide, JobQueue};
+use crate::bus::{Catalog, EventBus, PublishError};
+use crate::event::Tier;
+use crate::runs::EnqueueError;
+use crate::store::{Backend, NewEvent, StoreError};
+
+/// Turns the payload of an older version of an event into the next version's.
+pub type Upcaster = fn(serde_json::Value) -> Result<serde_json::Value, String>;
+
+/// Why `execute` (or `load`) did not succeed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Rejected(E),
+    #[error(
+        "{aggregate} {id}: {attempts} attempts lost the race against concurrent writers; try \
+         again later"
+    )]
+    Concurrency {
+        aggregate: &'static str,
+        id: String,
+        attempts: u32,
+    },
+    #[error(
+        "{aggregate} {id}: its stream holds an event of type `{event_type}` that this code does \
+         not know; restore the event type, or upcast it into a known one"
+    )]
+    UnknownEventType {
+        aggregate: &'static str,
+        id: String,
+        event_type: String,
+    },
+    #[error(
+        "{aggregate} {id}: event {event_id} (`{event_type}` version {stored}) has no upcaster \
+         from version {missing} to the current version {current}"
+    )]
+    MissingUpcaster {
+        aggregate: &'static str,
+        id: String,
+        event_id: Uuid,
+        event_type: String,
+        stored: u32,
+        missing: u32,
+        current: u32,
+    },
+    #[error("{aggregate} {id}: event {event_id} cannot be read: {reason}")]
+    Undecodable {
+        aggregate: &'static str,
+        id: String,
+        event_id: Uuid,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+/// What an accepted command did.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The state after the new events.
+    pub state: A,
+    pub events: Vec<A::Event>,
+    /// The stream's last sequence number after the append.
+    pub sequence: i64,
+    /// Ids of the appended events, in order.
+    pub event_ids: Vec<Uuid>,
+}
+
+/// An aggregate as loaded: its state and the sequence number it is at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub sequence: i64,
+}
+
+/// Executes commands against aggregates of type `A`; from [`EventBus::aggregates`].
+pub struct AggregateStore<A: Decide, C: Catalog, B: Backend> {
+    bus: EventBus<C, B>,
+    snapshot_every: Option<i64>,
+    max_attempts: u32,
+    upcasters: HashMap<(&'static str, u32), Upcaster>,
+    aggregate: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<C: Catalog, B: Backend> EventBus<C, B> {
+    /// The store of aggregates `A`: appends go through this bus, so the events reach the
+    /// outbox and trigger their jobs like published ones.
+    pub fn aggregates<A>(&self) -> AggregateStore<A, C, B>
+    where
+        A: Decide + Serialize + DeserializeOwned,
+        A::Command: Clone,
+    {
+        AggregateStore {
+            bus: self.clone(),
+            snapshot_every: None,
+            max_attempts: 5,
+            upcasters: HashMap::new(),
+            aggregate: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A, C, B> AggregateStore<A, C, B>
+where
+    A: Decide + Serialize + DeserializeOwned,
+    A::Command: Clone,
+    C: Catalog,
+    B: Backend,
+{
+    /// Stores a snapshot of the state every `events` events; loads start from the latest one.
+    pub fn snapshot_every(mut self, events: u32) -> Self {
+        self.snapshot_every = Some(i64::from(events.max(1)));
+        self
+    }
+
+    /// How many times `execute` loads, decides and appends again after losing a race (5).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Registers how a stored `event_type` payload of `from_version` becomes `from_version + 1`.
+    pub fn upcast(mut self, event_type: &'static str, from_version: u32, upcast: Upcaster) -> Self {
+        self.upcasters.insert((event_type, from_version), upcast);
+        self
+    }
+
+    /// The current state of aggregate `id` (the default state if it has no events).
+    pub async fn load(&self, id: impl Display) -> Result<Loaded<A>, ExecuteError<A::Error>> {
+        self.load_id(&id.to_string(), self.snapshot_every.is_some())
+            .await
+    }
+
+    /// The state from a full replay, ignoring snapshots: what snapshots are checked against.
+    pub async fn replay(&self, id: impl Display) -> Result<Loaded<A>, ExecuteError<A::Error>> {
+        self.load_id(&id.to_string(), false).await
+    }
+
+    async fn load_id(
+        &self,
+        id: &str,
+        use_snapshot: bool,
+    ) -> Result<Loaded<A>, ExecuteError<A::Error>> {
+        let backend = self.bus.store().backend();
+        let (mut state, mut sequence) = match use_snapshot {
+            true => match backend.load_snapshot(A::TYPE, id).await? {
+                Some((sequence, json)) => match serde_json::from_str::<A>(&json) {
+                    Ok(state) => (state, sequence),
+                    // A snapshot of an older shape of the state: replay instead.
+                    Err(_) => (A::default(), 0),
+                },
+                None => (A::default(), 0),
+            },
+            false => (A::default(), 0),
+        };
+        for stored in backend.load_stream(A::TYPE, id, sequence).await? {
+            let event = self.decode(id, &stored)?;
+            state.apply(&event);
+            sequence = stored.sequence;
+        }
+        Ok(Loaded { state, sequence })
+    }
+
+    fn decode(
+        &self,
+        id: &str,
+        stored: &crate::store::StreamEvent,
+    ) -> Result<A::Event, ExecuteError<A::Error>> {
+        let undecodable = |reason: String| ExecuteError::Undecodable {
+            aggregate: A::TYPE,
+            id: id.to_owned(),
+            event_id: stored.id,
+            reason,
+        };
+        let unknown = || ExecuteError::UnknownEventType {
+            aggregate: A::TYPE,
+            id: id.to_owned(),
+            event_type: stored.event_type.clone(),
+        };
+        let descriptor = C::registry().get(&stored.event_type).ok_or_else(unknown)?;
+        let current = descriptor.meta.version;
+        let mut payload: serde_json::Value = serde_json::from_str(&stored.payload)
+            .map_err(|error| undecodable(error.to_string()))?;
+        let mut version = stored.version;
+        while version < current {
+            let upcast = self
+                .upcasters
+                .get(&(descriptor.meta.event_type, version))
+                .ok_or_else(|| ExecuteError::MissingUpcaster {
+                    aggregate: A::TYPE,
+                    id: id.to_owned(),
+                    event_id: stored.id,
+                    event_type: stored.event_type.clone(),
+                    stored: stored.version,
+                    missing: version,
+                    current,
+                })?;
+            payload = upcast(payload).map_err(undecodable)?;
+            version += 1;
+        }
+        A::Event::decode(&stored.event_type, &payload)
+            .map_err(|error| undecodable(error.to_string()))?
+            .ok_or_else(unknown)
+    }
+
+    /// Loads aggregate `id`, decides `command`, and appends the events with the next sequence
+    /// numbers, writes them to the outbox and enqueues the decision's jobs, in one
+    /// transaction. A concurrent append wins the sequence numbers; the whole
+    /// load-decide-append then runs again, up to `max_attempts` times.
+    pub async fn execute(
+        &self,
+        id: impl Display,
+        command: A::Command,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let id = id.to_string();
+        let span = tracing::info_span!("herald.aggregate.execute", aggregate = A::TYPE, %id);
+        let _entered = span.enter();
+        for attempt in 1..=self.max_attempts {
+            let loaded = self.load_id(&id, self.snapshot_every.is_some()).await?;
+            let mut jobs = JobQueue::new();
+            let events = loaded
+                .state
+                .decide(command.clone(), &mut jobs)
+                .map_err(ExecuteError::Rejected)?;
+            match self.append(&id, loaded, events, jobs).await {
+                Err(ExecuteError::Store(StoreError::Conflict))
+                | Err(ExecuteError::Publish(PublishError::Store(StoreError::Conflict))) => {
+                    tracing::debug!(attempt, "lost an append race; deciding again");
+                }
+                other => return other,
+            }
+        }
+        Err(ExecuteError::Concurrency {
+            aggregate: A::TYPE,
+            id,
+            attempts: self.max_attempts,
+        })
+    }
+
+    /// Appends `events` decided on `loaded` (at `loaded.sequence`), with `jobs`, in one
+    /// transaction. Fails with `StoreError::Conflict` when another writer appended first.
+    pub async fn append(
+        &self,
+        id: &str,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        jobs: JobQueue,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let Loaded {
+            mut state,
+            sequence,
+        } = loaded;
+        let mut rows = Vec::with_capacity(events.len());
+        for (offset, event) in events.iter().enumerate() {
+            let meta = event.meta();
+            rows.push(NewEvent {
+                id: Uuid::now_v7(),
+                event_type: meta.event_type,
+                version: meta.version,
+                tier: match meta.tier() {
+                    Tier::Domain => "domain",
+                    Tier::Audit => "audit",
+                },
+                direction: meta.direction().map(|direction| direction.as_str()),
+                pool: meta.pool(),
+                aggregate_type: Some(A::TYPE),
+                aggregate_id: Some(id.to_owned()),
+                tenant_id: None,
+                correlation_id: None,
+                causation_id: None,
+                payload: event
+                    .payload_json()
+                    .map_err(|source| PublishError::Serialize {
+                        event_type: meta.event_type,
+                        source,
+                    })?,
+                occurred_at: Utc::now(),
+                aggregate_sequence: Some(sequence + offset as i64 + 1),
+            });
+        }
+        let new_sequence = sequence + rows.len() as i64;
+        for event in &events {
+            state.apply(event);
+        }
+        let store = self.bus.store();
+        let mut tx = store.begin().await?;
+        let event_ids = self.bus.insert(&mut tx, rows).await?;
+        let runs = jobs.into_runs((A::TYPE, id), event_ids.first().copied())?;
+        if !runs.is_empty() {
+            store.backend().insert_runs(&mut tx, &runs).await?;
+        }
+        if let Some(every) = self.snapshot_every
+            && new_sequence / every > sequence / every
+        {
+            let json =
+                serde_json::to_string(&state).map_err(|error| ExecuteError::Undecodable {
+                    aggregate: A::TYPE,
+                    id: id.to_owned(),
+                    event_id: Uuid::nil(),
+                    reason: format!("the state cannot be serialized for a snapshot: {error}"),
+                })?;
+            store
+                .backend()
+                .save_snapshot(&mut tx, A::TYPE, id, new_sequence, &json)
+                .await?;
+        }
+        store.commit(tx).await?;
+        Ok(Executed {
+            state,
+            events,
+            sequence: new_sequence,
+            event_ids,
+        })
+    }
+}
