@@ -282,3 +282,87 @@ integration_tests::on_every_backend!(
     snapshots_equal_a_full_replay,
     old_versions_are_upcast_and_unknown_types_named,
 );
+
+/// A job input that cannot be serialized: enqueueing it fails after the events were inserted,
+/// inside the append's transaction.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Unstorable;
+
+impl serde::Serialize for Unstorable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this input cannot be stored"))
+    }
+}
+
+#[herald::job_handler]
+async fn never_stored(
+    _ctx: herald::JobContext,
+    _input: Unstorable,
+) -> Result<(), herald::JobError> {
+    Ok(())
+}
+
+/// Decides like a contact, then asks for a job whose input cannot be stored.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize, herald::Aggregate)]
+#[aggregate(entity = "contact", id = contact_id, events = crm::generated::ContactEvent)]
+struct FragileContact {
+    contact_id: Uuid,
+    inner: Contact,
+}
+
+impl Decide for FragileContact {
+    type Command = ContactCommand;
+    type Error = ContactError;
+
+    fn decide(
+        &self,
+        command: ContactCommand,
+        jobs: &mut JobQueue,
+    ) -> Result<Vec<crm::generated::ContactEvent>, ContactError> {
+        let events = self.inner.decide(command, jobs)?;
+        jobs.start::<NeverStored>(Unstorable);
+        Ok(events)
+    }
+
+    fn apply(&mut self, event: &crm::generated::ContactEvent) {
+        self.inner.apply(event);
+        self.contact_id = self.inner.contact_id;
+    }
+}
+
+async fn a_failure_after_the_insert_leaves_neither_events_nor_jobs<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store.clone());
+    let id = Uuid::now_v7();
+    let error = bus
+        .aggregates::<FragileContact>()
+        .execute(id, create(id))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("this input cannot be stored"),
+        "{error}"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats.pending_events + stats.processed_events,
+        0,
+        "{stats:?}"
+    );
+    assert!(
+        store
+            .jobs()
+            .list(&RunFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        bus.aggregates::<Contact>().load(id).await.unwrap().sequence,
+        0
+    );
+}
+
+mod atomicity {
+    integration_tests::on_every_backend!(a_failure_after_the_insert_leaves_neither_events_nor_jobs);
+    use super::a_failure_after_the_insert_leaves_neither_events_nor_jobs;
+}
