@@ -14,6 +14,7 @@ mod entity;
 mod event;
 mod job;
 mod job_context;
+mod projection;
 mod registry;
 mod retry;
 mod runs;
@@ -29,6 +30,7 @@ pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, 
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
 pub use job::{DEFAULT_JOB_POOL, Job, Jobs, Trigger, TriggerEvent, TriggerEvents, TriggersIn};
 pub use job_context::{JobContext, JobError, RunAt};
+pub use projection::{Projection, ProjectionError, Projector, ProjectorHandle};
 pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use retry::RetryTiming;
 pub use runs::{EnqueueError, JobClient, Start};
@@ -37,15 +39,17 @@ pub use store::{
     AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewEvent, NewRun, Rescued, StreamEvent,
 };
 pub use store::{
-    Backend, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction, OutboxStats,
-    PostgresBackend, PostgresStore, RecordedEvent, Redrive, RunFilter, RunInfo, RunStatus,
-    SqliteBackend, SqliteStore, Store, StoreError, memory, postgres, postgres_with, sqlite,
+    Backend, Checkpoint, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction,
+    OutboxStats, PostgresBackend, PostgresStore, ProjectedEvent, RecordedEvent, Redrive, RunFilter,
+    RunInfo, RunStatus, SqliteBackend, SqliteStore, Store, StoreError, memory, postgres,
+    postgres_with, sqlite,
 };
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 
 // Generated code names these through `::herald::…` so that the application needs no direct
 // dependency on them (and cannot pick an incompatible version).
 pub use chrono;
+pub use futures_util;
 pub use rust_decimal;
 pub use schemars;
 pub use serde;

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::memory_jobs::JobState;
 use super::{
-    Backend, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane, NewDelivery,
-    NewEvent, NewRun, OrderingKey, OutboxStats, Redrive, StoreError, StoredEvent, StreamEvent,
-    Wakes, sealed,
+    Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
+    NewDelivery, NewEvent, NewRun, OrderingKey, OutboxStats, ProjectedEvent, Redrive, StoreError,
+    StoredEvent, StreamEvent, Wakes, sealed,
 };
 use crate::event::Event;
 
@@ -56,6 +56,8 @@ struct State {
     deliveries: BTreeMap<(Uuid, String), Delivery>,
     /// By (aggregate type, aggregate id): (sequence, state).
     snapshots: BTreeMap<(String, String), (i64, String)>,
+    /// Projection checkpoints (positions), by name.
+    checkpoints: BTreeMap<String, i64>,
 }
 
 impl State {
@@ -109,6 +111,7 @@ pub struct MemoryTransaction {
     buffered: Vec<NewEvent>,
     runs: Vec<NewRun>,
     snapshots: Vec<(String, String, i64, String)>,
+    checkpoints: Vec<(String, i64)>,
 }
 
 impl MemoryTransaction {
@@ -171,6 +174,9 @@ impl MemoryTransaction {
                     },
                 );
                 inserted = true;
+            }
+            for (projection, position) in self.checkpoints {
+                state.checkpoints.insert(projection, position);
             }
             for (aggregate_type, aggregate_id, sequence, snapshot) in self.snapshots {
                 let slot = state
@@ -275,6 +281,7 @@ impl Backend for MemoryBackend {
                 buffered: Vec::new(),
                 runs: Vec::new(),
                 snapshots: Vec::new(),
+                checkpoints: Vec::new(),
             })
         })
     }
@@ -671,6 +678,72 @@ impl Backend for MemoryBackend {
                 state.to_owned(),
             ));
             Ok(())
+        })
+    }
+
+    fn load_checkpoint<'a>(
+        &'a self,
+        _tx: &'a mut Self::Transaction<'_>,
+        projection: &'a str,
+    ) -> Fut<'a, Checkpoint> {
+        Box::pin(async move {
+            let position = self
+                .lock()
+                .checkpoints
+                .get(projection)
+                .copied()
+                .unwrap_or(0);
+            Ok(Checkpoint { tx_id: 0, position })
+        })
+    }
+
+    fn save_checkpoint<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        projection: &'a str,
+        checkpoint: Checkpoint,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            tx.checkpoints
+                .push((projection.to_owned(), checkpoint.position));
+            Ok(())
+        })
+    }
+
+    fn read_committed<'a>(
+        &'a self,
+        _tx: &'a mut Self::Transaction<'_>,
+        after: Checkpoint,
+        limit: u32,
+    ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>> {
+        Box::pin(async move {
+            // Positions are assigned at commit, so they become visible in order.
+            Ok(self
+                .lock()
+                .rows
+                .range(after.position + 1..)
+                .take(limit as usize)
+                .map(|(position, row)| {
+                    (
+                        Checkpoint {
+                            tx_id: 0,
+                            position: *position,
+                        },
+                        ProjectedEvent {
+                            position: *position,
+                            id: row.event.id,
+                            event_type: row.event.event_type.clone(),
+                            version: row.event.version,
+                            aggregate_type: row.event.aggregate_type.clone(),
+                            aggregate_id: row.event.aggregate_id.clone(),
+                            tenant_id: row.event.tenant_id.clone(),
+                            payload: serde_json::from_str(&row.event.payload)
+                                .unwrap_or(serde_json::Value::Null),
+                            occurred_at: row.event.occurred_at,
+                        },
+                    )
+                })
+                .collect())
         })
     }
 

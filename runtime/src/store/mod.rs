@@ -109,6 +109,28 @@ pub struct StreamEvent {
     pub payload: String,
 }
 
+/// How far a projection has folded the outbox. On PostgreSQL the pair (transaction, position)
+/// orders events; elsewhere the position alone does and `tx_id` stays 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Checkpoint {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+/// A committed event as a projection reads it.
+#[derive(Debug, Clone)]
+pub struct ProjectedEvent {
+    pub position: i64,
+    pub id: Uuid,
+    pub event_type: String,
+    pub version: u32,
+    pub aggregate_type: Option<String>,
+    pub aggregate_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
 /// Maps a unique violation (of the aggregate sequence) to [`StoreError::Conflict`].
 pub(crate) fn conflict_or(error: sqlx::Error) -> StoreError {
     match &error {
@@ -335,6 +357,29 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         sequence: i64,
         state: &'a str,
     ) -> Fut<'a, ()>;
+    /// The projection's checkpoint, created at zero if new, and locked for this transaction.
+    #[doc(hidden)]
+    fn load_checkpoint<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        projection: &'a str,
+    ) -> Fut<'a, Checkpoint>;
+    #[doc(hidden)]
+    fn save_checkpoint<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        projection: &'a str,
+        checkpoint: Checkpoint,
+    ) -> Fut<'a, ()>;
+    /// Committed events after `after`, in projection order, never skipping one that commits
+    /// later at a smaller position.
+    #[doc(hidden)]
+    fn read_committed<'a>(
+        &'a self,
+        tx: &'a mut Self::Transaction<'_>,
+        after: Checkpoint,
+        limit: u32,
+    ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>>;
     #[doc(hidden)]
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;
     #[doc(hidden)]
