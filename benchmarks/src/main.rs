@@ -37,6 +37,9 @@ struct Args {
     backlog: u64,
     #[arg(long)]
     skip_backlog: bool,
+    /// Run only the aggregate scenarios.
+    #[arg(long)]
+    aggregates_only: bool,
     /// Run only one backend.
     #[arg(long, value_parser = ["sqlite", "postgres"])]
     only: Option<String>,
@@ -701,6 +704,93 @@ async fn jobs<B: Dialect>(
     Ok(())
 }
 
+/// Commands per second through `execute`, each on a different aggregate that holds exactly
+/// `history` events, with and without snapshots (every 100 events).
+async fn aggregates<B: Dialect>(store: Store<B>, report: &mut Report) -> Result<(), Failure> {
+    use crm::contact::{Contact, ContactCommand};
+    use crm::generated::ContactEvent;
+    use crm::generated::events::ContactUpdated;
+    use herald::{JobQueue, Loaded};
+
+    let name = B::NAME;
+    let bus = TypedEventBus::new(store.clone());
+    let rename = |n: u64| ContactCommand::Update {
+        email: None,
+        name: Some(format!("name {n}")),
+        tags: Vec::new(),
+        updated_by: Uuid::nil(),
+    };
+    for (history, per_mode) in [(10u64, 300u64), (1_000, 40)] {
+        // Build 2 × per_mode aggregates of `history` events, each in one append; the builder
+        // snapshots, so the aggregates have a snapshot at their last multiple of 100.
+        let builder = bus.aggregates::<Contact>().snapshot_every(100);
+        let mut ids = Vec::new();
+        for _ in 0..2 * per_mode {
+            let id = Uuid::now_v7();
+            builder
+                .execute(
+                    id,
+                    ContactCommand::Create {
+                        contact_id: id,
+                        account_id: None,
+                        created_by: Uuid::nil(),
+                    },
+                )
+                .await?;
+            let loaded = builder.load(id).await?;
+            let updates: Vec<ContactEvent> = (1..history)
+                .map(|n| {
+                    ContactUpdated {
+                        contact_id: id,
+                        email: None,
+                        name: Some(format!("name {n}")),
+                        tags: Vec::new(),
+                        updated_by: Uuid::nil(),
+                    }
+                    .into()
+                })
+                .collect();
+            builder
+                .append(
+                    &id.to_string(),
+                    Loaded { ..loaded },
+                    updates,
+                    JobQueue::new(),
+                )
+                .await?;
+            ids.push(id);
+        }
+        let (plain_ids, snapshot_ids) = ids.split_at(per_mode as usize);
+        let plain = bus.aggregates::<Contact>();
+        let start = Instant::now();
+        for (n, id) in plain_ids.iter().enumerate() {
+            plain.execute(id, rename(history + n as u64)).await?;
+        }
+        let plain_rate = rate(per_mode, start.elapsed());
+        report.add(
+            name,
+            format!("execute on aggregates of {history} events, no snapshots"),
+            per_second(plain_rate),
+            "",
+            "",
+        );
+        let snapshotted = bus.aggregates::<Contact>().snapshot_every(100);
+        let start = Instant::now();
+        for (n, id) in snapshot_ids.iter().enumerate() {
+            snapshotted.execute(id, rename(history + n as u64)).await?;
+        }
+        let snapshot_rate = rate(per_mode, start.elapsed());
+        report.add(
+            name,
+            format!("execute on aggregates of {history} events, snapshots every 100"),
+            per_second(snapshot_rate),
+            per_second(plain_rate),
+            format!("{:.2}x", snapshot_rate / plain_rate),
+        );
+    }
+    Ok(())
+}
+
 async fn backlog_memory<B: Dialect>(
     store: Store<B>,
     args: &Args,
@@ -817,12 +907,29 @@ async fn main() -> Result<(), Failure> {
     let mut report = Report::default();
     let sqlite = args.only.as_deref() != Some("postgres");
     let postgres = args.only.as_deref() != Some("sqlite");
+    if args.aggregates_only {
+        if sqlite {
+            let (store, path) = fresh_sqlite("aggregates").await?;
+            aggregates(store, &mut report).await?;
+            remove_sqlite(&path);
+        }
+        if let (Some(url), true) = (&args.postgres_url, postgres) {
+            let (store, schema) = fresh_postgres(url).await?;
+            aggregates(store, &mut report).await?;
+            drop_postgres(url, &schema).await;
+        }
+        report.print();
+        return Ok(());
+    }
     if sqlite {
         let (store, path) = fresh_sqlite("outbox").await?;
         let legacy = outbox(store, &args, &mut report).await?;
         remove_sqlite(&path);
         let (store, path) = fresh_sqlite("jobs").await?;
         jobs(store, &args, &mut report, legacy).await?;
+        remove_sqlite(&path);
+        let (store, path) = fresh_sqlite("aggregates").await?;
+        aggregates(store, &mut report).await?;
         remove_sqlite(&path);
         if !args.skip_backlog {
             let (store, path) = fresh_sqlite("backlog").await?;
@@ -837,6 +944,9 @@ async fn main() -> Result<(), Failure> {
             drop_postgres(url, &schema).await;
             let (store, schema) = fresh_postgres(url).await?;
             jobs(store, &args, &mut report, legacy).await?;
+            drop_postgres(url, &schema).await;
+            let (store, schema) = fresh_postgres(url).await?;
+            aggregates(store, &mut report).await?;
             drop_postgres(url, &schema).await;
             if !args.skip_backlog {
                 let (store, schema) = fresh_postgres(url).await?;
