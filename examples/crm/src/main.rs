@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use crm::contact::{Contact, ContactCommand};
 use crm::generated::TypedEventBus;
 use crm::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
-use crm::jobs::{App, RecordPayment, SyncContactToCrm};
+use crm::jobs::{App, NotifyContactArchived, RecordPayment, SyncContactToCrm};
 use herald::chrono::Utc;
 use herald::sqlx;
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Envelope, HandlerError, Publish, RetryTiming, RunFilter, RunStatus, Store, Worker,
+    Backend, Envelope, ExecuteError, HandlerError, Publish, RetryTiming, RunFilter, RunStatus,
+    Store, Worker,
 };
 
 #[derive(Parser)]
@@ -107,6 +109,7 @@ async fn demo_sqlite(args: &Args) -> Result<(), Failure> {
         .await;
     report_rollback(duplicate.map(drop), tx.rollback().await.map_err(Into::into));
     publish_payment(&bus).await?;
+    aggregate_demo(&bus).await?;
     finish(&bus, drain, worker).await
 }
 
@@ -152,6 +155,7 @@ async fn demo_postgres(args: &Args) -> Result<(), Failure> {
     .await;
     report_rollback(duplicate.map(drop), tx.rollback().await.map_err(Into::into));
     publish_payment(&bus).await?;
+    aggregate_demo(&bus).await?;
     finish(&bus, drain, worker).await
 }
 
@@ -219,6 +223,54 @@ fn work<B: Backend>(store: &Store<B>) -> Worker<B> {
     Worker::new(store.clone())
         .job::<RecordPayment>()
         .job::<SyncContactToCrm>()
+        .job::<NotifyContactArchived>()
+}
+
+/// The same entity as an event-sourced aggregate: create, update, archive (which enqueues a
+/// job with its event), and a refused command.
+async fn aggregate_demo<B: Backend>(bus: &TypedEventBus<B>) -> Result<(), Failure> {
+    let contacts = bus.aggregates::<Contact>().snapshot_every(100);
+    let id = Uuid::now_v7();
+    let commands = [
+        ContactCommand::Create {
+            contact_id: id,
+            account_id: None,
+            created_by: Uuid::nil(),
+        },
+        ContactCommand::Update {
+            email: Some("barbara@example.com".into()),
+            name: Some("Barbara Liskov".into()),
+            tags: vec!["vip".into()],
+            updated_by: Uuid::nil(),
+        },
+        ContactCommand::Archive {
+            at: Utc::now(),
+            reason: Some("moved on".into()),
+        },
+        ContactCommand::Archive {
+            at: Utc::now(),
+            reason: None,
+        },
+    ];
+    for command in commands {
+        match contacts.execute(id, command).await {
+            Ok(executed) => println!(
+                "aggregate contact {id}: appended {} at sequence {}",
+                executed
+                    .events
+                    .iter()
+                    .map(|event| event.event_type().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                executed.sequence
+            ),
+            Err(ExecuteError::Rejected(refused)) => {
+                println!("aggregate contact {id}: refused, nothing written: {refused}")
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The subscribers: a projection, a flaky mailer that fails its first attempt, and the webhook
