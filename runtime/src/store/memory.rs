@@ -116,20 +116,20 @@ pub struct MemoryTransaction {
 
 impl MemoryTransaction {
     pub async fn commit(self) -> Result<(), StoreError> {
-        {
-            // The (aggregate, sequence) unique key: a concurrent append committed first.
-            let state = self.backend.lock();
-            let taken = self.buffered.iter().any(|event| {
-                event.aggregate_sequence.is_some()
-                    && state.rows.values().any(|row| {
-                        row.sequence == event.aggregate_sequence
-                            && row.event.aggregate_type.as_deref() == event.aggregate_type
-                            && row.event.aggregate_id == event.aggregate_id
-                    })
-            });
-            if taken {
-                return Err(StoreError::Conflict);
-            }
+        // One lock for the check and the writes, as a database's commit is one step: two
+        // appends of the same sequence cannot both pass the check.
+        let mut state = self.backend.lock();
+        // The (aggregate, sequence) unique key: a concurrent append committed first.
+        let taken = self.buffered.iter().any(|event| {
+            event.aggregate_sequence.is_some()
+                && state.rows.values().any(|row| {
+                    row.sequence == event.aggregate_sequence
+                        && row.event.aggregate_type.as_deref() == event.aggregate_type
+                        && row.event.aggregate_id == event.aggregate_id
+                })
+        });
+        if taken {
+            return Err(StoreError::Conflict);
         }
         if !self.runs.is_empty() {
             let mut jobs = self.backend.jobs();
@@ -140,7 +140,6 @@ impl MemoryTransaction {
             self.backend.wakes.jobs.notify();
         }
         let inserted = {
-            let mut state = self.backend.lock();
             let mut inserted = false;
             for event in self.buffered {
                 if state.position_of(event.id).is_some() {
@@ -189,6 +188,7 @@ impl MemoryTransaction {
             }
             inserted
         };
+        drop(state);
         if inserted {
             self.backend.wakes.events.notify();
         }
