@@ -10,17 +10,7 @@ const KEYS: &[&str] = &["entity", "id", "events"];
 
 /// `contact_person` → `ContactPersonEvent`, as the generator names the enum.
 fn events_enum(entity: &str, span: Span) -> Ident {
-    let pascal: String = entity
-        .split('_')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
-        })
-        .collect();
-    format_ident!("{pascal}Event", span = span)
+    format_ident!("{}Event", attr::to_pascal_case(entity), span = span)
 }
 
 struct Attrs {

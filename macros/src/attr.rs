@@ -379,6 +379,20 @@ pub fn is_snake_case(name: &str) -> bool {
 }
 
 /// `ContactCreated`, `contact-created` → `contact_created`.
+/// `sync_contact_to_crm` → `SyncContactToCrm`: how a snake_case name becomes a type name.
+pub fn to_pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
+        })
+        .collect()
+}
+
 pub fn to_snake_case(name: &str) -> String {
     let mut words: Vec<String> = Vec::new();
     let mut current = String::new();

@@ -327,19 +327,6 @@ fn result_arguments(ty: &Type) -> Option<(Type, Type)> {
     types.next().is_none().then_some((ok, err))
 }
 
-fn pascal_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
-        })
-        .collect()
-}
-
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
@@ -373,7 +360,7 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
     let vis = &function.vis;
     let type_name = format_ident!(
         "{}",
-        pascal_case(&fn_name.to_string()),
+        attr::to_pascal_case(&fn_name.to_string()),
         span = fn_name.span()
     );
     let name = attrs

@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateEvents, Decide, JobQueue};
 use crate::bus::{Catalog, EventBus, PublishError};
-use crate::event::Tier;
 use crate::runs::EnqueueError;
 use crate::store::{Backend, NewEvent, StoreError};
 
@@ -272,10 +271,7 @@ where
                 id: Uuid::now_v7(),
                 event_type: meta.event_type,
                 version: meta.version,
-                tier: match meta.tier() {
-                    Tier::Domain => "domain",
-                    Tier::Audit => "audit",
-                },
+                tier: meta.tier().as_str(),
                 direction: meta.direction().map(|direction| direction.as_str()),
                 pool: meta.pool(),
                 aggregate_type: Some(A::TYPE),

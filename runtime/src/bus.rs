@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::event::{Event, EventMeta, Tier};
+use crate::event::{Event, EventMeta};
 use crate::job::Jobs;
 use crate::registry::{PayloadError, Registry};
 use crate::store::{Backend, NewEvent, NewRun, Store, StoreError, StoredEvent};
@@ -340,10 +340,7 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
             id: event.id.unwrap_or_else(Uuid::now_v7),
             event_type,
             version: meta.version,
-            tier: match meta.tier() {
-                Tier::Domain => "domain",
-                Tier::Audit => "audit",
-            },
+            tier: meta.tier().as_str(),
             direction: meta.direction().map(|direction| direction.as_str()),
             pool: meta.pool(),
             aggregate_type: meta.aggregate,

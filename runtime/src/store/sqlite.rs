@@ -142,15 +142,15 @@ async fn install_commit_wake(
     Ok(())
 }
 
-fn micros(at: DateTime<Utc>) -> i64 {
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn now_micros() -> i64 {
+pub(super) fn now_micros() -> i64 {
     micros(Utc::now())
 }
 
-fn lease_until(lease: Duration) -> i64 {
+pub(super) fn lease_until(lease: Duration) -> i64 {
     now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
 }
 

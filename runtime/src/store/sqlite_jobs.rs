@@ -12,20 +12,8 @@ use uuid::Uuid;
 use super::jobs::{
     AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus, corrupt,
 };
-use super::sqlite::SqliteBackend;
+use super::sqlite::{SqliteBackend, lease_until, micros, now_micros};
 use super::{Fut, StoreError};
-
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn now_micros() -> i64 {
-    micros(Utc::now())
-}
-
-fn lease_until(lease: Duration) -> i64 {
-    now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
-}
 
 const DEDUPE_CONFLICT: &str = "ON CONFLICT (job, dedupe_key) \
      WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING";
