@@ -1,7 +1,7 @@
 //! The drain: one lane per pool claims batches of committed events and delivers them to the
 //! subscribers of this process; a retry lane per pool re-delivers what failed.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use crate::bus::{Catalog, EventBus, Subscriber};
 use crate::event::RetryPolicy;
 use crate::retry::RetryTiming;
 use crate::store::{
-    Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, NewDelivery, OrderingKey,
-    StoreError, StoredEvent,
+    Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, NewDelivery, StoreError,
+    StoredEvent,
 };
 
 /// Settings of a drain. Every field has a default fit for production.
@@ -315,20 +315,14 @@ async fn fan_out<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     event: &StoredEvent,
     subscribers: &[Subscriber],
-    blocked: &HashSet<OrderingKey>,
 ) -> Vec<NewDelivery> {
     let policy = retry_policy::<C>(&event.event_type);
     let mut pending = Vec::new();
     for subscriber in subscribers {
-        let is_blocked = !blocked.is_empty()
-            && match (&event.aggregate_type, &event.aggregate_id) {
-                (Some(aggregate_type), Some(aggregate_id)) => blocked.contains(&OrderingKey {
-                    subscriber: subscriber.name.to_string(),
-                    aggregate_type: aggregate_type.clone(),
-                    aggregate_id: aggregate_id.clone(),
-                }),
-                _ => false,
-            };
+        let is_blocked = event
+            .blocked_subscribers
+            .iter()
+            .any(|blocked| **blocked == *subscriber.name);
         let state = if is_blocked {
             // An earlier event of this aggregate is still being retried for this subscriber:
             // queue behind it rather than overtake it.
@@ -363,24 +357,12 @@ async fn deliver_batch<C: Catalog, B: Backend>(
 ) -> Result<(), StoreError> {
     let backend = shared.bus.store().backend();
     let subscribers = shared.bus.subscribers_by_type();
-    let has_subscribers = batch
-        .iter()
-        .any(|event| subscribers.contains_key(event.event_type.as_str()));
-    let blocked: HashSet<OrderingKey> = if has_subscribers {
-        backend
-            .open_ordering_keys(lane)
-            .await?
-            .into_iter()
-            .collect()
-    } else {
-        HashSet::new()
-    };
     let none = Vec::new();
     // At most one event per aggregate is in a batch (the claim takes heads only), so the
     // events of a batch can be delivered concurrently without reordering anything.
     let pending = join_all(batch.iter().map(|event| {
         let subscribers = subscribers.get(event.event_type.as_str()).unwrap_or(&none);
-        fan_out(shared, event, subscribers, &blocked)
+        fan_out(shared, event, subscribers)
     }))
     .await;
     let pending: Vec<NewDelivery> = pending.into_iter().flatten().collect();

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::memory_jobs::JobState;
 use super::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OrderingKey, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, sealed,
+    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
+    StreamEvent, Wakes, sealed,
 };
 use crate::event::Event;
 
@@ -165,6 +165,7 @@ impl MemoryTransaction {
                             payload: event.payload,
                             occurred_at: event.occurred_at,
                             claims: 0,
+                            blocked_subscribers: Vec::new(),
                         },
                         status: Status::Pending,
                         lease_owner: None,
@@ -377,39 +378,37 @@ impl Backend for MemoryBackend {
                 }
             }
             let until = lease_until(lease);
-            let events = chosen
-                .into_iter()
-                .filter_map(|position| {
-                    let row = state.rows.get_mut(&position)?;
+            let blocked = |event: &StoredEvent, state: &State| -> Vec<String> {
+                let Some(aggregate) = aggregate_of(event) else {
+                    return Vec::new();
+                };
+                state
+                    .deliveries
+                    .iter()
+                    .filter(|(_, d)| {
+                        !d.failed
+                            && d.pool == event.pool
+                            && d.aggregate.as_ref() == Some(&aggregate)
+                    })
+                    .map(|((_, subscriber), _)| subscriber.clone())
+                    .collect()
+            };
+            let mut events = Vec::with_capacity(chosen.len());
+            for position in chosen {
+                let Some(mut event) = state.rows.get(&position).map(|row| row.event.clone()) else {
+                    continue;
+                };
+                event.blocked_subscribers = blocked(&event, &state);
+                if let Some(row) = state.rows.get_mut(&position) {
                     row.status = Status::Processing;
                     row.lease_owner = Some(owner.to_owned());
                     row.lease_expires_at = Some(until);
                     row.event.claims += 1;
-                    Some(row.event.clone())
-                })
-                .collect();
+                    event.claims = row.event.claims;
+                }
+                events.push(event);
+            }
             Ok((events, owner.to_owned()))
-        })
-    }
-
-    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
-        Box::pin(async move {
-            let state = self.lock();
-            let mut keys: Vec<OrderingKey> = state
-                .deliveries
-                .iter()
-                .filter(|(_, d)| !d.failed && d.pool.as_deref() == lane.pool())
-                .filter_map(|((_, subscriber), d)| {
-                    let (aggregate_type, aggregate_id) = d.aggregate.clone()?;
-                    Some(OrderingKey {
-                        subscriber: subscriber.clone(),
-                        aggregate_type,
-                        aggregate_id,
-                    })
-                })
-                .collect();
-            keys.dedup();
-            Ok(keys)
         })
     }
 

@@ -156,14 +156,9 @@ pub struct StoredEvent {
     pub occurred_at: DateTime<Utc>,
     /// How many times the row has been claimed, this claim included.
     pub claims: u32,
-}
-
-/// A subscriber together with the aggregate whose events it must receive in order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OrderingKey {
-    pub subscriber: String,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
+    /// Subscribers with a delivery of an earlier event of this aggregate (in this pool) still
+    /// open: this event must queue behind it for them. Read with the claim.
+    pub blocked_subscribers: Vec<String>,
 }
 
 /// A delivery that the first fan-out could not complete.
@@ -308,8 +303,6 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         limit: u32,
         lease: Duration,
     ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)>;
-    #[doc(hidden)]
-    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>>;
     /// Marks the claimed events processed and records the deliveries still owed, in one
     /// transaction; returns how many events were still ours.
     #[doc(hidden)]

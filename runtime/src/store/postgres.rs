@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OrderingKey, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
+    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
+    StreamEvent, Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -100,6 +100,12 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
         payload: row.try_get("payload")?,
         occurred_at: row.try_get("occurred_at")?,
         claims: row.try_get::<i32, _>("attempts")? as u32,
+        // Only the claim query reads it; other reads of events leave it empty.
+        blocked_subscribers: row
+            .try_get::<Option<Vec<String>>, _>("blocked_subscribers")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
     })
 }
 
@@ -356,7 +362,12 @@ impl Backend for PostgresBackend {
             // predecessor another worker holds is still open in every snapshot this statement
             // can see, so its successors stay put.
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM herald_events e \
+                "SELECT {EVENT_COLUMNS}, \
+                   ARRAY(SELECT d.subscriber FROM herald_deliveries d \
+                         WHERE {same_pool_d} AND d.aggregate_type = e.aggregate_type \
+                           AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
+                     AS blocked_subscribers \
+                 FROM herald_events e \
                  WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= now() \
                    AND NOT EXISTS (SELECT 1 FROM herald_events p \
                      WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
@@ -367,6 +378,10 @@ impl Backend for PostgresBackend {
                 same_pool = match lane {
                     Lane::Pool(_) => "p.pool = e.pool",
                     Lane::Audit => "p.pool IS NULL",
+                },
+                same_pool_d = match lane {
+                    Lane::Pool(_) => "d.pool = e.pool",
+                    Lane::Audit => "d.pool IS NULL",
                 },
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -379,30 +394,6 @@ impl Backend for PostgresBackend {
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((events, Some(tx)))
-        })
-    }
-
-    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
-        Box::pin(async move {
-            let sql = format!(
-                "SELECT DISTINCT d.subscriber, d.aggregate_type, d.aggregate_id \
-                 FROM herald_deliveries d \
-                 WHERE {} AND d.status <> 'failed' AND d.aggregate_id IS NOT NULL",
-                lane_filter(lane, "d", 1)
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(lane.pool())
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(OrderingKey {
-                        subscriber: row.try_get("subscriber")?,
-                        aggregate_type: row.try_get("aggregate_type")?,
-                        aggregate_id: row.try_get("aggregate_id")?,
-                    })
-                })
-                .collect()
         })
     }
 

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OrderingKey, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
+    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
+    StreamEvent, Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -180,6 +180,13 @@ fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         payload: row.try_get("payload")?,
         occurred_at: from_micros(row.try_get("occurred_at")?, id)?,
         claims: row.try_get::<i64, _>("attempts")? as u32,
+        blocked_subscribers: match row.try_get::<Option<String>, _>("blocked_subscribers") {
+            Ok(Some(json)) => serde_json::from_str(&json).map_err(|error| StoreError::Corrupt {
+                event_id: id,
+                reason: format!("blocked subscribers: {error}"),
+            })?,
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -343,7 +350,12 @@ impl Backend for SqliteBackend {
                          AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
                          AND p.status <> 'processed') \
                    ORDER BY e.position LIMIT ?5) \
-                 RETURNING {EVENT_COLUMNS}"
+                 RETURNING {EVENT_COLUMNS}, \
+                   (SELECT json_group_array(d.subscriber) FROM herald_deliveries d \
+                    WHERE d.pool IS herald_events.pool \
+                      AND d.aggregate_type = herald_events.aggregate_type \
+                      AND d.aggregate_id = herald_events.aggregate_id \
+                      AND d.status <> 'failed') AS blocked_subscribers"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -359,27 +371,6 @@ impl Backend for SqliteBackend {
                 .collect::<Result<Vec<_>, _>>()?;
             events.sort_unstable_by_key(|event| event.position);
             Ok((events, owner.to_owned()))
-        })
-    }
-
-    fn open_ordering_keys<'a>(&'a self, lane: &'a Lane) -> Fut<'a, Vec<OrderingKey>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT DISTINCT subscriber, aggregate_type, aggregate_id FROM herald_deliveries \
-                 WHERE pool IS ? AND status <> 'failed' AND aggregate_id IS NOT NULL",
-            )
-            .bind(lane.pool())
-            .fetch_all(&self.bookkeeping)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(OrderingKey {
-                        subscriber: row.try_get("subscriber")?,
-                        aggregate_type: row.try_get("aggregate_type")?,
-                        aggregate_id: row.try_get("aggregate_id")?,
-                    })
-                })
-                .collect()
         })
     }
 
