@@ -391,7 +391,41 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
         #vis struct #type_name;
     };
     let Some(signature) = signature else {
-        return header;
+        // The function's shape is wrong and already reported: a placeholder impl keeps every
+        // use of the job type (`Job::NAME`, `Worker::job::<T>()`) from adding errors of its own.
+        return quote! {
+            #header
+
+            impl ::herald::Job for #type_name {
+                const NAME: &'static str = #name;
+                const POOL: &'static str = #pool;
+                const RETRY: ::herald::RetryPolicy = ::herald::RetryPolicy {
+                    attempts: #attempts,
+                    backoff: ::herald::Backoff::#backoff,
+                };
+                const TIMEOUT: ::core::time::Duration = ::core::time::Duration::from_millis(#timeout);
+                const CONCURRENCY: ::core::option::Option<u32> = #concurrency;
+                const TRIGGERS: &'static [::herald::Trigger] = &[];
+
+                type Input = ();
+                type Output = ();
+                type Error = ::core::convert::Infallible;
+                type Triggers = ();
+
+                fn dedupe_key(_: &()) -> ::core::option::Option<::std::string::String> {
+                    ::core::option::Option::None
+                }
+
+                fn run(
+                    _: ::herald::JobContext,
+                    _: (),
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<(), ::core::convert::Infallible>,
+                > + ::core::marker::Send {
+                    async { ::core::result::Result::Ok(()) }
+                }
+            }
+        };
     };
     let Signature {
         input,
