@@ -128,7 +128,7 @@ pub async fn leaf_of_a_tree(_ctx: JobContext, _input: Nothing) -> Result<(), Job
 /// Runs for longer than its worker's lease: heartbeats must keep it.
 #[job_handler(retries = 0)]
 pub async fn outlives_its_lease(ctx: JobContext, _input: Nothing) -> Result<u32, JobError> {
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     Ok(ctx.attempt())
 }
 

@@ -364,7 +364,7 @@ async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(s
     let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
     let worker = test_worker(&store, &probe)
         .job::<OutlivesItsLease>()
-        .lease(Duration::from_millis(200))
+        .lease(Duration::from_millis(600))
         .spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
