@@ -4,6 +4,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt as _;
 use syn::parse::Parser as _;
 use syn::spanned::Spanned as _;
 use syn::{
@@ -219,8 +220,14 @@ fn triggers(entry: &Entry, errors: &mut Errors) -> Option<Vec<Path>> {
 
 fn dedupe(entry: &Entry, errors: &mut Errors) -> Option<Ident> {
     let lit = attr::string(entry, errors, "dedupe = \"contact_id\"")?;
-    match syn::parse_str::<Ident>(&lit.value()) {
+    let value = lit.value();
+    let name = value.strip_prefix("r#").unwrap_or(&value);
+    // A keyword names a raw field (`dedupe = "type"` for `r#type`).
+    match syn::parse_str::<Ident>(name) {
         Ok(field) => Some(Ident::new(&field.to_string(), lit.span())),
+        Err(_) if syn::parse_str::<Ident>(&format!("r#{name}")).is_ok() => {
+            Some(Ident::new_raw(name, lit.span()))
+        }
         Err(_) => {
             errors.at(
                 &lit,
@@ -360,14 +367,14 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
     let vis = &function.vis;
     let type_name = format_ident!(
         "{}",
-        attr::to_pascal_case(&fn_name.to_string()),
+        attr::to_pascal_case(&fn_name.unraw().to_string()),
         span = fn_name.span()
     );
     let name = attrs
         .name
         .value
         .clone()
-        .unwrap_or_else(|| fn_name.to_string());
+        .unwrap_or_else(|| fn_name.unraw().to_string());
     let pool = attrs
         .pool
         .value

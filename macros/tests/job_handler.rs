@@ -119,3 +119,26 @@ fn the_run_future_is_send() {
     let _ = run_of::<SyncContactToCrm>;
     let _ = run_of::<Plain>;
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tagged {
+    pub r#type: String,
+}
+
+/// Keywords name raw fields and functions: `dedupe = "type"` reads `r#type`, and the job of
+/// `r#match` is `Match`, named "match".
+#[job_handler(dedupe = "type")]
+async fn r#match(_ctx: JobContext, input: Tagged) -> Result<String, JobError> {
+    Ok(input.r#type)
+}
+
+#[test]
+fn raw_identifiers() {
+    assert_eq!(Match::NAME, "match");
+    assert_eq!(
+        Match::dedupe_key(&Tagged {
+            r#type: "invoice".into()
+        }),
+        Some("invoice".to_owned())
+    );
+}
