@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use crm::generated::TypedEventBus;
 use crm::generated::events::ContactCreated;
+use crm::generated::{JobBindings, TypedEventBus};
 use herald::sqlx::{self, Executor};
 use herald::uuid::Uuid;
 use herald::{
@@ -623,8 +623,7 @@ async fn jobs<B: Dialect>(
         let enqueue_rate = rate(n, start.elapsed());
         let handles: Vec<_> = (0..workers)
             .map(|w| {
-                Worker::new(store.clone())
-                    .job::<NoopJob>()
+                noop_worker(&store)
                     .concurrency("batch", 200)
                     .worker_id(format!("bench-{w}"))
                     .spawn()
@@ -663,10 +662,7 @@ async fn jobs<B: Dialect>(
 
     // Enqueue-to-start latency of an idle worker.
     let starts = Starts::default();
-    let worker = Worker::new(store.clone())
-        .job::<NoopJob>()
-        .state(starts.clone())
-        .spawn();
+    let worker = noop_worker(&store).state(starts.clone()).spawn();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut committed = HashMap::new();
     for i in 0..1_000 {
@@ -961,4 +957,11 @@ async fn main() -> Result<(), Failure> {
     }
     report.print();
     Ok(())
+}
+
+/// A worker that runs the benchmark's no-op job.
+fn noop_worker<B: Backend>(store: &Store<B>) -> Worker<B> {
+    TypedEventBus::new(store.clone())
+        .with_jobs(JobBindings::new().register::<NoopJob>())
+        .worker()
 }

@@ -4,47 +4,60 @@
 //! `events/*.yaml` and `entities/*.yaml` implements ([`Event`], [`DomainEvent`], [`Entity`]),
 //! the [`Registry`] of event metadata, and the runtime that makes events durable: a
 //! transactional outbox ([`Store`]) on SQLite, PostgreSQL or memory, the [`EventBus`] that
-//! publishes into the caller's transaction, and the drain that delivers to subscribers.
+//! publishes into the caller's transaction, the drain that delivers to subscribers, durable
+//! [`Job`]s, event-sourced [`Aggregate`]s and [`Projection`]s.
+//!
+//! The root holds what an application uses; [`ops`] what operators look at (dead letters, run
+//! queries, totals); [`testing`] what tests use.
 
 mod aggregate;
-mod aggregate_store;
 mod bus;
 mod drain;
 mod entity;
 mod event;
-mod job;
-mod job_context;
+mod jobs;
+pub mod ops;
+mod outbox;
 mod projection;
-mod registry;
 mod retry;
-mod runs;
+mod service;
 mod store;
-mod worker;
+pub mod testing;
 
-pub use aggregate::{Aggregate, AggregateEvents, Decide, Given, JobQueue, Then, ThenState};
-pub use aggregate_store::{AggregateStore, ExecuteError, Executed, Loaded, Upcaster};
-pub use bus::{Catalog, Envelope, EventBus, HandlerError, InCatalog, Publish, PublishError};
-pub use drain::{DrainBuilder, DrainConfig, DrainHandle};
+pub use aggregate::{
+    Aggregate, AggregateEvents, AggregateStore, Decide, ExecuteError, Executed, JobQueue, Loaded,
+    Upcaster,
+};
+pub use bus::EventBus;
+pub use drain::subscribers::HandlerError;
+pub use drain::{DrainBuilder, DrainConfig};
 pub use entity::{Entity, EntityMeta, FieldMeta};
+pub use event::catalog::{Catalog, InCatalog};
+pub use event::envelope::Envelope;
+pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
-pub use job::{DEFAULT_JOB_POOL, Job, Jobs, Trigger, TriggerEvent, TriggerEvents, TriggersIn};
-pub use job_context::{JobContext, JobError, RunAt};
-pub use projection::{Projection, ProjectionError, Projector, ProjectorHandle};
-pub use registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
-pub use retry::RetryTiming;
-pub use runs::{EnqueueError, JobClient, Start};
-#[doc(hidden)]
-pub use store::{
-    AttemptOutcome, AttemptResult, ClaimedRun, JobStore, NewEvent, NewRun, Rescued, StreamEvent,
+pub use jobs::worker::{Worker, WorkerConfig};
+pub use jobs::{
+    DEFAULT_JOB_POOL, EnqueueError, Job, JobClient, JobContext, JobError, Jobs, RunAt, Start,
+    Trigger, TriggerEvent, TriggerEvents, TriggersIn,
 };
+pub use outbox::{Publish, PublishError};
+pub use projection::{Projection, ProjectionError, Projector};
+pub use retry::RetryTiming;
+pub use service::ServiceHandle;
 pub use store::{
-    Backend, Checkpoint, DeadLetter, Lane, MemoryBackend, MemoryStore, MemoryTransaction,
-    OutboxStats, PostgresBackend, PostgresStore, ProjectedEvent, RecordedEvent, Redrive, RunFilter,
-    RunInfo, RunStatus, SqliteBackend, SqliteStore, Store, StoreError, memory, postgres,
+    Backend, Checkpoint, MemoryBackend, MemoryStore, MemoryTransaction, PostgresBackend,
+    PostgresStore, ProjectedEvent, SqliteBackend, SqliteStore, Store, StoreError, memory, postgres,
     postgres_with, sqlite,
 };
-pub use worker::{Worker, WorkerConfig, WorkerHandle};
+
+/// The rows and operations between the runtime and a backend. Not part of the API: public only
+/// because [`Backend`]'s hidden methods name them.
+#[doc(hidden)]
+pub mod seam {
+    pub use crate::store::seam::*;
+}
 
 // Generated code names these through `::herald::…` so that the application needs no direct
 // dependency on them (and cannot pick an incompatible version).

@@ -4,8 +4,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use herald::ops::RunStatus;
 use herald::sqlx::{self, Executor};
-use herald::{Backend, RunStatus, Store};
+use herald::{Backend, Store};
 use integration_tests::jobs::{Ledger, Nothing, SlowSync};
 use integration_tests::support::{PostgresSchema, eventually, sqlite};
 

@@ -5,10 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use herald::ops::{RunFilter, RunInfo, RunStatus};
+use herald::testing::SilentRunClaim;
 use herald::uuid::Uuid;
-use herald::{
-    Backend, Jobs, RetryTiming, RunFilter, RunInfo, RunStatus, Store, Worker, WorkerHandle,
-};
+use herald::{Backend, Jobs, RetryTiming, ServiceHandle, Store, Worker};
 use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
 use integration_tests::domain::{JobBindings, TypedEventBus};
 use integration_tests::jobs::{
@@ -19,8 +19,10 @@ use integration_tests::support::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe) -> Worker<B> {
-    Worker::new(store.clone())
+fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -> Worker<B> {
+    TypedEventBus::new(store.clone())
+        .with_jobs(jobs)
+        .worker()
         .state(probe.clone())
         .poll_interval(Duration::from_millis(50))
         .retry(RetryTiming {
@@ -90,7 +92,7 @@ async fn triggers_enqueue_in_the_publishing_transaction<B: Backend>(store: Store
     assert_eq!(store.stats().await.unwrap().pending_events, 1);
 
     let probe = Probe::default();
-    let worker = test_worker(&store, &probe).job::<SyncContact>().spawn();
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<SyncContact>()).spawn();
     let done = wait_until_final(&store, run.id).await;
     worker.shutdown().await;
     assert_eq!(done.status, RunStatus::Completed);
@@ -174,7 +176,7 @@ async fn audit_events_never_enqueue_jobs<B: Backend>(store: Store<B>) {
 async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, AlwaysFails>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe).job::<AlwaysFails>().spawn();
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::Failed);
@@ -187,7 +189,7 @@ async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
 
     // Retried by hand, it gets a fresh set of attempts.
     assert!(store.jobs().retry(id).await.unwrap());
-    let worker = test_worker(&store, &probe).job::<AlwaysFails>().spawn();
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::Failed);
@@ -197,7 +199,12 @@ async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
 async fn a_timeout_ends_the_run_timed_out<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, SleepsTooLong>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe).job::<SleepsTooLong>().spawn();
+    let worker = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<SleepsTooLong>(),
+    )
+    .spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::TimedOut);
@@ -248,7 +255,7 @@ async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
         .unwrap();
     store.commit(tx).await.unwrap();
     assert_eq!(in_tx, first);
-    let worker = test_worker(&store, &probe).job::<Deduped>().spawn();
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
     wait_until_final(&store, first).await;
     wait_until_final(&store, other).await;
     // Once the run is over, the key is free again.
@@ -283,10 +290,9 @@ async fn concurrency_cap_holds_across_four_workers<B: Backend>(store: Store<B>) 
             .await,
         );
     }
-    let workers: Vec<WorkerHandle> = (0..4)
+    let workers: Vec<ServiceHandle> = (0..4)
         .map(|n| {
-            test_worker(&store, &probe)
-                .job::<Capped>()
+            test_worker(&store, &probe, JobBindings::new().register::<Capped>())
                 .worker_id(format!("worker-{n}"))
                 .spawn()
         })
@@ -309,7 +315,12 @@ async fn concurrency_cap_holds_across_four_workers<B: Backend>(store: Store<B>) 
 async fn memoized_steps_do_not_run_again<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe).job::<ChargeThenCrash>().spawn();
+    let worker = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<ChargeThenCrash>(),
+    )
+    .spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::Completed);
@@ -325,9 +336,10 @@ async fn memoized_steps_do_not_run_again<B: Backend>(store: Store<B>) {
 async fn canceling_a_run_cancels_its_tree<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let parent = start::<B, ParentOfATree>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe)
-        .job::<ParentOfATree>()
-        .job::<LeafOfATree>()
+    let jobs = JobBindings::new()
+        .register::<ParentOfATree>()
+        .register::<LeafOfATree>();
+    let worker = test_worker(&store, &probe, jobs)
         .lease(Duration::from_millis(300))
         .spawn();
     eventually("the parent runs", DEADLINE, || async {
@@ -362,10 +374,13 @@ async fn canceling_a_run_cancels_its_tree<B: Backend>(store: Store<B>) {
 async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe)
-        .job::<OutlivesItsLease>()
-        .lease(Duration::from_millis(600))
-        .spawn();
+    let worker = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<OutlivesItsLease>(),
+    )
+    .lease(Duration::from_millis(600))
+    .spawn();
     let run = wait_until_final(&store, id).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::Completed);
@@ -384,35 +399,17 @@ async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(s
         },
     )
     .await;
-    let claimed = store
-        .backend()
-        .claim_runs(
-            "batch",
-            &["deduped"],
-            "silent-worker",
-            10,
-            Duration::from_millis(100),
-        )
+    let claimed = SilentRunClaim::take(&store, "batch", &["deduped"], Duration::from_millis(100))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let worker = test_worker(&store, &probe).job::<Deduped>().spawn();
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
     let run = wait_until_final(&store, silent).await;
     worker.shutdown().await;
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.attempt, 2);
     // The silent worker's attempt is fenced: its late result is discarded.
-    let late = store
-        .backend()
-        .finish_runs(&[herald::AttemptResult {
-            id: silent,
-            attempt: 1,
-            outcome: herald::AttemptOutcome::Failed {
-                error: "late".into(),
-            },
-        }])
-        .await
-        .unwrap();
+    let late = claimed.fail_late().await.unwrap();
     assert_eq!(late, 0);
     assert_eq!(run_of(&store, silent).await.status, RunStatus::Completed);
 }
@@ -428,10 +425,10 @@ async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
         },
     )
     .await;
-    let worker = test_worker(&store, &probe)
-        .job::<AlwaysFails>()
-        .job::<Deduped>()
-        .spawn();
+    let jobs = JobBindings::new()
+        .register::<AlwaysFails>()
+        .register::<Deduped>();
+    let worker = test_worker(&store, &probe, jobs).spawn();
     wait_until_final(&store, failing).await;
     wait_until_final(&store, fine).await;
     worker.shutdown().await;

@@ -15,13 +15,14 @@ use clap::Parser;
 use crm::contact::{Contact, ContactCommand};
 use crm::generated::TypedEventBus;
 use crm::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
-use crm::jobs::{App, NotifyContactArchived, RecordPayment, SyncContactToCrm};
+use crm::jobs::App;
 use herald::chrono::Utc;
+use herald::ops::{RunFilter, RunStatus};
 use herald::sqlx;
 use herald::uuid::Uuid;
 use herald::{
     Backend, Envelope, ExecuteError, HandlerError, PostgresBackend, Publish, RetryTiming,
-    RunFilter, RunStatus, SqliteBackend, Store, Worker,
+    ServiceHandle, SqliteBackend, Store,
 };
 
 #[derive(Parser)]
@@ -195,7 +196,7 @@ async fn demo<B: ContactsTable>(store: Store<B>, args: &Args) -> Result<(), Fail
     B::pool_execute(&store, B::CREATE_PAYMENTS).await?;
     let bus = wire(&store);
     let drain = start(&bus);
-    let worker = work(&store).state(B::app(&bus)).spawn();
+    let worker = bus.worker().state(B::app(&bus)).spawn();
     for n in 0..args.contacts {
         let (id, email, name) = new_contact(n);
         let mut tx = store.begin().await?;
@@ -276,13 +277,6 @@ async fn publish_payment<B: Backend>(bus: &TypedEventBus<B>) -> Result<(), Failu
         );
     }
     Ok(())
-}
-
-fn work<B: Backend>(store: &Store<B>) -> Worker<B> {
-    Worker::new(store.clone())
-        .job::<RecordPayment>()
-        .job::<SyncContactToCrm>()
-        .job::<NotifyContactArchived>()
 }
 
 /// The same entity as an event-sourced aggregate: create, update, archive (which enqueues a
@@ -374,7 +368,7 @@ fn wire<B: Backend>(store: &Store<B>) -> TypedEventBus<B> {
     bus
 }
 
-fn start<B: Backend>(bus: &TypedEventBus<B>) -> herald::DrainHandle {
+fn start<B: Backend>(bus: &TypedEventBus<B>) -> ServiceHandle {
     bus.drain()
         .retry(RetryTiming {
             base: Duration::from_millis(200),
@@ -385,8 +379,8 @@ fn start<B: Backend>(bus: &TypedEventBus<B>) -> herald::DrainHandle {
 
 async fn finish<B: Backend>(
     bus: &TypedEventBus<B>,
-    drain: herald::DrainHandle,
-    worker: herald::WorkerHandle,
+    drain: ServiceHandle,
+    worker: ServiceHandle,
 ) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let jobs = bus.store().jobs();

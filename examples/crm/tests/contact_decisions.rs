@@ -5,8 +5,8 @@ use crm::contact::{Contact, ContactCommand, ContactError};
 use crm::generated::ContactEvent;
 use crm::generated::events::{ContactArchived, ContactCreated, ContactUpdated};
 use crm::jobs::{ArchivedContact, NotifyContactArchived};
-use herald::Given;
 use herald::chrono::{DateTime, Utc};
+use herald::testing::Given;
 use herald::uuid::Uuid;
 
 const CONTACT: Uuid = Uuid::from_u128(1);

@@ -6,8 +6,10 @@ use crm::contact::{Contact, ContactCommand, ContactError};
 use crm::generated::TypedEventBus;
 use crm::jobs::ArchivedContact;
 use herald::chrono::{DateTime, Utc};
+use herald::ops::RunFilter;
+use herald::testing::RawEvent;
 use herald::uuid::Uuid;
-use herald::{Backend, Decide, ExecuteError, JobQueue, RunFilter, Store, StoreError};
+use herald::{Backend, Decide, ExecuteError, JobQueue, Store, StoreError};
 
 const USER: Uuid = Uuid::from_u128(9);
 
@@ -203,30 +205,12 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
     contacts.execute(id, create(id)).await.unwrap();
     // A version-1 `contact_updated` (no `tags`), as an older release stored it.
     let mut tx = store.begin().await.unwrap();
-    store
-        .backend()
-        .insert_events(
-            &mut tx,
-            &[herald::NewEvent {
-                id: Uuid::now_v7(),
-                event_type: "contact_updated",
-                version: 1,
-                tier: "domain",
-                direction: Some("change"),
-                pool: Some("events_change"),
-                aggregate_type: Some("contact"),
-                aggregate_id: Some(id.to_string()),
-                tenant_id: None,
-                correlation_id: None,
-                causation_id: None,
-                payload: herald::serde_json::json!({
-                    "contact_id": id, "email": null, "name": "Old", "updated_by": USER
-                })
-                .to_string(),
-                occurred_at: Utc::now(),
-                aggregate_sequence: Some(2),
-            }],
-        )
+    let payload = herald::serde_json::json!({
+        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+    });
+    RawEvent::change("contact_updated", 1, payload)
+        .aggregate("contact", id, 2)
+        .insert(&store, &mut tx)
         .await
         .unwrap();
     store.commit(tx).await.unwrap();
@@ -243,27 +227,9 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
 
     // An event type the code no longer knows is named.
     let mut tx = store.begin().await.unwrap();
-    store
-        .backend()
-        .insert_events(
-            &mut tx,
-            &[herald::NewEvent {
-                id: Uuid::now_v7(),
-                event_type: "contact_merged",
-                version: 1,
-                tier: "domain",
-                direction: Some("change"),
-                pool: Some("events_change"),
-                aggregate_type: Some("contact"),
-                aggregate_id: Some(id.to_string()),
-                tenant_id: None,
-                correlation_id: None,
-                causation_id: None,
-                payload: "{}".into(),
-                occurred_at: Utc::now(),
-                aggregate_sequence: Some(3),
-            }],
-        )
+    RawEvent::change("contact_merged", 1, herald::serde_json::json!({}))
+        .aggregate("contact", id, 3)
+        .insert(&store, &mut tx)
         .await
         .unwrap();
     store.commit(tx).await.unwrap();

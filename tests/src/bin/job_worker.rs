@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use herald::{Backend, Store, Worker};
+use herald::{Backend, Store};
+use integration_tests::domain::{JobBindings, TypedEventBus};
 use integration_tests::jobs::{Ledger, SlowSync};
 
 #[tokio::main]
@@ -29,8 +30,9 @@ async fn run<B: Backend>(
     ledger: Ledger,
     worker: String,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let _worker = Worker::new(store)
-        .job::<SlowSync>()
+    let _worker = TypedEventBus::new(store)
+        .with_jobs(JobBindings::new().register::<SlowSync>())
+        .worker()
         .state(ledger)
         .worker_id(worker)
         .lease(Duration::from_secs(1))

@@ -3,6 +3,8 @@
 //! database's clock) make a crashed worker's claims reclaimable; a statement-level trigger
 //! `NOTIFY`s listening drains when events commit.
 
+mod jobs;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::{
+use crate::store::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
     NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
     StreamEvent, Wakes, conflict_or, sealed,
@@ -20,22 +22,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "outbox",
-        include_str!("../../migrations/postgres/0001_outbox.sql"),
+        include_str!("../../../migrations/postgres/0001_outbox.sql"),
     ),
     (
         2,
         "jobs",
-        include_str!("../../migrations/postgres/0002_jobs.sql"),
+        include_str!("../../../migrations/postgres/0002_jobs.sql"),
     ),
     (
         3,
         "snapshots",
-        include_str!("../../migrations/postgres/0003_snapshots.sql"),
+        include_str!("../../../migrations/postgres/0003_snapshots.sql"),
     ),
     (
         4,
         "projections",
-        include_str!("../../migrations/postgres/0004_projections.sql"),
+        include_str!("../../../migrations/postgres/0004_projections.sql"),
     ),
 ];
 
@@ -330,7 +332,7 @@ impl Backend for PostgresBackend {
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
     ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(super::postgres_jobs::insert_runs(tx, runs))
+        Box::pin(jobs::insert_runs(tx, runs))
     }
 
     type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;

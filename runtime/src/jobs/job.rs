@@ -1,4 +1,5 @@
-//! What a running job sees: its run, its attempt, memoized steps and child runs.
+//! What a job is (the [`Job`] trait that `#[job_handler]` implements) and what one attempt of
+//! it sees (its [`JobContext`]): the two refer to each other, so they live together.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -12,8 +13,48 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::job::Job;
+use super::triggers::{Trigger, TriggerEvents};
+use crate::event::RetryPolicy;
 use crate::store::{JobStore, NewRun};
+
+/// The pool jobs run in unless they say otherwise.
+pub const DEFAULT_JOB_POOL: &str = "batch";
+
+/// Durable work: a run is a row, claimed by a worker, retried per `RETRY`, and ended
+/// `completed`, `failed`, `timed_out` or `canceled`. Implemented by `#[job_handler]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Herald job",
+    label = "not a job",
+    note = "put `#[herald::job_handler(...)]` on an `async fn(JobContext, Input) -> Result<Output, Error>`; it generates the job type"
+)]
+pub trait Job: Send + Sync + Sized + 'static {
+    /// Stable name, stored in every run row.
+    const NAME: &'static str;
+    /// The worker pool that runs it (`batch` by default, or `interactive`, or your own; never
+    /// an `events_*` pool, which belong to event delivery).
+    const POOL: &'static str;
+    const RETRY: RetryPolicy;
+    /// An attempt that runs longer ends the run `timed_out`.
+    const TIMEOUT: Duration;
+    /// At most this many runs of the job run at once, across all workers (`None`: no cap).
+    const CONCURRENCY: Option<u32>;
+    /// The events that enqueue a run when published, with how each becomes the input.
+    const TRIGGERS: &'static [Trigger];
+
+    type Input: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    type Error: Display + Send + 'static;
+    /// The trigger events as a tuple, for compile-time checks against a registry.
+    type Triggers: TriggerEvents;
+
+    /// Runs with the same key collapse onto the live one (pending or running).
+    fn dedupe_key(input: &Self::Input) -> Option<String>;
+
+    fn run(
+        ctx: JobContext,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
 
 /// The error a job returns when it has no error type of its own: any error, or a message.
 #[derive(Debug)]

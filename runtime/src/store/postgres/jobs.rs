@@ -10,11 +10,11 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::jobs::{
+use super::PostgresBackend;
+use crate::store::{
     AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus, corrupt,
 };
-use super::postgres::PostgresBackend;
-use super::{Fut, StoreError};
+use crate::store::{Fut, StoreError};
 
 fn lease_millis(lease: Duration) -> f64 {
     lease.as_millis() as f64

@@ -9,11 +9,11 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
-use super::jobs::{
+use super::{SqliteBackend, lease_until, micros, now_micros};
+use crate::store::{
     AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus, corrupt,
 };
-use super::sqlite::{SqliteBackend, lease_until, micros, now_micros};
-use super::{Fut, StoreError};
+use crate::store::{Fut, StoreError};
 
 const DEDUPE_CONFLICT: &str = "ON CONFLICT (job, dedupe_key) \
      WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING";

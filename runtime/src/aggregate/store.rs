@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, AggregateEvents, Decide, JobQueue};
-use crate::bus::{Catalog, EventBus, PublishError};
-use crate::runs::EnqueueError;
+use super::{Aggregate, AggregateEvents, Decide, JobQueue};
+use crate::event::catalog::Catalog;
+use crate::jobs::EnqueueError;
+use crate::outbox::{Outbox, PublishError};
 use crate::store::{Backend, NewEvent, StoreError};
 
 /// Turns the payload of an older version of an event into the next version's.
@@ -87,25 +88,24 @@ pub struct Loaded<A> {
     pub sequence: i64,
 }
 
-/// Executes commands against aggregates of type `A`; from [`EventBus::aggregates`].
+/// Executes commands against aggregates of type `A`; from [`crate::EventBus::aggregates`].
 pub struct AggregateStore<A: Decide, C: Catalog, B: Backend> {
-    bus: EventBus<C, B>,
+    outbox: Outbox<C, B>,
     snapshot_every: Option<i64>,
     max_attempts: u32,
     upcasters: HashMap<(&'static str, u32), Upcaster>,
     aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<C: Catalog, B: Backend> EventBus<C, B> {
-    /// The store of aggregates `A`: appends go through this bus, so the events reach the
-    /// outbox and trigger their jobs like published ones.
-    pub fn aggregates<A>(&self) -> AggregateStore<A, C, B>
-    where
-        A: Decide + Serialize + DeserializeOwned,
-        A::Command: Clone,
-    {
-        AggregateStore {
-            bus: self.clone(),
+impl<A, C, B> AggregateStore<A, C, B>
+where
+    A: Decide,
+    C: Catalog,
+    B: Backend,
+{
+    pub(crate) fn new(outbox: Outbox<C, B>) -> Self {
+        Self {
+            outbox,
             snapshot_every: None,
             max_attempts: 5,
             upcasters: HashMap::new(),
@@ -155,7 +155,7 @@ where
         id: &str,
         use_snapshot: bool,
     ) -> Result<Loaded<A>, ExecuteError<A::Error>> {
-        let backend = self.bus.store().backend();
+        let backend = self.outbox.store.backend();
         let (mut state, mut sequence) = match use_snapshot {
             true => match backend.load_snapshot(A::TYPE, id).await? {
                 Some((sequence, json)) => match serde_json::from_str::<A>(&json) {
@@ -293,9 +293,9 @@ where
         for event in &events {
             state.apply(event);
         }
-        let store = self.bus.store();
+        let store = &self.outbox.store;
         let mut tx = store.begin().await?;
-        let event_ids = self.bus.insert(&mut tx, rows).await?;
+        let event_ids = self.outbox.insert(&mut tx, rows).await?;
         let runs = jobs.into_runs((A::TYPE, id), event_ids.first().copied())?;
         if !runs.is_empty() {
             store.backend().insert_runs(&mut tx, &runs).await?;

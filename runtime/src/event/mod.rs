@@ -1,3 +1,11 @@
+//! What an event is: the [`Event`] trait the generated payloads implement, its static
+//! metadata, the [`registry`] of an application's events, the [`catalog`] type that names that
+//! registry, and the [`envelope`] consumers receive.
+
+pub(crate) mod catalog;
+pub(crate) mod envelope;
+pub(crate) mod registry;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::bus::HandlerError;
+use crate::drain::subscribers::HandlerError;
 use crate::store::{Backend, Checkpoint, ProjectedEvent, Store, StoreError};
 
 /// A read model. `apply` and `reset` write through the transaction they are given, which also

@@ -2,8 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::job::Job;
-use crate::job_context::RunAt;
+use super::job::{Job, RunAt};
 use crate::store::{Backend, NewRun, RunFilter, RunInfo, Store, StoreError};
 
 /// Why a run was not enqueued. Nothing was written.

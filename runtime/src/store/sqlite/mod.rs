@@ -2,6 +2,8 @@
 //! under its one write lock, so several lanes (tasks) of one process never claim the same row;
 //! leases make a crashed process's claims reclaimable. Timestamps are Unix microseconds.
 
+mod jobs;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
-use super::{
+use crate::store::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
     NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
     StreamEvent, Wakes, conflict_or, sealed,
@@ -25,22 +27,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "outbox",
-        include_str!("../../migrations/sqlite/0001_outbox.sql"),
+        include_str!("../../../migrations/sqlite/0001_outbox.sql"),
     ),
     (
         2,
         "jobs",
-        include_str!("../../migrations/sqlite/0002_jobs.sql"),
+        include_str!("../../../migrations/sqlite/0002_jobs.sql"),
     ),
     (
         3,
         "snapshots",
-        include_str!("../../migrations/sqlite/0003_snapshots.sql"),
+        include_str!("../../../migrations/sqlite/0003_snapshots.sql"),
     ),
     (
         4,
         "projections",
-        include_str!("../../migrations/sqlite/0004_projections.sql"),
+        include_str!("../../../migrations/sqlite/0004_projections.sql"),
     ),
 ];
 
@@ -322,7 +324,7 @@ impl Backend for SqliteBackend {
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
     ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(super::sqlite_jobs::insert_runs(tx, runs))
+        Box::pin(jobs::insert_runs(tx, runs))
     }
 
     type EventClaim = String;

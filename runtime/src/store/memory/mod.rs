@@ -1,6 +1,8 @@
 //! The outbox in memory, for unit tests: the same claims, ordering, retries and dead letters as
 //! the SQL backends, without a database, plus a record of everything committed.
 
+mod jobs;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,13 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::memory_jobs::JobState;
-use super::{
+use crate::event::Event;
+use crate::store::{
     Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
     NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
     StreamEvent, Wakes, sealed,
 };
-use crate::event::Event;
+use jobs::JobState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -210,7 +212,7 @@ impl MemoryBackend {
         }
     }
 
-    pub(super) fn jobs(&self) -> MutexGuard<'_, JobState> {
+    fn jobs(&self) -> MutexGuard<'_, JobState> {
         self.jobs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -7,11 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::jobs::{
+use super::MemoryBackend;
+use crate::store::{
     AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus,
 };
-use super::memory::MemoryBackend;
-use super::{Fut, StoreError};
+use crate::store::{Fut, StoreError};
 
 #[derive(Debug, Clone)]
 pub(super) struct MemRun {

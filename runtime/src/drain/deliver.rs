@@ -1,0 +1,62 @@
+//! One delivery attempt of one event to one subscriber, and what its failure means: a retry
+//! after the event's backoff, or a dead letter after its last attempt.
+
+use std::panic::AssertUnwindSafe;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::Lanes;
+use super::subscribers::Subscriber;
+use crate::event::RetryPolicy;
+use crate::event::catalog::Catalog;
+use crate::service::panic_message;
+use crate::store::{Backend, DeliveryState, StoredEvent};
+
+pub(super) fn retry_policy<C: Catalog>(event_type: &str) -> RetryPolicy {
+    C::registry()
+        .get(event_type)
+        .map(|descriptor| descriptor.meta.retry)
+        .unwrap_or_default()
+}
+
+/// One delivery attempt. `None` when it succeeded; otherwise when (or whether) to try again.
+pub(super) async fn deliver<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    event: &StoredEvent,
+    subscriber: &Subscriber,
+    attempts_before: u32,
+    policy: RetryPolicy,
+) -> Option<DeliveryState> {
+    let attempt = attempts_before + 1;
+    let span = tracing::info_span!(
+        "herald.deliver",
+        event.id = %event.id,
+        event.r#type = %event.event_type,
+        subscriber = %subscriber.name,
+        attempt,
+    );
+    let run = AssertUnwindSafe(subscriber.call(event, attempt)).catch_unwind();
+    let error = match run.instrument(span.clone()).await {
+        Ok(Ok(())) => return None,
+        Ok(Err(error)) => error,
+        Err(panic) => format!("subscriber panicked: {}", panic_message(&panic)),
+    };
+    let _entered = span.enter();
+    if attempt >= policy.attempts.max(1) {
+        tracing::error!(%error, "delivery failed for good: dead-lettered");
+        Some(DeliveryState::Failed {
+            attempts: attempt,
+            last_error: error,
+        })
+    } else {
+        let delay = shared.config.retry.delay(policy.backoff, attempt);
+        tracing::warn!(%error, retry_in = ?delay, "delivery failed; will retry");
+        Some(DeliveryState::Retry {
+            attempts: attempt,
+            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            last_error: Some(error),
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! The event lane of one pool: claims batches of committed events (at most one per aggregate),
+//! delivers each to every subscriber, and completes the batch with the deliveries still owed.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::deliver::{deliver, retry_policy};
+use super::subscribers::Subscriber;
+use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
+use crate::event::catalog::Catalog;
+use crate::store::{Backend, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
+
+pub(super) async fn event_lane<C: Catalog, B: Backend>(
+    shared: Arc<Lanes<C, B>>,
+    lane: Lane,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let owner = format!("{}/{lane}", shared.worker_id);
+    let store = &shared.store;
+    let mut woken = store.wakes().events.subscribe();
+    while !*stopped.borrow() {
+        woken.borrow_and_update();
+        let claim = store.backend().claim_events(
+            &lane,
+            &owner,
+            shared.config.batch_size,
+            shared.config.lease,
+        );
+        let (batch, claim) = match claim.await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                pause_after_error(&error, &lane, &mut stopped).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            drop(claim);
+            if idle(&mut woken, &mut stopped, shared.config.poll_interval).await {
+                break;
+            }
+            continue;
+        }
+        let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
+        let work = deliver_batch(&shared, &lane, claim, batch).instrument(span);
+        match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
+            None => tracing::warn!(%lane, "shutdown timeout: abandoned an in-flight batch"),
+        }
+    }
+    release(&shared, &owner).await;
+}
+
+/// Runs one event's subscribers; returns the deliveries that must be tried again later.
+async fn fan_out<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    event: &StoredEvent,
+    subscribers: &[Subscriber],
+) -> Vec<NewDelivery> {
+    let policy = retry_policy::<C>(&event.event_type);
+    let mut pending = Vec::new();
+    for subscriber in subscribers {
+        let is_blocked = event
+            .blocked_subscribers
+            .iter()
+            .any(|blocked| **blocked == *subscriber.name);
+        let state = if is_blocked {
+            // An earlier event of this aggregate is still being retried for this subscriber:
+            // queue behind it rather than overtake it.
+            Some(DeliveryState::Retry {
+                attempts: 0,
+                at: Utc::now(),
+                last_error: None,
+            })
+        } else {
+            deliver(shared, event, subscriber, 0, policy).await
+        };
+        if let Some(state) = state {
+            pending.push(NewDelivery {
+                event_id: event.id,
+                event_position: event.position,
+                subscriber: subscriber.name.to_string(),
+                pool: event.pool.clone(),
+                aggregate_type: event.aggregate_type.clone(),
+                aggregate_id: event.aggregate_id.clone(),
+                state,
+            });
+        }
+    }
+    pending
+}
+
+async fn deliver_batch<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    lane: &Lane,
+    claim: B::EventClaim,
+    batch: Vec<StoredEvent>,
+) -> Result<(), StoreError> {
+    let backend = shared.store.backend();
+    let subscribers = shared.subscribers.by_type();
+    let none = Vec::new();
+    // At most one event per aggregate is in a batch (the claim takes heads only), so the
+    // events of a batch can be delivered concurrently without reordering anything.
+    let pending = join_all(batch.iter().map(|event| {
+        let subscribers = subscribers.get(event.event_type.as_str()).unwrap_or(&none);
+        fan_out(shared, event, subscribers)
+    }))
+    .await;
+    let pending: Vec<NewDelivery> = pending.into_iter().flatten().collect();
+    let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
+    let completed = backend.complete_events(claim, &positions, &pending).await?;
+    if !pending.is_empty() {
+        shared.store.wakes().retries.notify();
+    }
+    if completed < positions.len() as u64 {
+        tracing::warn!(
+            %lane,
+            lost = positions.len() as u64 - completed,
+            "lease expired during the batch; another worker delivers those events again"
+        );
+    }
+    Ok(())
+}

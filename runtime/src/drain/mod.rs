@@ -1,0 +1,254 @@
+//! The drain: one lane per pool claims batches of committed events and delivers them to the
+//! subscribers of this process ([`lanes`]); a retry lane per pool re-delivers what failed
+//! ([`retries`]); [`deliver`] is one attempt and the decision that follows it.
+
+mod deliver;
+mod lanes;
+mod retries;
+pub(crate) mod subscribers;
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::event::catalog::Catalog;
+use crate::retry::RetryTiming;
+use crate::service::ServiceHandle;
+use crate::store::{Backend, Lane, Store, StoreError};
+use subscribers::Subscribers;
+
+/// Settings of a drain. Every field has a default fit for production.
+#[derive(Debug, Clone)]
+pub struct DrainConfig {
+    /// Events claimed per round trip.
+    pub batch_size: u32,
+    /// How often an idle lane looks without being woken: the backstop for commits whose
+    /// wake-up was lost (another SQLite process, a dropped `LISTEN` connection).
+    pub poll_interval: Duration,
+    /// How long a claim stays ours. A worker that dies holding one loses it after this long,
+    /// and another worker delivers its events again.
+    pub lease: Duration,
+    /// Delays between delivery attempts.
+    pub retry: RetryTiming,
+    /// On shutdown, how long in-flight deliveries may take before they are abandoned and their
+    /// claims released.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            retry: RetryTiming::default(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Configures and starts a drain; from [`crate::EventBus::drain`].
+#[must_use = "a drain does nothing until it is spawned"]
+pub struct DrainBuilder<C: Catalog, B: Backend> {
+    store: Store<B>,
+    subscribers: Subscribers,
+    lanes: Option<Vec<Lane>>,
+    config: DrainConfig,
+    worker_id: String,
+    catalog: PhantomData<fn() -> C>,
+}
+
+impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
+    pub(crate) fn new(store: Store<B>, subscribers: Subscribers) -> Self {
+        Self {
+            store,
+            subscribers,
+            lanes: None,
+            config: DrainConfig::default(),
+            worker_id: format!("{}-{}", std::process::id(), Uuid::now_v7().simple()),
+            catalog: PhantomData,
+        }
+    }
+
+    /// Drains only these pools; `"audit"` names the lane of audit-tier events.
+    pub fn pools<I, S>(mut self, pools: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.lanes = Some(
+            pools
+                .into_iter()
+                .map(|pool| {
+                    let pool = pool.into();
+                    if pool == "audit" {
+                        Lane::Audit
+                    } else {
+                        Lane::Pool(pool)
+                    }
+                })
+                .collect(),
+        );
+        self
+    }
+
+    pub fn config(mut self, config: DrainConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn batch_size(mut self, size: u32) -> Self {
+        self.config.batch_size = size.max(1);
+        self
+    }
+
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryTiming) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Names this worker in lease columns and traces (default: pid and a random suffix).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = id.into();
+        self
+    }
+
+    fn lanes(&self) -> Vec<Lane> {
+        if let Some(lanes) = &self.lanes {
+            return lanes.clone();
+        }
+        let mut pools = BTreeSet::new();
+        let mut audit = false;
+        for descriptor in C::registry().iter() {
+            match descriptor.meta.pool() {
+                Some(pool) => {
+                    pools.insert(pool);
+                }
+                None => audit = true,
+            }
+        }
+        let mut lanes: Vec<Lane> = pools
+            .into_iter()
+            .map(|pool| Lane::Pool(pool.to_owned()))
+            .collect();
+        if audit {
+            lanes.push(Lane::Audit);
+        }
+        lanes
+    }
+
+    /// Starts the lanes on the current tokio runtime.
+    pub fn spawn(self) -> ServiceHandle {
+        let lanes = self.lanes();
+        let shared = Arc::new(Lanes::<C, B> {
+            store: self.store,
+            subscribers: self.subscribers,
+            config: self.config,
+            worker_id: self.worker_id,
+            catalog: PhantomData,
+        });
+        ServiceHandle::spawn("drain", move |stopped| run(shared, lanes, stopped))
+    }
+}
+
+/// What every lane of one drain shares.
+struct Lanes<C: Catalog, B: Backend> {
+    store: Store<B>,
+    subscribers: Subscribers,
+    config: DrainConfig,
+    worker_id: String,
+    catalog: PhantomData<fn() -> C>,
+}
+
+async fn run<C: Catalog, B: Backend>(
+    shared: Arc<Lanes<C, B>>,
+    lanes: Vec<Lane>,
+    stopped: watch::Receiver<bool>,
+) {
+    shared.store.ensure_listening().await;
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        tasks.push(tokio::spawn(lanes::event_lane(
+            shared.clone(),
+            lane.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(retries::retry_lane(
+            shared.clone(),
+            lane,
+            stopped.clone(),
+        )));
+    }
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "drain lane panicked");
+        }
+    }
+}
+
+/// Waits for a wake-up, the poll interval, or shutdown; true when shutting down.
+async fn idle(
+    woken: &mut watch::Receiver<u64>,
+    stopped: &mut watch::Receiver<bool>,
+    interval: Duration,
+) -> bool {
+    tokio::select! {
+        _ = woken.changed() => false,
+        _ = tokio::time::sleep(interval) => false,
+        _ = stopped.changed() => true,
+    }
+}
+
+/// Runs `work` to completion, unless shutdown comes and the shutdown timeout passes first.
+/// Returns `None` when the work was abandoned.
+async fn finish_or_abandon<T>(
+    work: impl Future<Output = T>,
+    stopped: &mut watch::Receiver<bool>,
+    timeout: Duration,
+) -> Option<T> {
+    tokio::pin!(work);
+    if !*stopped.borrow() {
+        tokio::select! {
+            done = &mut work => return Some(done),
+            _ = stopped.changed() => {}
+        }
+    }
+    tokio::time::timeout(timeout, work).await.ok()
+}
+
+async fn release<C: Catalog, B: Backend>(shared: &Lanes<C, B>, owner: &str) {
+    match shared.store.backend().release(owner).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(owner, released, "released claims on shutdown"),
+        Err(error) => {
+            tracing::warn!(owner, %error, "could not release claims; they expire with their lease")
+        }
+    }
+}
+
+async fn pause_after_error(error: &StoreError, lane: &Lane, stopped: &mut watch::Receiver<bool>) {
+    tracing::warn!(%lane, %error, "outbox query failed; retrying shortly");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        _ = stopped.changed() => {}
+    }
+}

@@ -1,0 +1,106 @@
+//! The retry lane of one pool: re-delivers the deliveries that failed (or were queued behind
+//! a failing one of the same aggregate) when they are due.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::deliver::{deliver, retry_policy};
+use super::subscribers::Subscriber;
+use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
+use crate::event::catalog::Catalog;
+use crate::store::{Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError};
+
+pub(super) async fn retry_lane<C: Catalog, B: Backend>(
+    shared: Arc<Lanes<C, B>>,
+    lane: Lane,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let owner = format!("{}/{lane}/retry", shared.worker_id);
+    let store = &shared.store;
+    // Retries are due at times the lane knows only by looking; it looks at least this often.
+    let interval = shared
+        .config
+        .poll_interval
+        .min(shared.config.retry.base.max(Duration::from_millis(10)));
+    let mut woken = store.wakes().retries.subscribe();
+    while !*stopped.borrow() {
+        woken.borrow_and_update();
+        let claim = store.backend().claim_deliveries(
+            &lane,
+            &owner,
+            shared.config.batch_size,
+            shared.config.lease,
+        );
+        let claimed = match claim.await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                pause_after_error(&error, &lane, &mut stopped).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            if idle(&mut woken, &mut stopped, interval).await {
+                break;
+            }
+            continue;
+        }
+        let work = redeliver(&shared, &owner, claimed);
+        match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
+            None => tracing::warn!(%lane, "shutdown timeout: abandoned in-flight retries"),
+        }
+    }
+    release(&shared, &owner).await;
+}
+
+async fn redeliver<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    owner: &str,
+    claimed: Vec<ClaimedDelivery>,
+) -> Result<(), StoreError> {
+    let mut by_type: HashMap<String, Vec<Subscriber>> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(claimed.len());
+    // In position order, one at a time: a claim may hold consecutive heads of several
+    // aggregates, never two of the same (subscriber, aggregate).
+    for delivery in &claimed {
+        let subscribers = by_type
+            .entry(delivery.event.event_type.clone())
+            .or_insert_with(|| shared.subscribers.of(&delivery.event.event_type));
+        let state = match subscribers.iter().find(|s| *s.name == *delivery.subscriber) {
+            Some(subscriber) => {
+                let policy = retry_policy::<C>(&delivery.event.event_type);
+                deliver(
+                    shared,
+                    &delivery.event,
+                    subscriber,
+                    delivery.attempts,
+                    policy,
+                )
+                .await
+            }
+            // The subscriber is gone from this process's code: keep the delivery, dead, for an
+            // operator to see, rather than drop it silently.
+            None => Some(DeliveryState::Failed {
+                attempts: delivery.attempts,
+                last_error: format!(
+                    "no subscriber named `{}` is registered for `{}` in this process",
+                    delivery.subscriber, delivery.event.event_type
+                ),
+            }),
+        };
+        outcomes.push(DeliveryOutcome {
+            event_id: delivery.event.id,
+            subscriber: delivery.subscriber.clone(),
+            state,
+        });
+    }
+    shared
+        .store
+        .backend()
+        .finish_deliveries(owner, &outcomes)
+        .await
+}

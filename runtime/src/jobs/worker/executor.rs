@@ -1,0 +1,96 @@
+//! The executor: runs one attempt under its timeout, catches panics, and decides what the
+//! attempt's end means for the run (completed, retry, failed, timed out).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::{InFlight, Shared};
+use crate::jobs::JobContext;
+use crate::jobs::set::Runner;
+use crate::retry::RetryTiming;
+use crate::service::panic_message;
+use crate::store::{AttemptOutcome, AttemptResult, Backend, ClaimedRun, JobStore};
+
+pub(super) fn start_attempt<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    running: &mut JoinSet<()>,
+    run: ClaimedRun,
+    results: &mpsc::UnboundedSender<AttemptResult>,
+    finished: &Arc<Notify>,
+) {
+    let Some(runner) = shared.jobs.get(run.job.as_str()).cloned() else {
+        return;
+    };
+    let store: Arc<dyn JobStore> = Arc::new(shared.store.backend().clone());
+    let ctx = JobContext {
+        run_id: run.id,
+        root_id: run.root_id,
+        attempt: run.attempt,
+        store,
+        states: shared.states.clone(),
+    };
+    let span = tracing::info_span!(
+        "herald.job",
+        job = %run.job,
+        run.id = %run.id,
+        attempt = run.attempt,
+    );
+    let (shared_for_task, results, finished) = (shared.clone(), results.clone(), finished.clone());
+    let (id, attempt) = (run.id, run.attempt);
+    // Registered before the attempt starts, so that the heartbeat covers it from its first
+    // instant; the task removes itself when it ends.
+    let mut in_flight = shared.in_flight();
+    let abort = running.spawn(
+        async move {
+            let outcome = execute(&runner, &shared_for_task.config.retry, ctx, run).await;
+            let _ = results.send(AttemptResult {
+                id,
+                attempt,
+                outcome,
+            });
+            shared_for_task.in_flight().remove(&id);
+            finished.notify_one();
+        }
+        .instrument(span),
+    );
+    in_flight.insert(id, InFlight { attempt, abort });
+}
+
+async fn execute(
+    runner: &Runner,
+    timing: &RetryTiming,
+    ctx: JobContext,
+    run: ClaimedRun,
+) -> AttemptOutcome {
+    let attempt = AssertUnwindSafe((runner.run)(ctx, run.input)).catch_unwind();
+    let error = match tokio::time::timeout(runner.timeout, attempt).await {
+        Ok(Ok(Ok(output))) => {
+            tracing::debug!("job completed");
+            return AttemptOutcome::Completed { output };
+        }
+        Ok(Ok(Err(error))) => error,
+        Ok(Err(panic)) => format!("job panicked: {}", panic_message(&panic)),
+        Err(_) => {
+            let error = format!("timed out after {:?}", runner.timeout);
+            tracing::warn!(%error, "job timed out");
+            return AttemptOutcome::TimedOut { error };
+        }
+    };
+    if run.attempt >= run.max_attempts {
+        tracing::error!(%error, "job failed on its last attempt");
+        AttemptOutcome::Failed { error }
+    } else {
+        let delay = timing.delay(runner.retry.backoff, run.attempt);
+        tracing::warn!(%error, retry_in = ?delay, "job failed; will retry");
+        AttemptOutcome::Retry {
+            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            error,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The heartbeat: renews the leases of the attempts in flight, and stops those that are no
+//! longer theirs (canceled, or rescued by another worker).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Shared;
+use crate::store::Backend;
+
+pub(super) async fn heartbeat<B: Backend>(
+    shared: Arc<Shared<B>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    // Keeps beating during shutdown until the worker aborts it, so that attempts finishing
+    // within the shutdown timeout keep their leases.
+    let _ = &mut stopped;
+    loop {
+        tokio::time::sleep(shared.config.heartbeat).await;
+        let held: Vec<(Uuid, u32)> = shared
+            .in_flight()
+            .iter()
+            .map(|(id, flight)| (*id, flight.attempt))
+            .collect();
+        if held.is_empty() {
+            shared.healthy.store(true, Ordering::Relaxed);
+            continue;
+        }
+        match shared
+            .store
+            .backend()
+            .heartbeat(&held, shared.config.lease)
+            .await
+        {
+            Ok(ours) => {
+                shared.healthy.store(true, Ordering::Relaxed);
+                let mut in_flight = shared.in_flight();
+                for (id, _) in held {
+                    if !ours.contains(&id)
+                        && let Some(flight) = in_flight.remove(&id)
+                    {
+                        // Canceled, or rescued by another worker: this attempt is fenced.
+                        tracing::info!(run = %id, "run no longer ours (canceled or rescued); stopping it");
+                        flight.abort.abort();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "heartbeat failed: claiming no new runs until it succeeds");
+                shared.healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}

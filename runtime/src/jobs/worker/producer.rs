@@ -1,0 +1,111 @@
+//! The producer: per pool, claims due runs while the pool has room and hands them to the
+//! executor; sleeps until woken by an enqueue, a finished attempt, or the poll interval.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::Shared;
+use super::executor::start_attempt;
+use crate::store::{AttemptResult, Backend, ClaimedRun, StoreError};
+
+pub(super) async fn pool_lane<B: Backend>(
+    shared: Arc<Shared<B>>,
+    pool: String,
+    results: mpsc::UnboundedSender<AttemptResult>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let capacity = shared
+        .config
+        .concurrency
+        .get(&pool)
+        .copied()
+        .unwrap_or(shared.config.default_concurrency);
+    let uncapped: Vec<&'static str> = shared
+        .jobs
+        .iter()
+        .filter(|(_, runner)| runner.pool == pool && runner.concurrency.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    let capped: Vec<(&'static str, u32)> = shared
+        .jobs
+        .iter()
+        .filter(|(_, runner)| runner.pool == pool)
+        .filter_map(|(name, runner)| Some((*name, runner.concurrency?)))
+        .collect();
+    let mut woken = shared.store.wakes().jobs.subscribe();
+    let finished = Arc::new(Notify::new());
+    let mut running: JoinSet<()> = JoinSet::new();
+    while !*stopped.borrow() {
+        while running.try_join_next().is_some() {}
+        let room = capacity.saturating_sub(running.len()) as u32;
+        let mut claimed_any = false;
+        if room > 0 && shared.healthy.load(Ordering::Relaxed) {
+            woken.borrow_and_update();
+            let limit = room.min(shared.config.batch_size);
+            match claim(&shared, &pool, &uncapped, &capped, limit).await {
+                Ok(runs) => {
+                    claimed_any = !runs.is_empty();
+                    for run in runs {
+                        start_attempt(&shared, &mut running, run, &results, &finished);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%pool, %error, "claiming runs failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        if claimed_any && running.len() < capacity {
+            continue;
+        }
+        tokio::select! {
+            _ = woken.changed(), if running.len() < capacity => {}
+            _ = finished.notified() => {}
+            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+    // Shutdown: let running attempts finish, up to the timeout; stop the rest.
+    let drained = tokio::time::timeout(shared.config.shutdown_timeout, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(%pool, abandoned = running.len(), "shutdown timeout: stopping running jobs");
+        running.shutdown().await;
+    }
+}
+
+async fn claim<B: Backend>(
+    shared: &Shared<B>,
+    pool: &str,
+    uncapped: &[&'static str],
+    capped: &[(&'static str, u32)],
+    limit: u32,
+) -> Result<Vec<ClaimedRun>, StoreError> {
+    let backend = shared.store.backend();
+    let (lease, owner) = (shared.config.lease, shared.owner.as_str());
+    let mut runs = if uncapped.is_empty() {
+        Vec::new()
+    } else {
+        backend
+            .claim_runs(pool, uncapped, owner, limit, lease)
+            .await?
+    };
+    for &(job, cap) in capped {
+        let room = limit.saturating_sub(runs.len() as u32);
+        if room == 0 {
+            break;
+        }
+        runs.extend(
+            backend
+                .claim_capped(pool, job, cap, owner, room, lease)
+                .await?,
+        );
+    }
+    Ok(runs)
+}

@@ -1,0 +1,183 @@
+//! What publishing stamps on an event, and the one place where events and the runs they
+//! trigger become rows: [`Outbox::insert`].
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::event::EventMeta;
+use crate::event::envelope::Envelope;
+use crate::event::registry::PayloadError;
+use crate::store::{NewEvent, StoreError};
+
+/// Why an event was not published. Nothing was written when publishing fails.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("payload of `{event_type}` cannot be serialized: {source}")]
+    Serialize {
+        event_type: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "`{event_type}` was published without a tenant, but this store is multi-tenant: \
+         set `.tenant(..)`, or `.without_tenant()` for an event that belongs to no tenant"
+    )]
+    TenantRequired { event_type: &'static str },
+    #[error(
+        "`{event_type}` belongs to the aggregate `{aggregate}` but was published without an \
+         aggregate id: use `publish(tx, id, payload)` or `Publish::aggregate_id`"
+    )]
+    MissingAggregateId {
+        event_type: &'static str,
+        aggregate: &'static str,
+    },
+    #[error(
+        "`{event_type}` declares no `aggregate:` in its YAML, so it cannot carry an aggregate \
+         id: add the aggregate to the event, or publish it without one"
+    )]
+    UnexpectedAggregateId { event_type: &'static str },
+    #[error("the input of job `{job}`, triggered by `{event_type}`, cannot be built: {source}")]
+    TriggerInput {
+        event_type: &'static str,
+        job: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum TenantChoice {
+    #[default]
+    Unset,
+    None,
+    Some(String),
+}
+
+/// One event to publish, with everything that may be stamped on it besides the payload.
+#[derive(Debug, Clone)]
+#[must_use = "a Publish does nothing until it is passed to a bus"]
+pub struct Publish<P> {
+    pub(crate) payload: P,
+    id: Option<Uuid>,
+    aggregate_id: Option<String>,
+    tenant: TenantChoice,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    occurred_at: Option<DateTime<Utc>>,
+}
+
+impl<P> Publish<P> {
+    pub fn new(payload: P) -> Self {
+        Self {
+            payload,
+            id: None,
+            aggregate_id: None,
+            tenant: TenantChoice::Unset,
+            correlation_id: None,
+            causation_id: None,
+            occurred_at: None,
+        }
+    }
+
+    /// The event id, which is also its idempotency key: publishing the same id again stores
+    /// nothing. Defaults to a fresh UUID v7 (time-ordered).
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    pub fn aggregate_id(mut self, id: impl Display) -> Self {
+        self.aggregate_id = Some(id.to_string());
+        self
+    }
+
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = TenantChoice::Some(tenant.into());
+        self
+    }
+
+    /// Says explicitly that the event belongs to no tenant, which a multi-tenant store accepts.
+    pub fn without_tenant(mut self) -> Self {
+        self.tenant = TenantChoice::None;
+        self
+    }
+
+    pub fn correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    pub fn causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Marks the event as caused by `cause`: causation is the cause's id, correlation is
+    /// carried over (or starts at the cause), and so is the tenant unless one is set.
+    pub fn caused_by<E>(mut self, cause: &Envelope<E>) -> Self {
+        self.causation_id = Some(cause.id);
+        self.correlation_id = Some(cause.correlation_id.unwrap_or(cause.id));
+        if self.tenant == TenantChoice::Unset {
+            self.tenant = match &cause.tenant_id {
+                Some(tenant) => TenantChoice::Some(tenant.clone()),
+                None => TenantChoice::None,
+            };
+        }
+        self
+    }
+
+    /// When the fact happened, if not now.
+    pub fn occurred_at(mut self, at: DateTime<Utc>) -> Self {
+        self.occurred_at = Some(at);
+        self
+    }
+    /// The row this event becomes: stamped with the event type's metadata, checked against
+    /// the rules of the store (tenancy) and of the type (aggregate id).
+    pub(crate) fn into_row(
+        self,
+        meta: &EventMeta,
+        multi_tenant: bool,
+        serialize: impl FnOnce(&P) -> Result<String, PublishError>,
+    ) -> Result<NewEvent, PublishError> {
+        let event_type = meta.event_type;
+        let tenant_id = match self.tenant {
+            TenantChoice::Unset if multi_tenant => {
+                return Err(PublishError::TenantRequired { event_type });
+            }
+            TenantChoice::Unset | TenantChoice::None => None,
+            TenantChoice::Some(tenant) => Some(tenant),
+        };
+        match (meta.aggregate, &self.aggregate_id) {
+            (Some(aggregate), None) => {
+                return Err(PublishError::MissingAggregateId {
+                    event_type,
+                    aggregate,
+                });
+            }
+            (None, Some(_)) => return Err(PublishError::UnexpectedAggregateId { event_type }),
+            _ => {}
+        }
+        Ok(NewEvent {
+            id: self.id.unwrap_or_else(Uuid::now_v7),
+            event_type,
+            version: meta.version,
+            tier: meta.tier().as_str(),
+            direction: meta.direction().map(|direction| direction.as_str()),
+            pool: meta.pool(),
+            aggregate_type: meta.aggregate,
+            aggregate_id: self.aggregate_id,
+            tenant_id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            payload: serialize(&self.payload)?,
+            occurred_at: self.occurred_at.unwrap_or_else(Utc::now),
+            aggregate_sequence: None,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Fault injection: what a crashed or stalled process leaves behind, made on purpose, so that
+//! tests can check that the others recover from it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::store::{AttemptOutcome, AttemptResult, Backend, Lane, NewEvent, Store, StoreError};
+
+/// A claim of events by a worker that then goes silent, as one that crashed or stalled in the
+/// middle of a batch: the events stay claimed until the lease expires.
+pub struct SilentEventClaim<B: Backend> {
+    store: Store<B>,
+    positions: Vec<i64>,
+    claim: B::EventClaim,
+}
+
+impl<B: Backend> SilentEventClaim<B> {
+    /// Claims up to 100 events of `pool` (`"audit"` for the audit lane) for `lease`.
+    pub async fn take(store: &Store<B>, pool: &str, lease: Duration) -> Result<Self, StoreError> {
+        let lane = if pool == "audit" {
+            Lane::Audit
+        } else {
+            Lane::Pool(pool.to_owned())
+        };
+        let owner = format!("silent-{}", Uuid::now_v7().simple());
+        let (events, claim) = store
+            .backend()
+            .claim_events(&lane, &owner, 100, lease)
+            .await?;
+        Ok(Self {
+            store: store.clone(),
+            positions: events.iter().map(|event| event.position).collect(),
+            claim,
+        })
+    }
+
+    /// How many events the claim holds.
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Whether the claim holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// The silent worker wakes up and acknowledges its batch as delivered, too late: returns how
+    /// many events were still its own (none, once the lease has expired and another worker took
+    /// them), or an error where the database cut the stalled session off.
+    pub async fn acknowledge_late(self) -> Result<u64, StoreError> {
+        self.store
+            .backend()
+            .complete_events(self.claim, &self.positions, &[])
+            .await
+    }
+}
+
+/// A claim of job runs by a worker that then goes silent: the runs stay `running` until their
+/// lease expires and they are rescued.
+pub struct SilentRunClaim<B: Backend> {
+    store: Store<B>,
+    runs: Vec<(Uuid, u32)>,
+}
+
+impl<B: Backend> SilentRunClaim<B> {
+    /// Claims up to 100 due runs of the jobs `jobs` in `pool` for `lease`.
+    pub async fn take(
+        store: &Store<B>,
+        pool: &str,
+        jobs: &[&'static str],
+        lease: Duration,
+    ) -> Result<Self, StoreError> {
+        let owner = format!("silent-{}", Uuid::now_v7().simple());
+        let runs = store
+            .backend()
+            .claim_runs(pool, jobs, &owner, 100, lease)
+            .await?;
+        Ok(Self {
+            store: store.clone(),
+            runs: runs.iter().map(|run| (run.id, run.attempt)).collect(),
+        })
+    }
+
+    /// How many runs the claim holds.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Whether the claim holds no run.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The silent worker reports its attempts as failed, too late: returns how many were still
+    /// its own (none, once they were rescued and run again elsewhere).
+    pub async fn fail_late(self) -> Result<u64, StoreError> {
+        let results: Vec<AttemptResult> = self
+            .runs
+            .iter()
+            .map(|&(id, attempt)| AttemptResult {
+                id,
+                attempt,
+                outcome: AttemptOutcome::Failed {
+                    error: "late result of a silent worker".to_owned(),
+                },
+            })
+            .collect();
+        self.store.backend().finish_runs(&results).await
+    }
+}
+
+/// An event row written the way another release would have written it — an older version of
+/// a payload, or a type this code does not know — for tests of upcasters and rolling deploys.
+#[derive(Debug, Clone)]
+#[must_use = "a RawEvent does nothing until it is inserted"]
+pub struct RawEvent {
+    row: NewEvent,
+}
+
+impl RawEvent {
+    /// A change event of `event_type` at `version` with this payload, in the `events_change`
+    /// pool.
+    pub fn change(event_type: &'static str, version: u32, payload: serde_json::Value) -> Self {
+        Self {
+            row: NewEvent {
+                id: Uuid::now_v7(),
+                event_type,
+                version,
+                tier: "domain",
+                direction: Some("change"),
+                pool: Some("events_change"),
+                aggregate_type: None,
+                aggregate_id: None,
+                tenant_id: None,
+                correlation_id: None,
+                causation_id: None,
+                payload: payload.to_string(),
+                occurred_at: Utc::now(),
+                aggregate_sequence: None,
+            },
+        }
+    }
+
+    /// The aggregate the event belongs to, with its number in the aggregate's stream.
+    pub fn aggregate(
+        mut self,
+        aggregate_type: &'static str,
+        aggregate_id: impl std::fmt::Display,
+        sequence: i64,
+    ) -> Self {
+        self.row.aggregate_type = Some(aggregate_type);
+        self.row.aggregate_id = Some(aggregate_id.to_string());
+        self.row.aggregate_sequence = Some(sequence);
+        self
+    }
+
+    /// Writes the row in the caller's transaction, as the outbox would; returns its id.
+    pub async fn insert<B: Backend>(
+        self,
+        store: &Store<B>,
+        tx: &mut B::Transaction<'_>,
+    ) -> Result<Uuid, StoreError> {
+        store
+            .backend()
+            .insert_events(tx, std::slice::from_ref(&self.row))
+            .await?;
+        Ok(self.row.id)
+    }
+}
