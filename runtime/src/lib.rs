@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod bus;
+mod clock;
 mod drain;
 mod entity;
 mod event;
@@ -29,6 +30,7 @@ pub use aggregate::{
     Upcaster,
 };
 pub use bus::EventBus;
+pub use clock::{Clock, SystemClock};
 pub use drain::subscribers::HandlerError;
 pub use drain::{DrainBuilder, DrainConfig};
 pub use entity::{Entity, EntityMeta, FieldMeta};

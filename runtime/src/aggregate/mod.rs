@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::EventMeta;
@@ -73,7 +74,9 @@ pub trait Decide: Aggregate {
 /// The jobs a decision enqueues, atomically with its events.
 #[derive(Debug, Default)]
 pub struct JobQueue {
-    runs: Vec<NewRun>,
+    /// Each run with when it is due, resolved against the store's clock when appended (the
+    /// decision itself reads no clock).
+    runs: Vec<(NewRun, RunAt)>,
     error: Option<EnqueueError>,
 }
 
@@ -88,8 +91,8 @@ impl JobQueue {
     }
 
     pub fn start_at<J: Job>(&mut self, input: J::Input, at: RunAt) {
-        match new_run::<J>(&input, at, None) {
-            Ok(run) => self.runs.push(run),
+        match new_run::<J>(&input, None, None) {
+            Ok(run) => self.runs.push((run, at)),
             Err(error) => {
                 self.error.get_or_insert(error);
             }
@@ -98,13 +101,14 @@ impl JobQueue {
 
     /// The names of the queued jobs, in order: what a given/when/then test checks.
     pub fn job_names(&self) -> Vec<&'static str> {
-        self.runs.iter().map(|run| run.job).collect()
+        self.runs.iter().map(|(run, _)| run.job).collect()
     }
 
     pub(crate) fn into_runs(
         self,
         scope: (&str, &str),
         cause: Option<Uuid>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<NewRun>, EnqueueError> {
         if let Some(error) = self.error {
             return Err(error);
@@ -112,7 +116,8 @@ impl JobQueue {
         Ok(self
             .runs
             .into_iter()
-            .map(|mut run| {
+            .map(|(mut run, at)| {
+                run.run_at = at.resolve(now);
                 run.scope_type = Some(scope.0.to_owned());
                 run.scope_id = Some(scope.1.to_owned());
                 run.event_id = cause;
@@ -125,8 +130,8 @@ impl JobQueue {
     pub fn inputs_of<J: Job>(&self) -> Vec<J::Input> {
         self.runs
             .iter()
-            .filter(|run| run.job == J::NAME)
-            .filter_map(|run| serde_json::from_str(&run.input).ok())
+            .filter(|(run, _)| run.job == J::NAME)
+            .filter_map(|(run, _)| serde_json::from_str(&run.input).ok())
             .collect()
     }
 }

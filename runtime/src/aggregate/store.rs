@@ -296,9 +296,12 @@ where
         let store = &self.outbox.store;
         let mut tx = store.begin().await?;
         let event_ids = self.outbox.insert(&mut tx, rows).await?;
-        let runs = jobs.into_runs((A::TYPE, id), event_ids.first().copied())?;
+        let runs = jobs.into_runs((A::TYPE, id), event_ids.first().copied(), store.now())?;
         if !runs.is_empty() {
-            store.backend().insert_runs(&mut tx, &runs).await?;
+            store
+                .backend()
+                .insert_runs(&mut tx, &runs, store.now())
+                .await?;
         }
         if let Some(every) = self.snapshot_every
             && new_sequence / every > sequence / every
@@ -312,7 +315,7 @@ where
                 })?;
             store
                 .backend()
-                .save_snapshot(&mut tx, A::TYPE, id, new_sequence, &json)
+                .save_snapshot(&mut tx, A::TYPE, id, new_sequence, &json, store.now())
                 .await?;
         }
         store.commit(tx).await?;

@@ -1,5 +1,6 @@
 //! Enqueueing runs in the caller's transaction, and the query API over runs.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::job::{Job, RunAt};
@@ -70,7 +71,7 @@ impl<B: Backend> Store<B> {
 
 pub(crate) fn new_run<J: Job>(
     input: &J::Input,
-    at: RunAt,
+    run_at: Option<DateTime<Utc>>,
     scope: Option<(String, String)>,
 ) -> Result<NewRun, EnqueueError> {
     let id = Uuid::now_v7();
@@ -84,7 +85,7 @@ pub(crate) fn new_run<J: Job>(
             source,
         })?,
         max_attempts: J::RETRY.attempts.max(1),
-        run_at: at.resolve(),
+        run_at,
         dedupe_key: J::dedupe_key(input),
         scope_type,
         scope_id,
@@ -111,13 +112,14 @@ impl<B: Backend> JobClient<B> {
         tx: &mut B::Transaction<'_>,
         start: Start<J::Input>,
     ) -> Result<Uuid, EnqueueError> {
-        let run = new_run::<J>(&start.input, start.at, start.scope)?;
+        let now = self.store.now();
+        let run = new_run::<J>(&start.input, start.at.resolve(now), start.scope)?;
         let span = tracing::debug_span!("herald.job.enqueue", job = J::NAME, run.id = %run.id);
         let _entered = span.enter();
         let ids = self
             .store
             .backend()
-            .insert_runs(tx, std::slice::from_ref(&run))
+            .insert_runs(tx, std::slice::from_ref(&run), self.store.now())
             .await?;
         Ok(ids.first().copied().unwrap_or(run.id))
     }
@@ -125,12 +127,19 @@ impl<B: Backend> JobClient<B> {
     /// Cancels the run and every run below it; returns how many were still live. A running
     /// attempt of a canceled run is stopped at its next heartbeat and can no longer write.
     pub async fn cancel(&self, run: Uuid) -> Result<u64, StoreError> {
-        self.store.backend().cancel_tree(run).await
+        self.store
+            .backend()
+            .cancel_tree(run, self.store.now())
+            .await
     }
 
     /// Sends a failed, timed-out or canceled run back to `pending` with a fresh set of attempts.
     pub async fn retry(&self, run: Uuid) -> Result<bool, StoreError> {
-        let retried = self.store.backend().retry_run(run).await?;
+        let retried = self
+            .store
+            .backend()
+            .retry_run(run, self.store.now())
+            .await?;
         if retried {
             self.store.wakes().jobs.notify();
         }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::triggers::{Trigger, TriggerEvents};
+use crate::clock::Clock;
 use crate::event::RetryPolicy;
 use crate::store::{JobStore, NewRun};
 
@@ -87,13 +88,14 @@ pub enum RunAt {
 }
 
 impl RunAt {
-    pub(crate) fn resolve(self) -> Option<DateTime<Utc>> {
+    /// The due time, from `now` for a delay; `None` for at once.
+    pub(crate) fn resolve(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             RunAt::Now => None,
             RunAt::At(at) => Some(at),
-            RunAt::In(delay) => Some(
-                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-            ),
+            RunAt::In(delay) => {
+                Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+            }
         }
     }
 }
@@ -108,6 +110,7 @@ pub struct JobContext {
     pub(crate) root_id: Uuid,
     pub(crate) attempt: u32,
     pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) states: Arc<States>,
 }
 
@@ -187,7 +190,7 @@ impl JobContext {
         let json = serde_json::to_string(&output)?;
         let saved = self
             .store
-            .save_step(self.run_id, self.attempt, id, &json)
+            .save_step(self.run_id, self.attempt, id, &json, self.clock.now())
             .await?;
         if !saved {
             return Err(fenced(self.run_id));
@@ -205,7 +208,7 @@ impl JobContext {
             dedupe_key: J::dedupe_key(&input),
             input: json,
             max_attempts: J::RETRY.attempts.max(1),
-            run_at: at.resolve(),
+            run_at: at.resolve(self.clock.now()),
             scope_type: None,
             scope_id: None,
             event_id: None,
@@ -213,7 +216,7 @@ impl JobContext {
             root_id: self.root_id,
         };
         self.store
-            .insert_run_now(&run, Some(self.attempt))
+            .insert_run_now(&run, Some(self.attempt), self.clock.now())
             .await?
             .ok_or_else(|| fenced(self.run_id))
     }

@@ -59,7 +59,10 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
         tracing::trace!(inserted = inserted.len(), "published");
         let runs = self.triggered_runs(&rows, &inserted)?;
         if !runs.is_empty() {
-            self.store.backend().insert_runs(tx, &runs).await?;
+            self.store
+                .backend()
+                .insert_runs(tx, &runs, self.store.now())
+                .await?;
         }
         Ok(rows.into_iter().map(|row| row.id).collect())
     }

@@ -101,7 +101,9 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
         let name = self.projection.name();
         let backend = self.store.backend();
         let mut tx = self.store.begin().await?;
-        let mut checkpoint = backend.load_checkpoint(&mut tx, name).await?;
+        let mut checkpoint = backend
+            .load_checkpoint(&mut tx, name, self.store.now())
+            .await?;
         if reset {
             self.projection
                 .reset(&mut tx)
@@ -129,7 +131,9 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
             checkpoint = *at;
         }
         if count > 0 || reset {
-            backend.save_checkpoint(&mut tx, name, checkpoint).await?;
+            backend
+                .save_checkpoint(&mut tx, name, checkpoint, self.store.now())
+                .await?;
         }
         self.store.commit(tx).await?;
         Ok(count)

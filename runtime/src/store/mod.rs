@@ -4,6 +4,7 @@
 mod memory;
 mod postgres;
 pub(crate) mod seam;
+mod sql;
 mod sqlite;
 pub(crate) mod wake;
 
@@ -20,6 +21,7 @@ pub(crate) use seam::{Fut, conflict_or, corrupt, sealed};
 pub use sqlite::SqliteBackend;
 pub(crate) use wake::Wakes;
 
+use crate::clock::{Clock, SystemClock};
 pub(crate) use crate::ops::{DeadLetter, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
 
 /// A store on the embedded default, SQLite.
@@ -70,6 +72,7 @@ struct Settings {
 #[derive(Debug, Clone)]
 pub struct Store<B: Backend> {
     backend: B,
+    clock: Arc<dyn Clock>,
     wakes: Wakes,
     listener: Arc<Listener>,
     settings: Settings,
@@ -79,6 +82,7 @@ impl<B: Backend> Store<B> {
     fn from_backend(backend: B, wakes: Wakes) -> Self {
         Self {
             backend,
+            clock: Arc::new(SystemClock),
             wakes,
             listener: Arc::default(),
             settings: Settings::default(),
@@ -104,7 +108,7 @@ impl<B: Backend> Store<B> {
     /// Applies the embedded migrations that this database has not seen yet. Safe to call from
     /// several processes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.backend.migrate().await
+        self.backend.migrate(self.now()).await
     }
 
     /// Opens a transaction to write the application's rows and publish events in. On SQLite it
@@ -126,6 +130,22 @@ impl<B: Backend> Store<B> {
         self
     }
 
+    /// Reads time from `clock` instead of the system's: tests move a
+    /// [`crate::testing::ManualClock`] past a lease or a backoff instead of sleeping.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The store's current time, from its clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     pub fn is_multi_tenant(&self) -> bool {
         self.settings.multi_tenant
     }
@@ -141,7 +161,7 @@ impl<B: Backend> Store<B> {
 
     /// Puts dead letters back in line with a fresh set of attempts; returns how many.
     pub async fn redrive(&self, which: &Redrive) -> Result<u64, StoreError> {
-        let count = self.backend.redrive(which).await?;
+        let count = self.backend.redrive(which, self.now()).await?;
         if count > 0 {
             self.wakes.retries.notify();
         }
@@ -152,7 +172,8 @@ impl<B: Backend> Store<B> {
     /// outstanding); returns how many.
     pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
         let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-        let before = Utc::now()
+        let before = self
+            .now()
             .checked_sub_signed(age)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         self.backend.prune(before).await

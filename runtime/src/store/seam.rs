@@ -255,6 +255,25 @@ impl AttemptOutcome {
     }
 }
 
+/// A running run whose lease expired: its worker crashed or stalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiredRun {
+    pub id: Uuid,
+    /// The attempt that stalled.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// What the runtime decided for an expired run: its next status (pending to be retried, or
+/// failed) and the error it records. Written fenced on the attempt that expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescue {
+    pub id: Uuid,
+    pub attempt: u32,
+    pub status: RunStatus,
+    pub error: String,
+}
+
 /// What expired leases turned into.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rescued {
@@ -275,6 +294,7 @@ pub trait JobStore: Send + Sync + 'static {
         &'a self,
         run: &'a NewRun,
         parent_attempt: Option<u32>,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Option<Uuid>>;
     fn claim_runs<'a>(
         &'a self,
@@ -299,8 +319,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>>;
     /// Records ended attempts in one transaction; returns how many were still ours.
     fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64>;
-    /// Runs whose lease expired: retried, or failed when that was their last attempt.
-    fn rescue_expired(&self) -> Fut<'_, Rescued>;
+    /// Running runs whose lease expired before `now`, at most `limit`.
+    fn expired_runs(&self, now: DateTime<Utc>, limit: u32) -> Fut<'_, Vec<ExpiredRun>>;
+    /// Writes the rescuer's decisions, each fenced on its expired attempt; returns the ids of
+    /// those written (another worker may have rescued some first).
+    fn write_rescues<'a>(&'a self, rescues: &'a [Rescue], now: DateTime<Utc>)
+    -> Fut<'a, Vec<Uuid>>;
     /// Puts runs this worker holds back to pending without spending their attempt.
     fn release_runs<'a>(&'a self, owner: &'a str) -> Fut<'a, u64>;
     fn step_output<'a>(&'a self, run: Uuid, step: &'a str) -> Fut<'a, Option<String>>;
@@ -311,10 +335,11 @@ pub trait JobStore: Send + Sync + 'static {
         attempt: u32,
         step: &'a str,
         output: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, bool>;
-    fn cancel_tree(&self, run: Uuid) -> Fut<'_, u64>;
+    fn cancel_tree(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, u64>;
     /// Sends a failed, timed-out or canceled run back to pending with a fresh set of attempts.
-    fn retry_run(&self, run: Uuid) -> Fut<'_, bool>;
+    fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool>;
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>>;
     fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>>;
 }
@@ -342,7 +367,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     #[doc(hidden)]
     fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()>;
     #[doc(hidden)]
-    fn migrate(&self) -> Fut<'_, ()>;
+    fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()>;
     #[doc(hidden)]
     fn insert_events<'a>(
         &'a self,
@@ -356,6 +381,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>>;
     /// What holds a claimed batch until it is completed: a lease owner on SQLite and in
     /// memory, the open transaction holding the rows' locks on PostgreSQL. Dropping it
@@ -418,6 +444,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         aggregate_id: &'a str,
         sequence: i64,
         state: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()>;
     /// The projection's checkpoint, created at zero if new, and locked for this transaction.
     #[doc(hidden)]
@@ -425,6 +452,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Checkpoint>;
     #[doc(hidden)]
     fn save_checkpoint<'a>(
@@ -432,6 +460,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
         checkpoint: Checkpoint,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()>;
     /// Committed events after `after`, in projection order, never skipping one that commits
     /// later at a smaller position.
@@ -445,7 +474,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     #[doc(hidden)]
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;
     #[doc(hidden)]
-    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64>;
+    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64>;
     #[doc(hidden)]
     fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64>;
     #[doc(hidden)]

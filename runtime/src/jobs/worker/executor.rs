@@ -33,6 +33,7 @@ pub(super) fn start_attempt<B: Backend>(
         root_id: run.root_id,
         attempt: run.attempt,
         store,
+        clock: shared.store.clock(),
         states: shared.states.clone(),
     };
     let span = tracing::info_span!(

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::MemoryBackend;
 use crate::store::{
-    AttemptResult, ClaimedRun, JobStore, NewRun, Rescued, RunFilter, RunInfo, RunStatus,
+    AttemptResult, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo, RunStatus,
 };
 use crate::store::{Fut, StoreError};
 
@@ -48,7 +48,7 @@ impl JobState {
     }
 
     /// Inserts `run`, or returns the live run its dedupe key collapses onto.
-    pub(super) fn insert(&mut self, run: &NewRun) -> Uuid {
+    pub(super) fn insert(&mut self, run: &NewRun, now: DateTime<Utc>) -> Uuid {
         if let Some(live) = run
             .dedupe_key
             .as_deref()
@@ -56,7 +56,6 @@ impl JobState {
         {
             return live;
         }
-        let now = Utc::now();
         self.runs.insert(
             run.id,
             MemRun {
@@ -157,6 +156,7 @@ impl JobStore for MemoryBackend {
         &'a self,
         run: &'a NewRun,
         parent_attempt: Option<u32>,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Option<Uuid>> {
         Box::pin(async move {
             let mut state = self.jobs();
@@ -165,7 +165,7 @@ impl JobStore for MemoryBackend {
             {
                 return Ok(None);
             }
-            let id = state.insert(run);
+            let id = state.insert(run, now);
             drop(state);
             self.wakes().jobs.notify();
             Ok(Some(id))
@@ -261,34 +261,61 @@ impl JobStore for MemoryBackend {
         })
     }
 
-    fn rescue_expired(&self) -> Fut<'_, Rescued> {
+    fn expired_runs(&self, now: DateTime<Utc>, limit: u32) -> Fut<'_, Vec<ExpiredRun>> {
         Box::pin(async move {
-            let now = Utc::now();
-            let mut rescued = Rescued::default();
-            for run in self.jobs().runs.values_mut() {
-                let expired = run.info.status == RunStatus::Running
+            let jobs = self.jobs();
+            let mut expired: Vec<(DateTime<Utc>, ExpiredRun)> = jobs
+                .runs
+                .values()
+                .filter(|run| run.info.status == RunStatus::Running)
+                .filter_map(|run| {
+                    let at = run.lease_expires_at.filter(|at| *at < now)?;
+                    Some((
+                        at,
+                        ExpiredRun {
+                            id: run.info.id,
+                            attempt: run.info.attempt,
+                            max_attempts: run.info.max_attempts,
+                        },
+                    ))
+                })
+                .collect();
+            expired.sort_by_key(|(at, _)| *at);
+            Ok(expired
+                .into_iter()
+                .take(limit as usize)
+                .map(|(_, run)| run)
+                .collect())
+        })
+    }
+
+    fn write_rescues<'a>(
+        &'a self,
+        rescues: &'a [Rescue],
+        now: DateTime<Utc>,
+    ) -> Fut<'a, Vec<Uuid>> {
+        Box::pin(async move {
+            let mut jobs = self.jobs();
+            let mut written = Vec::new();
+            for rescue in rescues {
+                let Some(run) = jobs.runs.get_mut(&rescue.id) else {
+                    continue;
+                };
+                let still_expired = run.info.status == RunStatus::Running
+                    && run.info.attempt == rescue.attempt
                     && run.lease_expires_at.is_some_and(|at| at < now);
-                if !expired {
+                if !still_expired {
                     continue;
                 }
                 run.lease_owner = None;
                 run.lease_expires_at = None;
-                if run.info.attempt >= run.info.max_attempts {
-                    run.info.status = RunStatus::Failed;
-                    run.info.finished_at = Some(now);
-                    run.info.last_error = Some(
-                        "lease expired on the last attempt: the worker crashed or stalled".into(),
-                    );
-                    rescued.failed += 1;
-                } else {
-                    run.info.status = RunStatus::Pending;
-                    run.info.run_at = now;
-                    run.info.last_error =
-                        Some("lease expired: the worker crashed or stalled".into());
-                    rescued.retried += 1;
-                }
+                run.info.status = rescue.status;
+                run.info.run_at = now;
+                run.info.finished_at = rescue.status.is_final().then_some(now);
+                run.info.last_error = Some(rescue.error.clone());
+                written.push(rescue.id);
             }
-            Ok(rescued)
+            Ok(written)
         })
     }
 
@@ -320,6 +347,7 @@ impl JobStore for MemoryBackend {
         attempt: u32,
         step: &'a str,
         output: &'a str,
+        _now: DateTime<Utc>,
     ) -> Fut<'a, bool> {
         Box::pin(async move {
             let mut state = self.jobs();
@@ -334,9 +362,8 @@ impl JobStore for MemoryBackend {
         })
     }
 
-    fn cancel_tree(&self, run: Uuid) -> Fut<'_, u64> {
+    fn cancel_tree(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, u64> {
         Box::pin(async move {
-            let now = Utc::now();
             let mut state = self.jobs();
             let mut canceled = 0;
             for id in state.tree(run) {
@@ -354,7 +381,7 @@ impl JobStore for MemoryBackend {
         })
     }
 
-    fn retry_run(&self, run: Uuid) -> Fut<'_, bool> {
+    fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool> {
         Box::pin(async move {
             let mut state = self.jobs();
             let Some(run) = state.runs.get_mut(&run) else {
@@ -368,7 +395,7 @@ impl JobStore for MemoryBackend {
             }
             run.info.status = RunStatus::Pending;
             run.info.attempt = 0;
-            run.info.run_at = Utc::now();
+            run.info.run_at = now;
             run.info.finished_at = None;
             run.info.output = None;
             drop(state);

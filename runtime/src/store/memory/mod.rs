@@ -111,7 +111,8 @@ impl sealed::Sealed for MemoryBackend {}
 pub struct MemoryTransaction {
     backend: MemoryBackend,
     buffered: Vec<NewEvent>,
-    runs: Vec<NewRun>,
+    /// Runs enqueued in the transaction, with the time they were enqueued at.
+    runs: Vec<(NewRun, DateTime<Utc>)>,
     snapshots: Vec<(String, String, i64, String)>,
     checkpoints: Vec<(String, i64)>,
 }
@@ -135,8 +136,8 @@ impl MemoryTransaction {
         }
         if !self.runs.is_empty() {
             let mut jobs = self.backend.jobs();
-            for run in &self.runs {
-                jobs.insert(run);
+            for (run, enqueued_at) in &self.runs {
+                jobs.insert(run, *enqueued_at);
             }
             drop(jobs);
             self.backend.wakes.jobs.notify();
@@ -293,7 +294,7 @@ impl Backend for MemoryBackend {
         Box::pin(tx.commit())
     }
 
-    fn migrate(&self) -> Fut<'_, ()> {
+    fn migrate(&self, _now: DateTime<Utc>) -> Fut<'_, ()> {
         Box::pin(async { Ok(()) })
     }
 
@@ -321,6 +322,7 @@ impl Backend for MemoryBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             // Dedupe against committed runs and those earlier in this transaction.
@@ -331,14 +333,14 @@ impl Backend for MemoryBackend {
                     jobs.live_run(run.job, key).or_else(|| {
                         tx.runs
                             .iter()
-                            .find(|r| r.job == run.job && r.dedupe_key.as_ref() == Some(key))
-                            .map(|r| r.id)
+                            .find(|(r, _)| r.job == run.job && r.dedupe_key.as_ref() == Some(key))
+                            .map(|(r, _)| r.id)
                     })
                 });
                 match live {
                     Some(id) => ids.push(id),
                     None => {
-                        tx.runs.push(run.clone());
+                        tx.runs.push((run.clone(), now));
                         ids.push(run.id);
                     }
                 }
@@ -670,6 +672,7 @@ impl Backend for MemoryBackend {
         aggregate_id: &'a str,
         sequence: i64,
         state: &'a str,
+        _now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
             tx.snapshots.push((
@@ -686,6 +689,7 @@ impl Backend for MemoryBackend {
         &'a self,
         _tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
+        _now: DateTime<Utc>,
     ) -> Fut<'a, Checkpoint> {
         Box::pin(async move {
             let position = self
@@ -703,6 +707,7 @@ impl Backend for MemoryBackend {
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
         checkpoint: Checkpoint,
+        _now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
             tx.checkpoints
@@ -773,9 +778,8 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
-            let now = Utc::now();
             let mut state = self.lock();
             let mut count = 0;
             for ((event_id, subscriber), delivery) in state.deliveries.iter_mut() {

@@ -3,7 +3,12 @@
 //! database's clock) make a crashed worker's claims reclaimable; a statement-level trigger
 //! `NOTIFY`s listening drains when events commit.
 
+mod dialect;
 mod jobs;
+
+use crate::store::sql::migrate::{self, Migration};
+use crate::store::sql::outbox;
+use dialect::PostgresDialect;
 
 use std::time::Duration;
 
@@ -18,28 +23,31 @@ use crate::store::{
     StreamEvent, Wakes, conflict_or, sealed,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "outbox",
-        include_str!("../../../migrations/postgres/0001_outbox.sql"),
-    ),
-    (
-        2,
-        "jobs",
-        include_str!("../../../migrations/postgres/0002_jobs.sql"),
-    ),
-    (
-        3,
-        "snapshots",
-        include_str!("../../../migrations/postgres/0003_snapshots.sql"),
-    ),
-    (
-        4,
-        "projections",
-        include_str!("../../../migrations/postgres/0004_projections.sql"),
-    ),
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "outbox",
+        script: include_str!("../../../migrations/postgres/0001_outbox.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "jobs",
+        script: include_str!("../../../migrations/postgres/0002_jobs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "snapshots",
+        script: include_str!("../../../migrations/postgres/0003_snapshots.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "projections",
+        script: include_str!("../../../migrations/postgres/0004_projections.sql"),
+    },
 ];
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
 
 /// The `NOTIFY` channels of the outbox and job triggers.
 const EVENTS_CHANNEL: &str = "herald_events";
@@ -216,40 +224,14 @@ impl Backend for PostgresBackend {
         Box::pin(async move { Ok(tx.commit().await?) })
     }
 
-    fn migrate(&self) -> Fut<'_, ()> {
+    fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             // Several workers may start at once: one migrates, the others wait and find it done.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald_migrations'))")
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS herald_migrations (version BIGINT PRIMARY KEY, \
-                 name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-            )
-            .execute(&mut *tx)
-            .await?;
-            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations")
-                .fetch_all(&mut *tx)
-                .await?;
-            for &(version, name, sql) in MIGRATIONS {
-                if applied.contains(&version) {
-                    continue;
-                }
-                sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|source| StoreError::Migration {
-                        version,
-                        name,
-                        source,
-                    })?;
-                sqlx::query("INSERT INTO herald_migrations (version, name) VALUES ($1, $2)")
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            migrate::apply::<PostgresDialect>(&mut tx, MIGRATIONS_TABLE, MIGRATIONS, now).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -331,8 +313,11 @@ impl Backend for PostgresBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(jobs::insert_runs(tx, runs))
+        Box::pin(crate::store::sql::jobs::insert_runs::<PostgresDialect>(
+            tx, runs, now,
+        ))
     }
 
     type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;
@@ -578,24 +563,9 @@ impl Backend for PostgresBackend {
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let events = sqlx::query(
-                "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
-                   lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
-            )
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let deliveries = sqlx::query(
-                "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
-                   lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
-            )
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let released = outbox::release::<PostgresDialect>(&mut tx, owner).await?;
             tx.commit().await?;
-            Ok(events + deliveries)
+            Ok(released)
         })
     }
 
@@ -606,28 +576,14 @@ impl Backend for PostgresBackend {
         after_sequence: i64,
     ) -> Fut<'a, Vec<StreamEvent>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT id, aggregate_sequence, event_type, version, payload::text AS payload \
-                 FROM herald_events \
-                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND aggregate_sequence > $3 \
-                 ORDER BY aggregate_sequence",
+            let mut connection = self.pool.acquire().await?;
+            outbox::load_stream::<PostgresDialect>(
+                &mut connection,
+                aggregate_type,
+                aggregate_id,
+                after_sequence,
             )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(after_sequence)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StreamEvent {
-                        id: row.try_get("id")?,
-                        sequence: row.try_get("aggregate_sequence")?,
-                        event_type: row.try_get("event_type")?,
-                        version: row.try_get::<i32, _>("version")? as u32,
-                        payload: row.try_get("payload")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
@@ -637,14 +593,9 @@ impl Backend for PostgresBackend {
         aggregate_id: &'a str,
     ) -> Fut<'a, Option<(i64, String)>> {
         Box::pin(async move {
-            Ok(sqlx::query_as(
-                "SELECT sequence, state::text FROM herald_snapshots \
-                 WHERE aggregate_type = $1 AND aggregate_id = $2",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_optional(&self.pool)
-            .await?)
+            let mut connection = self.pool.acquire().await?;
+            outbox::load_snapshot::<PostgresDialect>(&mut connection, aggregate_type, aggregate_id)
+                .await
         })
     }
 
@@ -655,38 +606,26 @@ impl Backend for PostgresBackend {
         aggregate_id: &'a str,
         sequence: i64,
         state: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO herald_snapshots (aggregate_type, aggregate_id, sequence, state) \
-                 VALUES ($1, $2, $3, $4::jsonb) \
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
-                   SET sequence = excluded.sequence, state = excluded.state, taken_at = now() \
-                   WHERE excluded.sequence > herald_snapshots.sequence",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(sequence)
-            .bind(state)
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
-        })
+        Box::pin(outbox::save_snapshot::<PostgresDialect>(
+            tx,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            state,
+            now,
+        ))
     }
 
     fn load_checkpoint<'a>(
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Checkpoint> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO herald_projections (name, position) VALUES ($1, 0) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(projection)
-            .execute(&mut **tx)
-            .await?;
+            outbox::ensure_checkpoint::<PostgresDialect>(tx, projection, now).await?;
             // Locked: two runners of one projection take turns instead of folding twice.
             let (tx_id, position): (i64, i64) = sqlx::query_as(
                 "SELECT tx_id, position FROM herald_projections WHERE name = $1 FOR UPDATE",
@@ -703,19 +642,11 @@ impl Backend for PostgresBackend {
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
         checkpoint: Checkpoint,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "UPDATE herald_projections SET tx_id = $1, position = $2, updated_at = now() \
-                 WHERE name = $3",
-            )
-            .bind(checkpoint.tx_id)
-            .bind(checkpoint.position)
-            .bind(projection)
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
-        })
+        Box::pin(outbox::save_checkpoint::<PostgresDialect>(
+            tx, projection, checkpoint, now,
+        ))
     }
 
     fn read_committed<'a>(
@@ -766,90 +697,29 @@ impl Backend for PostgresBackend {
 
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
-                   d.aggregate_id, d.attempts, d.last_error \
-                 FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
-                 WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DeadLetter {
-                        event_id: row.try_get("event_id")?,
-                        event_type: row.try_get("event_type")?,
-                        subscriber: row.try_get("subscriber")?,
-                        aggregate_type: row.try_get("aggregate_type")?,
-                        aggregate_id: row.try_get("aggregate_id")?,
-                        attempts: row.try_get::<i32, _>("attempts")? as u32,
-                        last_error: row
-                            .try_get::<Option<String>, _>("last_error")?
-                            .unwrap_or_default(),
-                    })
-                })
-                .collect()
+            let mut connection = self.pool.acquire().await?;
+            outbox::dead_letters::<PostgresDialect>(&mut connection, limit).await
         })
     }
 
-    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
-            Ok(sqlx::query(
-                "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
-                   next_attempt_at = now(), updated_at = now() \
-                 WHERE status = 'failed' AND ($1::uuid IS NULL OR event_id = $1) \
-                   AND ($2::text IS NULL OR subscriber = $2)",
-            )
-            .bind(which.event_id)
-            .bind(which.subscriber.as_deref())
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+            let mut connection = self.pool.acquire().await?;
+            outbox::redrive::<PostgresDialect>(&mut connection, which, now).await
         })
     }
 
     fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
         Box::pin(async move {
-            let mut pruned = 0;
-            loop {
-                let deleted = sqlx::query(
-                    "DELETE FROM herald_events WHERE position IN ( \
-                       SELECT e.position FROM herald_events e \
-                       WHERE e.status = 'processed' AND e.processed_at < $1 \
-                         AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
-                                         WHERE d.event_id = e.id) \
-                       LIMIT 5000)",
-                )
-                .bind(processed_before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                pruned += deleted;
-                if deleted == 0 {
-                    return Ok(pruned);
-                }
-            }
+            let mut connection = self.pool.acquire().await?;
+            outbox::prune::<PostgresDialect>(&mut connection, processed_before).await
         })
     }
 
     fn stats(&self) -> Fut<'_, OutboxStats> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT \
-                   (SELECT count(*) FROM herald_events WHERE status <> 'processed') AS pending, \
-                   (SELECT count(*) FROM herald_events WHERE status = 'processed') AS processed, \
-                   (SELECT count(*) FROM herald_deliveries WHERE status <> 'failed') AS retrying, \
-                   (SELECT count(*) FROM herald_deliveries WHERE status = 'failed') AS dead",
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(OutboxStats {
-                pending_events: row.try_get::<i64, _>("pending")? as u64,
-                processed_events: row.try_get::<i64, _>("processed")? as u64,
-                retrying_deliveries: row.try_get::<i64, _>("retrying")? as u64,
-                dead_letters: row.try_get::<i64, _>("dead")? as u64,
-            })
+            let mut connection = self.pool.acquire().await?;
+            outbox::stats::<PostgresDialect>(&mut connection).await
         })
     }
 

@@ -2,7 +2,12 @@
 //! under its one write lock, so several lanes (tasks) of one process never claim the same row;
 //! leases make a crashed process's claims reclaimable. Timestamps are Unix microseconds.
 
+mod dialect;
 mod jobs;
+
+use crate::store::sql::migrate::{self, Migration};
+use crate::store::sql::outbox;
+use dialect::SqliteDialect;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,28 +28,31 @@ use crate::store::{
     StreamEvent, Wakes, conflict_or, sealed,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "outbox",
-        include_str!("../../../migrations/sqlite/0001_outbox.sql"),
-    ),
-    (
-        2,
-        "jobs",
-        include_str!("../../../migrations/sqlite/0002_jobs.sql"),
-    ),
-    (
-        3,
-        "snapshots",
-        include_str!("../../../migrations/sqlite/0003_snapshots.sql"),
-    ),
-    (
-        4,
-        "projections",
-        include_str!("../../../migrations/sqlite/0004_projections.sql"),
-    ),
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "outbox",
+        script: include_str!("../../../migrations/sqlite/0001_outbox.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "jobs",
+        script: include_str!("../../../migrations/sqlite/0002_jobs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "snapshots",
+        script: include_str!("../../../migrations/sqlite/0003_snapshots.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "projections",
+        script: include_str!("../../../migrations/sqlite/0004_projections.sql"),
+    },
 ];
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
+     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
 
 /// Rows per multi-row INSERT: 13 bound values each stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
@@ -267,39 +275,11 @@ impl Backend for SqliteBackend {
         Box::pin(async move { Ok(tx.commit().await?) })
     }
 
-    fn migrate(&self) -> Fut<'_, ()> {
+    fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()> {
         Box::pin(async move {
+            // BEGIN IMMEDIATE: one migrator at a time; the others wait and find it done.
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, \
-                 name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            )
-            .execute(&mut *tx)
-            .await?;
-            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations")
-                .fetch_all(&mut *tx)
-                .await?;
-            for &(version, name, sql) in MIGRATIONS {
-                if applied.contains(&version) {
-                    continue;
-                }
-                sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|source| StoreError::Migration {
-                        version,
-                        name,
-                        source,
-                    })?;
-                sqlx::query(
-                    "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                )
-                .bind(version)
-                .bind(name)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-            }
+            migrate::apply::<SqliteDialect>(&mut tx, MIGRATIONS_TABLE, MIGRATIONS, now).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -323,8 +303,11 @@ impl Backend for SqliteBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         runs: &'a [NewRun],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(jobs::insert_runs(tx, runs))
+        Box::pin(crate::store::sql::jobs::insert_runs::<SqliteDialect>(
+            tx, runs, now,
+        ))
     }
 
     type EventClaim = String;
@@ -541,24 +524,9 @@ impl Backend for SqliteBackend {
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
         Box::pin(async move {
             let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
-            let events = sqlx::query(
-                "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
-                   lease_expires_at = NULL WHERE lease_owner = ? AND status = 'processing'",
-            )
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let deliveries = sqlx::query(
-                "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
-                   lease_expires_at = NULL WHERE lease_owner = ? AND status = 'processing'",
-            )
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let released = outbox::release::<SqliteDialect>(&mut tx, owner).await?;
             tx.commit().await?;
-            Ok(events + deliveries)
+            Ok(released)
         })
     }
 
@@ -569,27 +537,14 @@ impl Backend for SqliteBackend {
         after_sequence: i64,
     ) -> Fut<'a, Vec<StreamEvent>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT id, aggregate_sequence, event_type, version, payload FROM herald_events \
-                 WHERE aggregate_type = ? AND aggregate_id = ? AND aggregate_sequence > ? \
-                 ORDER BY aggregate_sequence",
+            let mut connection = self.pool.acquire().await?;
+            outbox::load_stream::<SqliteDialect>(
+                &mut connection,
+                aggregate_type,
+                aggregate_id,
+                after_sequence,
             )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(after_sequence)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StreamEvent {
-                        id: row.try_get("id")?,
-                        sequence: row.try_get("aggregate_sequence")?,
-                        event_type: row.try_get("event_type")?,
-                        version: row.try_get::<i64, _>("version")? as u32,
-                        payload: row.try_get("payload")?,
-                    })
-                })
-                .collect()
+            .await
         })
     }
 
@@ -599,14 +554,9 @@ impl Backend for SqliteBackend {
         aggregate_id: &'a str,
     ) -> Fut<'a, Option<(i64, String)>> {
         Box::pin(async move {
-            Ok(sqlx::query_as(
-                "SELECT sequence, state FROM herald_snapshots \
-                 WHERE aggregate_type = ? AND aggregate_id = ?",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_optional(&self.pool)
-            .await?)
+            let mut connection = self.pool.acquire().await?;
+            outbox::load_snapshot::<SqliteDialect>(&mut connection, aggregate_type, aggregate_id)
+                .await
         })
     }
 
@@ -617,41 +567,28 @@ impl Backend for SqliteBackend {
         aggregate_id: &'a str,
         sequence: i64,
         state: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO herald_snapshots (aggregate_type, aggregate_id, sequence, state, \
-                   taken_at) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
-                   SET sequence = excluded.sequence, state = excluded.state, \
-                       taken_at = excluded.taken_at \
-                   WHERE excluded.sequence > herald_snapshots.sequence",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(sequence)
-            .bind(state)
-            .bind(now_micros())
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
-        })
+        Box::pin(outbox::save_snapshot::<SqliteDialect>(
+            tx,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            state,
+            now,
+        ))
     }
 
     fn load_checkpoint<'a>(
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Checkpoint> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO herald_projections (name, position, updated_at) VALUES (?, 0, ?) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(projection)
-            .bind(now_micros())
-            .execute(&mut **tx)
-            .await?;
+            outbox::ensure_checkpoint::<SqliteDialect>(tx, projection, now).await?;
+            // The transaction holds SQLite's write lock: two runners of one projection take
+            // turns without a row lock.
             let position: i64 =
                 sqlx::query_scalar("SELECT position FROM herald_projections WHERE name = ?")
                     .bind(projection)
@@ -666,18 +603,11 @@ impl Backend for SqliteBackend {
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
         checkpoint: Checkpoint,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "UPDATE herald_projections SET position = ?, updated_at = ? WHERE name = ?",
-            )
-            .bind(checkpoint.position)
-            .bind(now_micros())
-            .bind(projection)
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
-        })
+        Box::pin(outbox::save_checkpoint::<SqliteDialect>(
+            tx, projection, checkpoint, now,
+        ))
     }
 
     fn read_committed<'a>(
@@ -729,93 +659,29 @@ impl Backend for SqliteBackend {
 
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
-                   d.aggregate_id, d.attempts, d.last_error \
-                 FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
-                 WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT ?",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DeadLetter {
-                        event_id: row.try_get("event_id")?,
-                        event_type: row.try_get("event_type")?,
-                        subscriber: row.try_get("subscriber")?,
-                        aggregate_type: row.try_get("aggregate_type")?,
-                        aggregate_id: row.try_get("aggregate_id")?,
-                        attempts: row.try_get::<i64, _>("attempts")? as u32,
-                        last_error: row
-                            .try_get::<Option<String>, _>("last_error")?
-                            .unwrap_or_default(),
-                    })
-                })
-                .collect()
+            let mut connection = self.pool.acquire().await?;
+            outbox::dead_letters::<SqliteDialect>(&mut connection, limit).await
         })
     }
 
-    fn redrive<'a>(&'a self, which: &'a Redrive) -> Fut<'a, u64> {
+    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
-            let now = now_micros();
-            Ok(sqlx::query(
-                "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
-                   next_attempt_at = ?1, updated_at = ?1 \
-                 WHERE status = 'failed' AND (?2 IS NULL OR event_id = ?2) \
-                   AND (?3 IS NULL OR subscriber = ?3)",
-            )
-            .bind(now)
-            .bind(which.event_id)
-            .bind(which.subscriber.as_deref())
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+            let mut connection = self.pool.acquire().await?;
+            outbox::redrive::<SqliteDialect>(&mut connection, which, now).await
         })
     }
 
     fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
         Box::pin(async move {
-            let mut pruned = 0;
-            // In slices, so that pruning a large backlog never holds the write lock for long.
-            loop {
-                let deleted = sqlx::query(
-                    "DELETE FROM herald_events WHERE position IN ( \
-                       SELECT e.position FROM herald_events e \
-                       WHERE e.status = 'processed' AND e.processed_at < ? \
-                         AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
-                                         WHERE d.event_id = e.id) \
-                       LIMIT 5000)",
-                )
-                .bind(micros(processed_before))
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                pruned += deleted;
-                if deleted == 0 {
-                    return Ok(pruned);
-                }
-            }
+            let mut connection = self.pool.acquire().await?;
+            outbox::prune::<SqliteDialect>(&mut connection, processed_before).await
         })
     }
 
     fn stats(&self) -> Fut<'_, OutboxStats> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT \
-                   (SELECT count(*) FROM herald_events WHERE status <> 'processed') AS pending, \
-                   (SELECT count(*) FROM herald_events WHERE status = 'processed') AS processed, \
-                   (SELECT count(*) FROM herald_deliveries WHERE status <> 'failed') AS retrying, \
-                   (SELECT count(*) FROM herald_deliveries WHERE status = 'failed') AS dead",
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(OutboxStats {
-                pending_events: row.try_get::<i64, _>("pending")? as u64,
-                processed_events: row.try_get::<i64, _>("processed")? as u64,
-                retrying_deliveries: row.try_get::<i64, _>("retrying")? as u64,
-                dead_letters: row.try_get::<i64, _>("dead")? as u64,
-            })
+            let mut connection = self.pool.acquire().await?;
+            outbox::stats::<SqliteDialect>(&mut connection).await
         })
     }
 

@@ -1,0 +1,145 @@
+//! The statements both SQL databases share, written once: `$n` placeholders (sqlx maps them on
+//! SQLite too), values bound as [`Arg`]s that each [`Dialect`] encodes its own way (a time is a
+//! `timestamptz` on PostgreSQL and Unix microseconds on SQLite, a JSON document `jsonb` or
+//! text), rows read through [`Columns`] into the runtime's types by one decoder per row type.
+//! What differs between the databases for a reason (claims: row locks against one writer's
+//! lock; bulk inserts: `UNNEST` against multi-row `VALUES`) stays in each backend's folder.
+
+pub(crate) mod jobs;
+pub(crate) mod migrate;
+pub(crate) mod outbox;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// A value bound to a shared statement. `None` binds SQL `NULL` of the variant's type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Uuid(Option<Uuid>),
+    Time(Option<DateTime<Utc>>),
+    /// A JSON document, as text.
+    Json(Option<&'a str>),
+}
+
+/// A statement and its arguments, in placeholder order.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement<'a> {
+    pub(crate) sql: &'static str,
+    pub(crate) args: Vec<Arg<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub(crate) fn new(sql: &'static str) -> Self {
+        Self {
+            sql,
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn text(mut self, value: impl Into<Option<&'a str>>) -> Self {
+        self.args.push(Arg::Text(value.into()));
+        self
+    }
+
+    pub(crate) fn int(mut self, value: impl Into<Option<i64>>) -> Self {
+        self.args.push(Arg::Int(value.into()));
+        self
+    }
+
+    pub(crate) fn uuid(mut self, value: impl Into<Option<Uuid>>) -> Self {
+        self.args.push(Arg::Uuid(value.into()));
+        self
+    }
+
+    pub(crate) fn time(mut self, value: impl Into<Option<DateTime<Utc>>>) -> Self {
+        self.args.push(Arg::Time(value.into()));
+        self
+    }
+
+    pub(crate) fn json(mut self, value: impl Into<Option<&'a str>>) -> Self {
+        self.args.push(Arg::Json(value.into()));
+        self
+    }
+}
+
+/// The columns of a result row, read as the runtime's own types whatever the database stores.
+/// A backend reads the nullable forms; the required ones refuse `NULL`.
+pub(crate) trait Columns {
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// A JSON column as its text.
+    fn opt_json(&self, column: &str) -> Result<Option<String>, StoreError>;
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.opt_text(column)?.ok_or_else(|| null_in(column))
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.opt_int(column)?.ok_or_else(|| null_in(column))
+    }
+
+    fn uuid(&self, column: &str) -> Result<Uuid, StoreError> {
+        self.opt_uuid(column)?.ok_or_else(|| null_in(column))
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.opt_time(column)?.ok_or_else(|| null_in(column))
+    }
+
+    fn json(&self, column: &str) -> Result<String, StoreError> {
+        self.opt_json(column)?.ok_or_else(|| null_in(column))
+    }
+}
+
+fn null_in(column: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: "unexpected NULL".into(),
+    })
+}
+
+/// What one SQL database does with a shared statement.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The connection statements run on (a transaction derefs to one).
+    type Connection: Send;
+    type Row: Columns + Send + Sync;
+
+    fn fetch_all<'c>(
+        connection: &'c mut Self::Connection,
+        statement: Statement<'c>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    fn execute<'c>(
+        connection: &'c mut Self::Connection,
+        statement: Statement<'c>,
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
+
+    /// Runs a script of several statements (a migration).
+    fn execute_script<'c>(
+        connection: &'c mut Self::Connection,
+        script: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
+/// The first row, if any.
+pub(crate) async fn fetch_optional<'c, D: Dialect>(
+    connection: &'c mut D::Connection,
+    statement: Statement<'c>,
+) -> Result<Option<D::Row>, StoreError> {
+    Ok(D::fetch_all(connection, statement)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Saturating conversion for counts and attempts stored as integers.
+pub(crate) fn to_u32(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}

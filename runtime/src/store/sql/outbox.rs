@@ -1,0 +1,265 @@
+//! Outbox statements both databases share: streams and snapshots of aggregates, projection
+//! checkpoints, dead letters and their re-drive, pruning, totals, and the release of a
+//! stopping worker's claims.
+
+use chrono::{DateTime, Utc};
+
+use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
+use crate::ops::{DeadLetter, OutboxStats, Redrive};
+use crate::store::{Checkpoint, StoreError, StreamEvent};
+
+/// Gives a stopping worker's claims back (events and retries it held), so that others take
+/// them at once instead of after the lease.
+pub(crate) async fn release<D: Dialect>(
+    connection: &mut D::Connection,
+    owner: &str,
+) -> Result<u64, StoreError> {
+    let events = D::execute(
+        connection,
+        Statement::new(
+            "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
+               lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+        )
+        .text(owner),
+    )
+    .await?;
+    let deliveries = D::execute(
+        connection,
+        Statement::new(
+            "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
+               lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+        )
+        .text(owner),
+    )
+    .await?;
+    Ok(events + deliveries)
+}
+
+/// The events of one aggregate after `after_sequence`, in stream order.
+pub(crate) async fn load_stream<D: Dialect>(
+    connection: &mut D::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+) -> Result<Vec<StreamEvent>, StoreError> {
+    let rows = D::fetch_all(
+        connection,
+        Statement::new(
+            "SELECT id, aggregate_sequence, event_type, version, payload FROM herald_events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND aggregate_sequence > $3 \
+             ORDER BY aggregate_sequence",
+        )
+        .text(aggregate_type)
+        .text(aggregate_id)
+        .int(after_sequence),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StreamEvent {
+                id: row.uuid("id")?,
+                sequence: row.int("aggregate_sequence")?,
+                event_type: row.text("event_type")?,
+                version: to_u32(row.int("version")?),
+                payload: row.json("payload")?,
+            })
+        })
+        .collect()
+}
+
+/// The latest snapshot of an aggregate: its sequence number and state (JSON).
+pub(crate) async fn load_snapshot<D: Dialect>(
+    connection: &mut D::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let row = fetch_optional::<D>(
+        connection,
+        Statement::new(
+            "SELECT sequence, state FROM herald_snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .text(aggregate_type)
+        .text(aggregate_id),
+    )
+    .await?;
+    row.map(|row| Ok((row.int("sequence")?, row.json("state")?)))
+        .transpose()
+}
+
+/// Stores a snapshot unless a later one is already stored.
+pub(crate) async fn save_snapshot<D: Dialect>(
+    connection: &mut D::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    D::execute(
+        connection,
+        Statement::new(
+            "INSERT INTO herald_snapshots (aggregate_type, aggregate_id, sequence, state, \
+               taken_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+               SET sequence = excluded.sequence, state = excluded.state, \
+                   taken_at = excluded.taken_at \
+               WHERE excluded.sequence > herald_snapshots.sequence",
+        )
+        .text(aggregate_type)
+        .text(aggregate_id)
+        .int(sequence)
+        .json(state)
+        .time(now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the projection's checkpoint at zero if it has none.
+pub(crate) async fn ensure_checkpoint<D: Dialect>(
+    connection: &mut D::Connection,
+    projection: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    D::execute(
+        connection,
+        Statement::new(
+            "INSERT INTO herald_projections (name, position, updated_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .text(projection)
+        .time(now),
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn save_checkpoint<D: Dialect>(
+    connection: &mut D::Connection,
+    projection: &str,
+    checkpoint: Checkpoint,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    D::execute(
+        connection,
+        Statement::new(
+            "UPDATE herald_projections SET tx_id = $1, position = $2, updated_at = $3 \
+             WHERE name = $4",
+        )
+        .int(checkpoint.tx_id)
+        .int(checkpoint.position)
+        .time(now)
+        .text(projection),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deliveries that ran out of attempts, oldest first.
+pub(crate) async fn dead_letters<D: Dialect>(
+    connection: &mut D::Connection,
+    limit: u32,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let rows = D::fetch_all(
+        connection,
+        Statement::new(
+            "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
+               d.aggregate_id, d.attempts, d.last_error \
+             FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
+             WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT $1",
+        )
+        .int(i64::from(limit)),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeadLetter {
+                event_id: row.uuid("event_id")?,
+                event_type: row.text("event_type")?,
+                subscriber: row.text("subscriber")?,
+                aggregate_type: row.opt_text("aggregate_type")?,
+                aggregate_id: row.opt_text("aggregate_id")?,
+                attempts: to_u32(row.int("attempts")?),
+                last_error: row.opt_text("last_error")?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Puts dead letters back in line with a fresh set of attempts.
+pub(crate) async fn redrive<D: Dialect>(
+    connection: &mut D::Connection,
+    which: &Redrive,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    Ok(D::execute(
+        connection,
+        Statement::new(
+            "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
+               next_attempt_at = $1, updated_at = $1 \
+             WHERE status = 'failed' AND ($2 IS NULL OR event_id = $2) \
+               AND ($3 IS NULL OR subscriber = $3)",
+        )
+        .time(now)
+        .uuid(which.event_id)
+        .text(which.subscriber.as_deref()),
+    )
+    .await?)
+}
+
+/// Deletes processed events older than `before` that owe no delivery, in slices so that a
+/// large backlog never holds a lock for long.
+pub(crate) async fn prune<D: Dialect>(
+    connection: &mut D::Connection,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut pruned = 0;
+    loop {
+        let deleted = D::execute(
+            connection,
+            Statement::new(
+                "DELETE FROM herald_events WHERE position IN ( \
+                   SELECT e.position FROM herald_events e \
+                   WHERE e.status = 'processed' AND e.processed_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
+                                     WHERE d.event_id = e.id) \
+                   LIMIT 5000)",
+            )
+            .time(before),
+        )
+        .await?;
+        pruned += deleted;
+        if deleted == 0 {
+            return Ok(pruned);
+        }
+    }
+}
+
+pub(crate) async fn stats<D: Dialect>(
+    connection: &mut D::Connection,
+) -> Result<OutboxStats, StoreError> {
+    let row = fetch_optional::<D>(
+        connection,
+        Statement::new(
+            "SELECT \
+               (SELECT count(*) FROM herald_events WHERE status <> 'processed') AS pending, \
+               (SELECT count(*) FROM herald_events WHERE status = 'processed') AS processed, \
+               (SELECT count(*) FROM herald_deliveries WHERE status <> 'failed') AS retrying, \
+               (SELECT count(*) FROM herald_deliveries WHERE status = 'failed') AS dead",
+        ),
+    )
+    .await?;
+    let count = |column: &str| -> Result<u64, StoreError> {
+        Ok(match &row {
+            Some(row) => u64::try_from(row.int(column)?).unwrap_or(0),
+            None => 0,
+        })
+    };
+    Ok(OutboxStats {
+        pending_events: count("pending")?,
+        processed_events: count("processed")?,
+        retrying_deliveries: count("retrying")?,
+        dead_letters: count("dead")?,
+    })
+}
