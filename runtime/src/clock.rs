@@ -22,3 +22,11 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// `at + duration`, saturating at the end of time instead of panicking on a huge duration.
+pub(crate) fn later(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| at.checked_add_signed(duration))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

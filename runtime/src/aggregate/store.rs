@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 
-use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -285,7 +284,7 @@ where
                         event_type: meta.event_type,
                         source,
                     })?,
-                occurred_at: Utc::now(),
+                occurred_at: self.outbox.store.now(),
                 aggregate_sequence: Some(sequence + offset as i64 + 1),
             });
         }

@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use chrono::Utc;
+use crate::clock::later;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -55,7 +55,7 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
         tracing::warn!(%error, retry_in = ?delay, "delivery failed; will retry");
         Some(DeliveryState::Retry {
             attempts: attempt,
-            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            at: later(shared.store.now(), delay),
             last_error: Some(error),
         })
     }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -12,7 +11,7 @@ use super::deliver::{deliver, retry_policy};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
-use crate::store::{Backend, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
+use crate::store::{Backend, Claim, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
 
 pub(super) async fn event_lane<C: Catalog, B: Backend>(
     shared: Arc<Lanes<C, B>>,
@@ -26,9 +25,12 @@ pub(super) async fn event_lane<C: Catalog, B: Backend>(
         woken.borrow_and_update();
         let claim = store.backend().claim_events(
             &lane,
-            &owner,
-            shared.config.batch_size,
-            shared.config.lease,
+            Claim {
+                owner: &owner,
+                limit: shared.config.batch_size,
+                lease: shared.config.lease,
+                now: store.now(),
+            },
         );
         let (batch, claim) = match claim.await {
             Ok(claimed) => claimed,
@@ -73,7 +75,7 @@ async fn fan_out<C: Catalog, B: Backend>(
             // queue behind it rather than overtake it.
             Some(DeliveryState::Retry {
                 attempts: 0,
-                at: Utc::now(),
+                at: shared.store.now(),
                 last_error: None,
             })
         } else {
@@ -112,7 +114,9 @@ async fn deliver_batch<C: Catalog, B: Backend>(
     .await;
     let pending: Vec<NewDelivery> = pending.into_iter().flatten().collect();
     let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
-    let completed = backend.complete_events(claim, &positions, &pending).await?;
+    let completed = backend
+        .complete_events(claim, &positions, &pending, shared.store.now())
+        .await?;
     if !pending.is_empty() {
         shared.store.wakes().retries.notify();
     }

@@ -11,7 +11,9 @@ use super::deliver::{deliver, retry_policy};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
-use crate::store::{Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError};
+use crate::store::{
+    Backend, Claim, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError,
+};
 
 pub(super) async fn retry_lane<C: Catalog, B: Backend>(
     shared: Arc<Lanes<C, B>>,
@@ -30,9 +32,12 @@ pub(super) async fn retry_lane<C: Catalog, B: Backend>(
         woken.borrow_and_update();
         let claim = store.backend().claim_deliveries(
             &lane,
-            &owner,
-            shared.config.batch_size,
-            shared.config.lease,
+            Claim {
+                owner: &owner,
+                limit: shared.config.batch_size,
+                lease: shared.config.lease,
+                now: store.now(),
+            },
         );
         let claimed = match claim.await {
             Ok(claimed) => claimed,
@@ -101,6 +106,6 @@ async fn redeliver<C: Catalog, B: Backend>(
     shared
         .store
         .backend()
-        .finish_deliveries(owner, &outcomes)
+        .finish_deliveries(owner, &outcomes, shared.store.now())
         .await
 }

@@ -37,7 +37,12 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
         event: Publish<P>,
         serialize: impl FnOnce(&P) -> Result<String, PublishError>,
     ) -> Result<NewEvent, PublishError> {
-        event.into_row(meta, self.store.is_multi_tenant(), serialize)
+        event.into_row(
+            meta,
+            self.store.is_multi_tenant(),
+            self.store.now(),
+            serialize,
+        )
     }
 
     /// Inserts the rows, and the runs their triggers enqueue, in the caller's transaction.
@@ -55,7 +60,11 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
             _ => tracing::debug_span!("herald.publish", events = rows.len()),
         };
         let _entered = span.enter();
-        let inserted = self.store.backend().insert_events(tx, &rows).await?;
+        let inserted = self
+            .store
+            .backend()
+            .insert_events(tx, &rows, self.store.now())
+            .await?;
         tracing::trace!(inserted = inserted.len(), "published");
         let runs = self.triggered_runs(&rows, &inserted)?;
         if !runs.is_empty() {

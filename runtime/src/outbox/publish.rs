@@ -143,6 +143,7 @@ impl<P> Publish<P> {
         self,
         meta: &EventMeta,
         multi_tenant: bool,
+        now: DateTime<Utc>,
         serialize: impl FnOnce(&P) -> Result<String, PublishError>,
     ) -> Result<NewEvent, PublishError> {
         let event_type = meta.event_type;
@@ -176,7 +177,7 @@ impl<P> Publish<P> {
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
             payload: serialize(&self.payload)?,
-            occurred_at: self.occurred_at.unwrap_or_else(Utc::now),
+            occurred_at: self.occurred_at.unwrap_or(now),
             aggregate_sequence: None,
         })
     }

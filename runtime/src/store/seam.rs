@@ -255,6 +255,24 @@ impl AttemptOutcome {
     }
 }
 
+/// A claim of due work (events, retries, runs) by one worker at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// Names the worker in lease columns; its later writes are fenced on it.
+    pub owner: &'a str,
+    pub limit: u32,
+    pub lease: Duration,
+    /// The store's clock when claiming: what is due, and where the lease starts.
+    pub now: DateTime<Utc>,
+}
+
+impl Claim<'_> {
+    /// When the lease ends unless renewed.
+    pub fn until(&self) -> DateTime<Utc> {
+        crate::clock::later(self.now, self.lease)
+    }
+}
+
 /// A running run whose lease expired: its worker crashed or stalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiredRun {
@@ -300,9 +318,7 @@ pub trait JobStore: Send + Sync + 'static {
         &'a self,
         pool: &'a str,
         jobs: &'a [&'static str],
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>>;
     /// Claims runs of one job whose running runs are capped at `cap` across all workers.
     fn claim_capped<'a>(
@@ -310,15 +326,14 @@ pub trait JobStore: Send + Sync + 'static {
         pool: &'a str,
         job: &'static str,
         cap: u32,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>>;
     /// Extends the leases of these attempts; returns the runs still ours (the others were
     /// canceled or rescued by someone else, and must stop).
-    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>>;
+    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], until: DateTime<Utc>)
+    -> Fut<'a, Vec<Uuid>>;
     /// Records ended attempts in one transaction; returns how many were still ours.
-    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64>;
+    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult], now: DateTime<Utc>) -> Fut<'a, u64>;
     /// Running runs whose lease expired before `now`, at most `limit`.
     fn expired_runs(&self, now: DateTime<Utc>, limit: u32) -> Fut<'_, Vec<ExpiredRun>>;
     /// Writes the rescuer's decisions, each fenced on its expired attempt; returns the ids of
@@ -373,6 +388,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>>;
     /// Enqueues runs in the caller's transaction; returns each live run's id (a deduplicated
     /// run returns the id of the run it collapsed onto).
@@ -394,9 +410,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)>;
     /// Marks the claimed events processed and records the deliveries still owed, in one
     /// transaction; returns how many events were still ours.
@@ -406,20 +420,20 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         claim: Self::EventClaim,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
+        now: DateTime<Utc>,
     ) -> Fut<'a, u64>;
     #[doc(hidden)]
     fn claim_deliveries<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>>;
     #[doc(hidden)]
     fn finish_deliveries<'a>(
         &'a self,
         owner: &'a str,
         outcomes: &'a [DeliveryOutcome],
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()>;
     #[doc(hidden)]
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64>;

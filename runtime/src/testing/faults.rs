@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::store::{AttemptOutcome, AttemptResult, Backend, Lane, NewEvent, Store, StoreError};
+use crate::store::{
+    AttemptOutcome, AttemptResult, Backend, Claim, Lane, NewEvent, Store, StoreError,
+};
 
 /// A claim of events by a worker that then goes silent, as one that crashed or stalled in the
 /// middle of a batch: the events stay claimed until the lease expires.
@@ -27,7 +29,15 @@ impl<B: Backend> SilentEventClaim<B> {
         let owner = format!("silent-{}", Uuid::now_v7().simple());
         let (events, claim) = store
             .backend()
-            .claim_events(&lane, &owner, 100, lease)
+            .claim_events(
+                &lane,
+                Claim {
+                    owner: &owner,
+                    limit: 100,
+                    lease,
+                    now: store.now(),
+                },
+            )
             .await?;
         Ok(Self {
             store: store.clone(),
@@ -52,7 +62,7 @@ impl<B: Backend> SilentEventClaim<B> {
     pub async fn acknowledge_late(self) -> Result<u64, StoreError> {
         self.store
             .backend()
-            .complete_events(self.claim, &self.positions, &[])
+            .complete_events(self.claim, &self.positions, &[], self.store.now())
             .await
     }
 }
@@ -75,7 +85,16 @@ impl<B: Backend> SilentRunClaim<B> {
         let owner = format!("silent-{}", Uuid::now_v7().simple());
         let runs = store
             .backend()
-            .claim_runs(pool, jobs, &owner, 100, lease)
+            .claim_runs(
+                pool,
+                jobs,
+                Claim {
+                    owner: &owner,
+                    limit: 100,
+                    lease,
+                    now: store.now(),
+                },
+            )
             .await?;
         Ok(Self {
             store: store.clone(),
@@ -107,7 +126,10 @@ impl<B: Backend> SilentRunClaim<B> {
                 },
             })
             .collect();
-        self.store.backend().finish_runs(&results).await
+        self.store
+            .backend()
+            .finish_runs(&results, self.store.now())
+            .await
     }
 }
 
@@ -164,7 +186,7 @@ impl RawEvent {
     ) -> Result<Uuid, StoreError> {
         store
             .backend()
-            .insert_events(tx, std::slice::from_ref(&self.row))
+            .insert_events(tx, std::slice::from_ref(&self.row), store.now())
             .await?;
         Ok(self.row.id)
     }

@@ -17,7 +17,12 @@ pub(super) async fn record_results<B: Backend>(
     while completions.recv_many(&mut batch, 1000).await > 0 {
         let mut pause = Duration::from_millis(50);
         loop {
-            match shared.store.backend().finish_runs(&batch).await {
+            match shared
+                .store
+                .backend()
+                .finish_runs(&batch, shared.store.now())
+                .await
+            {
                 Ok(recorded) => {
                     if recorded < batch.len() as u64 {
                         tracing::warn!(

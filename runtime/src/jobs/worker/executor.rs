@@ -4,16 +4,15 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{InFlight, Shared};
+use crate::clock::later;
 use crate::jobs::JobContext;
 use crate::jobs::set::Runner;
-use crate::retry::RetryTiming;
 use crate::service::panic_message;
 use crate::store::{AttemptOutcome, AttemptResult, Backend, ClaimedRun, JobStore};
 
@@ -49,7 +48,7 @@ pub(super) fn start_attempt<B: Backend>(
     let mut in_flight = shared.in_flight();
     let abort = running.spawn(
         async move {
-            let outcome = execute(&runner, &shared_for_task.config.retry, ctx, run).await;
+            let outcome = execute(&runner, &shared_for_task, ctx, run).await;
             let _ = results.send(AttemptResult {
                 id,
                 attempt,
@@ -63,9 +62,9 @@ pub(super) fn start_attempt<B: Backend>(
     in_flight.insert(id, InFlight { attempt, abort });
 }
 
-async fn execute(
+async fn execute<B: Backend>(
     runner: &Runner,
-    timing: &RetryTiming,
+    shared: &Shared<B>,
     ctx: JobContext,
     run: ClaimedRun,
 ) -> AttemptOutcome {
@@ -87,10 +86,10 @@ async fn execute(
         tracing::error!(%error, "job failed on its last attempt");
         AttemptOutcome::Failed { error }
     } else {
-        let delay = timing.delay(runner.retry.backoff, run.attempt);
+        let delay = shared.config.retry.delay(runner.retry.backoff, run.attempt);
         tracing::warn!(%error, retry_in = ?delay, "job failed; will retry");
         AttemptOutcome::Retry {
-            at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            at: later(shared.store.now(), delay),
             error,
         }
     }

@@ -31,7 +31,10 @@ pub(super) async fn heartbeat<B: Backend>(
         match shared
             .store
             .backend()
-            .heartbeat(&held, shared.config.lease)
+            .heartbeat(
+                &held,
+                crate::clock::later(shared.store.now(), shared.config.lease),
+            )
             .await
         {
             Ok(ours) => {

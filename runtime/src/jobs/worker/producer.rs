@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use super::Shared;
 use super::executor::start_attempt;
-use crate::store::{AttemptResult, Backend, ClaimedRun, StoreError};
+use crate::store::{AttemptResult, Backend, Claim, ClaimedRun, StoreError};
 
 pub(super) async fn pool_lane<B: Backend>(
     shared: Arc<Shared<B>>,
@@ -88,24 +88,23 @@ async fn claim<B: Backend>(
     limit: u32,
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     let backend = shared.store.backend();
-    let (lease, owner) = (shared.config.lease, shared.owner.as_str());
+    let claim = |limit| Claim {
+        owner: shared.owner.as_str(),
+        limit,
+        lease: shared.config.lease,
+        now: shared.store.now(),
+    };
     let mut runs = if uncapped.is_empty() {
         Vec::new()
     } else {
-        backend
-            .claim_runs(pool, uncapped, owner, limit, lease)
-            .await?
+        backend.claim_runs(pool, uncapped, claim(limit)).await?
     };
     for &(job, cap) in capped {
         let room = limit.saturating_sub(runs.len() as u32);
         if room == 0 {
             break;
         }
-        runs.extend(
-            backend
-                .claim_capped(pool, job, cap, owner, room, lease)
-                .await?,
-        );
+        runs.extend(backend.claim_capped(pool, job, cap, claim(room)).await?);
     }
     Ok(runs)
 }

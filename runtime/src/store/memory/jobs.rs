@@ -2,14 +2,14 @@
 //! backends, for unit tests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryBackend;
 use crate::store::{
-    AttemptResult, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo, RunStatus,
+    AttemptResult, Claim, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
+    RunStatus,
 };
 use crate::store::{Fut, StoreError};
 
@@ -25,10 +25,6 @@ pub(super) struct JobState {
     /// By id; UUID v7 ids keep creation order.
     runs: BTreeMap<Uuid, MemRun>,
     steps: HashMap<(Uuid, String), String>,
-}
-
-fn lease_until(lease: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }
 
 fn is_live(status: RunStatus) -> bool {
@@ -90,11 +86,10 @@ impl JobState {
         &mut self,
         pool: &str,
         accept: impl Fn(&str) -> bool,
-        owner: &str,
+        claim: Claim<'_>,
         limit: usize,
-        lease: Duration,
     ) -> Vec<ClaimedRun> {
-        let now = Utc::now();
+        let now = claim.now;
         let mut due: Vec<(DateTime<Utc>, Uuid)> = self
             .runs
             .values()
@@ -108,13 +103,13 @@ impl JobState {
             .collect();
         due.sort();
         due.truncate(limit);
-        let until = lease_until(lease);
+        let until = claim.until();
         due.into_iter()
             .filter_map(|(_, id)| {
                 let run = self.runs.get_mut(&id)?;
                 run.info.status = RunStatus::Running;
                 run.info.attempt += 1;
-                run.lease_owner = Some(owner.to_owned());
+                run.lease_owner = Some(claim.owner.to_owned());
                 run.lease_expires_at = Some(until);
                 Some(ClaimedRun {
                     id,
@@ -176,18 +171,12 @@ impl JobStore for MemoryBackend {
         &'a self,
         pool: &'a str,
         jobs: &'a [&'static str],
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
-            Ok(self.jobs().claim(
-                pool,
-                |job| jobs.contains(&job),
-                owner,
-                limit as usize,
-                lease,
-            ))
+            Ok(self
+                .jobs()
+                .claim(pool, |job| jobs.contains(&job), claim, claim.limit as usize))
         })
     }
 
@@ -196,9 +185,7 @@ impl JobStore for MemoryBackend {
         pool: &'a str,
         job: &'static str,
         cap: u32,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
             let mut state = self.jobs();
@@ -207,15 +194,20 @@ impl JobStore for MemoryBackend {
                 .values()
                 .filter(|r| r.info.job == job && r.info.status == RunStatus::Running)
                 .count();
-            let room = (cap as usize).saturating_sub(running).min(limit as usize);
-            Ok(state.claim(pool, |name| name == job, owner, room, lease))
+            let room = (cap as usize)
+                .saturating_sub(running)
+                .min(claim.limit as usize);
+            Ok(state.claim(pool, |name| name == job, claim, room))
         })
     }
 
-    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>> {
+    fn heartbeat<'a>(
+        &'a self,
+        runs: &'a [(Uuid, u32)],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let mut state = self.jobs();
-            let until = lease_until(lease);
             Ok(runs
                 .iter()
                 .filter(|(id, attempt)| state.holds(*id, *attempt))
@@ -231,9 +223,8 @@ impl JobStore for MemoryBackend {
         })
     }
 
-    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64> {
+    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult], now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
-            let now = Utc::now();
             let mut state = self.jobs();
             let mut recorded = 0;
             for result in results {

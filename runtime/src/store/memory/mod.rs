@@ -5,16 +5,15 @@ mod jobs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::Event;
 use crate::store::{
-    Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
-    StreamEvent, Wakes, sealed,
+    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
+    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
+    StoredEvent, StreamEvent, Wakes, sealed,
 };
 use jobs::JobState;
 
@@ -259,10 +258,6 @@ impl MemoryBackend {
     }
 }
 
-fn lease_until(lease: Duration) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
-}
-
 fn claimable(status: Status, expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     match status {
         Status::Pending => true,
@@ -302,6 +297,7 @@ impl Backend for MemoryBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
+        _now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let state = self.lock();
@@ -354,12 +350,12 @@ impl Backend for MemoryBackend {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, (Vec<StoredEvent>, String)> {
         Box::pin(async move {
-            let now = Utc::now();
+            let Claim {
+                owner, limit, now, ..
+            } = claim;
             let mut state = self.lock();
             let mut open_aggregates = std::collections::HashSet::new();
             let mut chosen = Vec::new();
@@ -381,7 +377,7 @@ impl Backend for MemoryBackend {
                     }
                 }
             }
-            let until = lease_until(lease);
+            let until = claim.until();
             let blocked = |event: &StoredEvent, state: &State| -> Vec<String> {
                 let Some(aggregate) = aggregate_of(event) else {
                     return Vec::new();
@@ -421,10 +417,10 @@ impl Backend for MemoryBackend {
         owner: String,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
+        now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
             let owner = owner.as_str();
-            let now = Utc::now();
             let mut state = self.lock();
             let mut owned = Vec::new();
             for position in positions {
@@ -480,13 +476,13 @@ impl Backend for MemoryBackend {
     fn claim_deliveries<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>> {
         Box::pin(async move {
-            let now = Utc::now();
-            let until = lease_until(lease);
+            let Claim {
+                owner, limit, now, ..
+            } = claim;
+            let until = claim.until();
             let mut state = self.lock();
             let mut open: Vec<(i64, Uuid, String)> = state
                 .deliveries
@@ -546,9 +542,9 @@ impl Backend for MemoryBackend {
         &'a self,
         owner: &'a str,
         outcomes: &'a [DeliveryOutcome],
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
-            let now = Utc::now();
             let mut state = self.lock();
             for outcome in outcomes {
                 let key = (outcome.event_id, outcome.subscriber.clone());

@@ -3,8 +3,6 @@
 //! count of running runs and the claim cannot race between workers; attempts are batched into
 //! single statements, and every write of an attempt is fenced on (id, attempt, 'running').
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -14,13 +12,9 @@ use super::PostgresBackend;
 use super::dialect::PostgresDialect;
 use crate::store::sql::jobs;
 use crate::store::{
-    AttemptResult, ClaimedRun, ExpiredRun, Fut, JobStore, NewRun, Rescue, RunFilter, RunInfo,
-    StoreError,
+    AttemptResult, Claim, ClaimedRun, ExpiredRun, Fut, JobStore, NewRun, Rescue, RunFilter,
+    RunInfo, StoreError,
 };
-
-fn lease_millis(lease: Duration) -> f64 {
-    lease.as_millis() as f64
-}
 
 const CLAIMED_COLUMNS: &str =
     "j.id, j.job, j.input::text AS input, j.attempt, j.max_attempts, j.root_id";
@@ -69,19 +63,17 @@ impl JobStore for PostgresBackend {
         &'a self,
         pool: &'a str,
         jobs: &'a [&'static str],
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             let sql = format!(
                 "WITH due AS ( \
                    SELECT id FROM herald_jobs \
-                   WHERE pool = $1 AND status = 'pending' AND run_at <= now() AND job = ANY($2) \
+                   WHERE pool = $1 AND status = 'pending' AND run_at <= $6 AND job = ANY($2) \
                    ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
-                   lease_owner = $4, lease_expires_at = now() + $5 * interval '1 millisecond', \
-                   started_at = now() \
+                   lease_owner = $4, lease_expires_at = $5, started_at = $6 \
                  FROM due WHERE j.id = due.id \
                  RETURNING {CLAIMED_COLUMNS}"
             );
@@ -90,7 +82,8 @@ impl JobStore for PostgresBackend {
                 .bind(jobs)
                 .bind(i64::from(limit))
                 .bind(owner)
-                .bind(lease_millis(lease))
+                .bind(claim.until())
+                .bind(claim.now)
                 .fetch_all(self.pool())
                 .await?;
             rows.iter().map(claimed_from_row).collect()
@@ -102,11 +95,10 @@ impl JobStore for PostgresBackend {
         pool: &'a str,
         job: &'static str,
         cap: u32,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             let mut tx = self.pool().begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald_jobs:' || $1))")
                 .bind(job)
@@ -115,14 +107,13 @@ impl JobStore for PostgresBackend {
             let sql = format!(
                 "WITH due AS ( \
                    SELECT id FROM herald_jobs \
-                   WHERE pool = $1 AND job = $2 AND status = 'pending' AND run_at <= now() \
+                   WHERE pool = $1 AND job = $2 AND status = 'pending' AND run_at <= $7 \
                    ORDER BY run_at, id \
                    LIMIT greatest(0, least($3, $4 - (SELECT count(*) FROM herald_jobs \
                                                      WHERE job = $2 AND status = 'running'))) \
                    FOR UPDATE SKIP LOCKED) \
                  UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
-                   lease_owner = $5, lease_expires_at = now() + $6 * interval '1 millisecond', \
-                   started_at = now() \
+                   lease_owner = $5, lease_expires_at = $6, started_at = $7 \
                  FROM due WHERE j.id = due.id \
                  RETURNING {CLAIMED_COLUMNS}"
             );
@@ -132,7 +123,8 @@ impl JobStore for PostgresBackend {
                 .bind(i64::from(limit))
                 .bind(i64::from(cap))
                 .bind(owner)
-                .bind(lease_millis(lease))
+                .bind(claim.until())
+                .bind(claim.now)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -140,7 +132,11 @@ impl JobStore for PostgresBackend {
         })
     }
 
-    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>> {
+    fn heartbeat<'a>(
+        &'a self,
+        runs: &'a [(Uuid, u32)],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let ids: Vec<Uuid> = runs.iter().map(|(id, _)| *id).collect();
             let attempts: Vec<i32> = runs
@@ -148,20 +144,20 @@ impl JobStore for PostgresBackend {
                 .map(|(_, attempt)| i32::try_from(*attempt).unwrap_or(i32::MAX))
                 .collect();
             Ok(sqlx::query_scalar(
-                "UPDATE herald_jobs j SET lease_expires_at = now() + $3 * interval '1 millisecond' \
+                "UPDATE herald_jobs j SET lease_expires_at = $3 \
                  FROM UNNEST($1::uuid[], $2::int4[]) AS r(id, attempt) \
                  WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running' \
                  RETURNING j.id",
             )
             .bind(&ids)
             .bind(&attempts)
-            .bind(lease_millis(lease))
+            .bind(until)
             .fetch_all(self.pool())
             .await?)
         })
     }
 
-    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64> {
+    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult], now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
             let mut ids = Vec::with_capacity(results.len());
             let mut attempts = Vec::with_capacity(results.len());
@@ -182,7 +178,7 @@ impl JobStore for PostgresBackend {
                 "UPDATE herald_jobs j SET status = r.status, output = r.output::jsonb, \
                    last_error = r.error, run_at = coalesce(r.retry_at, j.run_at), \
                    lease_owner = NULL, lease_expires_at = NULL, \
-                   finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END \
+                   finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE $7 END \
                  FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], \
                              $6::timestamptz[]) AS r(id, attempt, status, output, error, retry_at) \
                  WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running'",
@@ -193,6 +189,7 @@ impl JobStore for PostgresBackend {
             .bind(&outputs)
             .bind(&errors)
             .bind(&retry_at)
+            .bind(now)
             .execute(self.pool())
             .await?
             .rows_affected())

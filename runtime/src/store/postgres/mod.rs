@@ -18,9 +18,9 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::store::{
-    Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
-    StreamEvent, Wakes, conflict_or, sealed,
+    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
+    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
+    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -174,8 +174,8 @@ struct DeliveryColumns<'a> {
 }
 
 impl<'a> DeliveryColumns<'a> {
-    fn push(&mut self, delivery: &'a NewDelivery) {
-        let (status, attempts, next_attempt_at, last_error) = state_columns(&delivery.state);
+    fn push(&mut self, delivery: &'a NewDelivery, now: DateTime<Utc>) {
+        let (status, attempts, next_attempt_at, last_error) = state_columns(&delivery.state, now);
         self.event_id.push(delivery.event_id);
         self.subscriber.push(&delivery.subscriber);
         self.event_position.push(delivery.event_position);
@@ -189,7 +189,10 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
-fn state_columns(state: &DeliveryState) -> (&'static str, i32, DateTime<Utc>, Option<&str>) {
+fn state_columns(
+    state: &DeliveryState,
+    now: DateTime<Utc>,
+) -> (&'static str, i32, DateTime<Utc>, Option<&str>) {
     match state {
         DeliveryState::Retry {
             attempts,
@@ -207,7 +210,7 @@ fn state_columns(state: &DeliveryState) -> (&'static str, i32, DateTime<Utc>, Op
         } => (
             "failed",
             i32::try_from(*attempts).unwrap_or(i32::MAX),
-            Utc::now(),
+            now,
             Some(last_error),
         ),
     }
@@ -241,6 +244,8 @@ impl Backend for PostgresBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
+        // Stamped by the database (`recorded_at`), which orders commits here.
+        _now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             if let [event] = events {
@@ -325,11 +330,10 @@ impl Backend for PostgresBackend {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        _owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)> {
         Box::pin(async move {
+            let Claim { limit, lease, .. } = claim;
             // The claim is the row locks of a transaction that stays open while the batch is
             // delivered and is completed by the same transaction: one write per event instead
             // of a lease write and a completion write. A worker that dies closes its session and
@@ -355,7 +359,7 @@ impl Backend for PostgresBackend {
                            AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
                      AS blocked_subscribers \
                  FROM herald_events e \
-                 WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= now() \
+                 WHERE {lane} AND e.status <> 'processed' \
                    AND NOT EXISTS (SELECT 1 FROM herald_events p \
                      WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
                        AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
@@ -389,30 +393,32 @@ impl Backend for PostgresBackend {
         claim: Self::EventClaim,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
+        now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
             let Some(mut tx) = claim else {
                 return Ok(0);
             };
             let completed = sqlx::query(
-                "UPDATE herald_events SET status = 'processed', processed_at = now(), \
+                "UPDATE herald_events SET status = 'processed', processed_at = $2, \
                    attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL \
                  WHERE position = ANY($1)",
             )
             .bind(positions)
+            .bind(now)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if !deliveries.is_empty() {
                 let mut columns = DeliveryColumns::default();
                 for delivery in deliveries {
-                    columns.push(delivery);
+                    columns.push(delivery, now);
                 }
                 sqlx::query(
                     "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
                        aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
-                       last_error) \
-                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], \
+                       last_error, updated_at) \
+                     SELECT *, $11::timestamptz FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], \
                        $5::text[], $6::text[], $7::text[], $8::int4[], $9::timestamptz[], \
                        $10::text[]) \
                      ON CONFLICT (event_id, subscriber) DO NOTHING",
@@ -427,6 +433,7 @@ impl Backend for PostgresBackend {
                 .bind(&columns.attempts)
                 .bind(&columns.next_attempt_at)
                 .bind(&columns.last_error)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -438,17 +445,16 @@ impl Backend for PostgresBackend {
     fn claim_deliveries<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             let sql = format!(
                 "WITH claimable AS ( \
                    SELECT d.event_id, d.subscriber FROM herald_deliveries d \
                    WHERE {lane} AND d.status <> 'failed' \
-                     AND ((d.status = 'pending' AND d.next_attempt_at <= now()) \
-                       OR (d.status = 'processing' AND d.lease_expires_at < now())) \
+                     AND ((d.status = 'pending' AND d.next_attempt_at <= $5) \
+                       OR (d.status = 'processing' AND d.lease_expires_at < $5)) \
                      AND NOT EXISTS (SELECT 1 FROM herald_deliveries q \
                        WHERE {same_pool} AND q.subscriber = d.subscriber \
                          AND q.aggregate_type = d.aggregate_type \
@@ -456,7 +462,7 @@ impl Backend for PostgresBackend {
                          AND q.event_position < d.event_position AND q.status <> 'failed') \
                    ORDER BY d.event_position LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  UPDATE herald_deliveries d SET status = 'processing', lease_owner = $3, \
-                   lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now() \
+                   lease_expires_at = $4, updated_at = $5 \
                  FROM claimable c WHERE d.event_id = c.event_id AND d.subscriber = c.subscriber \
                  RETURNING d.event_id, d.subscriber, d.attempts",
                 lane = lane_filter(lane, "d", 1),
@@ -469,7 +475,8 @@ impl Backend for PostgresBackend {
                 .bind(lane.pool())
                 .bind(i64::from(limit))
                 .bind(owner)
-                .bind(lease_millis(lease) as f64)
+                .bind(claim.until())
+                .bind(claim.now)
                 .fetch_all(&self.pool)
                 .await?;
             if claimed.is_empty() {
@@ -519,6 +526,7 @@ impl Backend for PostgresBackend {
         &'a self,
         owner: &'a str,
         outcomes: &'a [DeliveryOutcome],
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
@@ -536,11 +544,12 @@ impl Backend for PostgresBackend {
                         .await?;
                     }
                     Some(state) => {
-                        let (status, attempts, next_attempt_at, last_error) = state_columns(state);
+                        let (status, attempts, next_attempt_at, last_error) =
+                            state_columns(state, now);
                         sqlx::query(
                             "UPDATE herald_deliveries SET status = $1, attempts = $2, \
                                next_attempt_at = $3, last_error = $4, lease_owner = NULL, \
-                               lease_expires_at = NULL, updated_at = now() \
+                               lease_expires_at = NULL, updated_at = $8 \
                              WHERE event_id = $5 AND subscriber = $6 AND lease_owner = $7",
                         )
                         .bind(status)
@@ -550,6 +559,7 @@ impl Backend for PostgresBackend {
                         .bind(outcome.event_id)
                         .bind(&outcome.subscriber)
                         .bind(owner)
+                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
                     }

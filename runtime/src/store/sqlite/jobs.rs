@@ -2,18 +2,16 @@
 //! write lock, so the concurrency cap's count and the claim cannot interleave with another
 //! claim; every write of an attempt is fenced on (id, attempt, status = 'running').
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::dialect::SqliteDialect;
-use super::{SqliteBackend, lease_until, micros, now_micros};
+use super::{SqliteBackend, micros};
 use crate::store::sql::jobs;
 use crate::store::{
-    AttemptResult, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
+    AttemptResult, Claim, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
 };
 use crate::store::{Fut, StoreError};
 
@@ -62,11 +60,10 @@ impl JobStore for SqliteBackend {
         &'a self,
         pool: &'a str,
         jobs: &'a [&'static str],
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             let sql = format!(
                 "UPDATE herald_jobs SET status = 'running', attempt = attempt + 1, \
                    lease_owner = ?1, lease_expires_at = ?2, started_at = ?3 \
@@ -78,8 +75,8 @@ impl JobStore for SqliteBackend {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
-                .bind(lease_until(lease))
-                .bind(now_micros())
+                .bind(micros(claim.until()))
+                .bind(micros(claim.now))
                 .bind(pool)
                 .bind(serde_json::to_string(jobs).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(i64::from(limit))
@@ -94,11 +91,10 @@ impl JobStore for SqliteBackend {
         pool: &'a str,
         job: &'static str,
         cap: u32,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             // One statement: the count of running runs and the claim see the same state.
             let sql = format!(
                 "UPDATE herald_jobs SET status = 'running', attempt = attempt + 1, \
@@ -112,8 +108,8 @@ impl JobStore for SqliteBackend {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
-                .bind(lease_until(lease))
-                .bind(now_micros())
+                .bind(micros(claim.until()))
+                .bind(micros(claim.now))
                 .bind(pool)
                 .bind(job)
                 .bind(i64::from(limit))
@@ -124,9 +120,13 @@ impl JobStore for SqliteBackend {
         })
     }
 
-    fn heartbeat<'a>(&'a self, runs: &'a [(Uuid, u32)], lease: Duration) -> Fut<'a, Vec<Uuid>> {
+    fn heartbeat<'a>(
+        &'a self,
+        runs: &'a [(Uuid, u32)],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
-            let until = lease_until(lease);
+            let until = micros(until);
             let mut tx = self.bookkeeping().begin_with("BEGIN IMMEDIATE").await?;
             let mut ours = Vec::with_capacity(runs.len());
             for &(id, attempt) in runs {
@@ -149,9 +149,9 @@ impl JobStore for SqliteBackend {
         })
     }
 
-    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult]) -> Fut<'a, u64> {
+    fn finish_runs<'a>(&'a self, results: &'a [AttemptResult], now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
-            let now = now_micros();
+            let now = micros(now);
             let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
             let mut recorded = 0;
             for result in results {

@@ -23,9 +23,9 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::store::{
-    Backend, Checkpoint, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut, Lane,
-    NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError, StoredEvent,
-    StreamEvent, Wakes, conflict_or, sealed,
+    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
+    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
+    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -156,14 +156,6 @@ pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-pub(super) fn now_micros() -> i64 {
-    micros(Utc::now())
-}
-
-pub(super) fn lease_until(lease: Duration) -> i64 {
-    now_micros().saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
-}
-
 fn from_micros(value: i64, event_id: Uuid) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
         event_id,
@@ -207,8 +199,9 @@ fn positions_json(positions: &[i64]) -> String {
 async fn insert_chunk(
     connection: &mut SqliteConnection,
     chunk: &[NewEvent],
+    now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let now = now_micros();
+    let now = micros(now);
     let mut builder = sqlx::QueryBuilder::<Sqlite>::new(
         "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
          aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
@@ -240,7 +233,10 @@ async fn insert_chunk(
         .await
 }
 
-fn state_columns(state: &DeliveryState) -> (&'static str, i64, i64, Option<&str>) {
+fn state_columns(
+    state: &DeliveryState,
+    now: DateTime<Utc>,
+) -> (&'static str, i64, i64, Option<&str>) {
     match state {
         DeliveryState::Retry {
             attempts,
@@ -258,7 +254,7 @@ fn state_columns(state: &DeliveryState) -> (&'static str, i64, i64, Option<&str>
         } => (
             "failed",
             i64::from(*attempts),
-            now_micros(),
+            micros(now),
             Some(last_error),
         ),
     }
@@ -289,11 +285,12 @@ impl Backend for SqliteBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let mut inserted = Vec::with_capacity(events.len());
             for chunk in events.chunks(INSERT_CHUNK) {
-                inserted.extend(insert_chunk(tx, chunk).await.map_err(conflict_or)?);
+                inserted.extend(insert_chunk(tx, chunk, now).await.map_err(conflict_or)?);
             }
             Ok(inserted)
         })
@@ -315,11 +312,10 @@ impl Backend for SqliteBackend {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, (Vec<StoredEvent>, String)> {
         Box::pin(async move {
+            let Claim { owner, limit, .. } = claim;
             // Only the oldest open event of each aggregate in this pool is claimable: a later
             // one waits until its predecessor is processed, whichever worker holds it.
             let sql = format!(
@@ -328,7 +324,7 @@ impl Backend for SqliteBackend {
                  WHERE position IN ( \
                    SELECT e.position FROM herald_events e \
                    WHERE e.pool IS ?3 AND e.status <> 'processed' \
-                     AND ((e.status = 'pending' AND e.next_attempt_at <= ?4) \
+                     AND (e.status = 'pending' \
                        OR (e.status = 'processing' AND e.lease_expires_at < ?4)) \
                      AND NOT EXISTS (SELECT 1 FROM herald_events p \
                        WHERE p.pool IS e.pool AND p.aggregate_type = e.aggregate_type \
@@ -344,9 +340,9 @@ impl Backend for SqliteBackend {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
-                .bind(lease_until(lease))
+                .bind(micros(claim.until()))
                 .bind(lane.pool())
-                .bind(now_micros())
+                .bind(micros(claim.now))
                 .bind(i64::from(limit))
                 .fetch_all(&self.bookkeeping)
                 .await?;
@@ -364,6 +360,7 @@ impl Backend for SqliteBackend {
         owner: String,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
+        now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
             let owner = owner.as_str();
@@ -377,7 +374,7 @@ impl Backend for SqliteBackend {
                    AND position IN (SELECT value FROM json_each(?3)) \
                  RETURNING position",
             )
-            .bind(now_micros())
+            .bind(micros(now))
             .bind(owner)
             .bind(positions_json(positions))
             .fetch_all(&mut *tx)
@@ -387,7 +384,7 @@ impl Backend for SqliteBackend {
                 .filter(|d| owned.contains(&d.event_position))
             {
                 let (status, attempts, next_attempt_at, last_error) =
-                    state_columns(&delivery.state);
+                    state_columns(&delivery.state, now);
                 sqlx::query(
                     "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
                        aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
@@ -405,7 +402,7 @@ impl Backend for SqliteBackend {
                 .bind(attempts)
                 .bind(next_attempt_at)
                 .bind(last_error)
-                .bind(now_micros())
+                .bind(micros(now))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -417,12 +414,11 @@ impl Backend for SqliteBackend {
     fn claim_deliveries<'a>(
         &'a self,
         lane: &'a Lane,
-        owner: &'a str,
-        limit: u32,
-        lease: Duration,
+        claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>> {
         Box::pin(async move {
-            let now = now_micros();
+            let Claim { owner, limit, .. } = claim;
+            let now = micros(claim.now);
             let claimed = sqlx::query(
                 "UPDATE herald_deliveries SET status = 'processing', lease_owner = ?1, \
                    lease_expires_at = ?2, updated_at = ?4 \
@@ -440,7 +436,7 @@ impl Backend for SqliteBackend {
                  RETURNING event_id",
             )
             .bind(owner)
-            .bind(lease_until(lease))
+            .bind(micros(claim.until()))
             .bind(lane.pool())
             .bind(now)
             .bind(i64::from(limit))
@@ -479,6 +475,7 @@ impl Backend for SqliteBackend {
         &'a self,
         owner: &'a str,
         outcomes: &'a [DeliveryOutcome],
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
             let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
@@ -496,7 +493,8 @@ impl Backend for SqliteBackend {
                         .await?;
                     }
                     Some(state) => {
-                        let (status, attempts, next_attempt_at, last_error) = state_columns(state);
+                        let (status, attempts, next_attempt_at, last_error) =
+                            state_columns(state, now);
                         sqlx::query(
                             "UPDATE herald_deliveries SET status = ?, attempts = ?, \
                                next_attempt_at = ?, last_error = ?, lease_owner = NULL, \
@@ -507,7 +505,7 @@ impl Backend for SqliteBackend {
                         .bind(attempts)
                         .bind(next_attempt_at)
                         .bind(last_error)
-                        .bind(now_micros())
+                        .bind(micros(now))
                         .bind(outcome.event_id)
                         .bind(&outcome.subscriber)
                         .bind(owner)
