@@ -25,6 +25,7 @@ mod event;
 mod event_attr;
 mod fallback;
 mod job;
+mod words;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
