@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "name",
     "pool",
     "retries",
+    "max_attempts",
     "backoff",
     "timeout",
     "triggers",
@@ -37,6 +38,8 @@ struct JobAttrs {
     pool: Slot<String>,
     /// `retries = N`: re-runs after the first attempt.
     retries: Slot<MaxAttempts>,
+    /// `max_attempts = N`: every attempt, the first one included.
+    max_attempts: Slot<MaxAttempts>,
     backoff: Slot<Backoff>,
     timeout: Slot<u64>,
     triggers: Slot<Vec<Path>>,
@@ -58,7 +61,7 @@ impl JobAttrs {
                     attr::snake_case(entry, errors, "job name", "name = \"sync_contact\"")
                 }),
                 "pool" => attrs.pool.fill(entry, errors, pool),
-                "retries" => attrs.retries.fill(entry, errors, retries),
+                "retries" | "max_attempts" => attrs.read_attempts(entry, errors),
                 "backoff" => attrs.backoff.fill(entry, errors, attr::keyword),
                 "timeout" => attrs.timeout.fill(entry, errors, timeout),
                 "triggers" => attrs.triggers.fill(entry, errors, triggers),
@@ -82,6 +85,38 @@ impl JobAttrs {
         }
         attrs
     }
+
+    /// `retries` and `max_attempts` are one number in two units, so either may be given but
+    /// not both; the second one written is the error.
+    fn read_attempts(&mut self, entry: &Entry, errors: &mut Errors) {
+        let is_retries = entry.name() == "retries";
+        let (slot, other_present) = if is_retries {
+            (&mut self.retries, self.max_attempts.is_present())
+        } else {
+            (&mut self.max_attempts, self.retries.is_present())
+        };
+        // A repeated key has its own error already.
+        let repeated = slot.is_present();
+        slot.fill(
+            entry,
+            errors,
+            if is_retries { retries } else { max_attempts },
+        );
+        if other_present && !repeated {
+            errors.at(entry, both_counts(self.retries.value));
+        }
+    }
+}
+
+/// The error for `retries` and `max_attempts` together, with the one translated into the
+/// other (the `retries` written, when it is valid, else an example).
+fn both_counts(retries: Option<MaxAttempts>) -> String {
+    let (retries, total) = retries.map_or((5, 6), |attempts| (attempts.retries(), attempts.get()));
+    format!(
+        "give either `retries` or `max_attempts`, not both: `retries = {retries}` (re-runs \
+         after the first attempt) is `max_attempts = {total}` (every attempt, the first one \
+         included); remove one of them"
+    )
 }
 
 fn pool(entry: &Entry, errors: &mut Errors) -> Option<String> {
@@ -136,6 +171,21 @@ fn retries(entry: &Entry, errors: &mut Errors) -> Option<MaxAttempts> {
     }
     attr::integer(entry, errors, "retries = 5")
         .and_then(|(value, _)| MaxAttempts::after_first(value))
+}
+
+/// `max_attempts = N`: N attempts in all, the first one included, as an event's
+/// `retry(attempts = N)` counts them.
+fn max_attempts(entry: &Entry, errors: &mut Errors) -> Option<MaxAttempts> {
+    let (value, lit) = attr::integer(entry, errors, "max_attempts = 6")?;
+    let attempts = MaxAttempts::total(value);
+    if attempts.is_none() {
+        errors.at(
+            lit,
+            "`max_attempts` counts every attempt, the first one included, so it is at least 1: \
+             write `max_attempts = 1` for no retries",
+        );
+    }
+    attempts
 }
 
 /// `"500ms"`, `"30s"`, `"5m"`, `"1h"`, in milliseconds.
@@ -373,9 +423,11 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
         .value
         .clone()
         .unwrap_or_else(|| DEFAULT_JOB_POOL.to_owned());
+    // Whichever unit was written; the runtime stores the total.
     let attempts = attrs
-        .retries
+        .max_attempts
         .value
+        .or(attrs.retries.value)
         .unwrap_or(RetryPolicy::JOB_DEFAULT.max_attempts())
         .get();
     let backoff = attrs
