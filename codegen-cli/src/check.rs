@@ -3,15 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use herald_vocabulary::naming::{
+    closest, is_snake_case, suggest_snake_case, to_pascal_case, to_snake_case,
+};
+use herald_vocabulary::pool::{EventPoolError, check_event_pool};
+use herald_vocabulary::{DEFAULT_JOB_POOL, Keyword, MaxAttempts, Tier};
+
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::model::{
     BEHAVIORS, Backoff, Choice, Direction, ENTITY_TYPES, Entity, EntityField, EntityType, Event,
     Model, PAYLOAD_TYPES, PayloadField, PayloadType, Relationship, Retry, Routing, Scalar,
 };
-use crate::names::{field_ident, is_snake_case, to_snake_case, to_upper_camel, variant_ident};
-use crate::parse::{
-    RawEntity, RawEntityField, RawEvent, RawPayloadField, RelationKind, Sp, closest, list,
-};
+use crate::names::{field_ident, variant_ident};
+use crate::parse::{RawEntity, RawEntityField, RawEvent, RawPayloadField, RelationKind, Sp, list};
 use crate::source::{FileId, SourceMap};
 
 struct Checker<'a> {
@@ -208,11 +212,9 @@ fn check_name(
     if is_snake_case(&name.value) {
         return true;
     }
-    let suggestion = to_snake_case(&name.value);
-    let help = if is_snake_case(&suggestion) {
-        format!("write it in snake_case, e.g. `{suggestion}`")
-    } else {
-        "write it in snake_case: lowercase letters, digits and single underscores, starting with a letter".to_owned()
+    let help = match suggest_snake_case(&name.value) {
+        Some(suggestion) => format!("write it in snake_case, e.g. `{suggestion}`"),
+        None => "write it in snake_case: lowercase letters, digits and single underscores, starting with a letter".to_owned(),
     };
     checker
         .report(
@@ -330,31 +332,21 @@ fn check_event(
     let retry = match &raw.retry {
         None => None,
         Some(r) => {
-            let attempts = r.attempts.as_ref().and_then(|a| match u32::try_from(a.value) {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
+            // YAML counts every attempt, the first one included.
+            let attempts = r.attempts.as_ref().and_then(|a| {
+                let attempts = u32::try_from(a.value).ok().and_then(MaxAttempts::total);
+                if attempts.is_none() {
                     checker
                         .report(&subject, file, a.span, "invalid-retry", format!("retry attempts {} is not allowed", a.value))
                         .set_label("must be 1 or more")
                         .set_help("`attempts` counts every delivery attempt, the first one included; use 1 for no retry");
                     valid = false;
-                    None
                 }
+                attempts
             });
             let backoff = r.backoff.as_ref().and_then(|b| {
-                let found = Backoff::ALL.into_iter().find(|k| k.as_str() == b.value);
-                if found.is_none() {
-                    unknown_value(
-                        checker,
-                        &subject,
-                        file,
-                        b,
-                        "unknown-backoff",
-                        "backoff",
-                        &Backoff::ALL.map(Backoff::as_str),
-                    );
-                    valid = false;
-                }
+                let found = keyword::<Backoff>(checker, &subject, file, b, "unknown-backoff");
+                valid &= found.is_some();
                 found
             });
             Some(Retry { attempts, backoff })
@@ -403,7 +395,7 @@ fn check_event(
     };
 
     valid.then(|| Event {
-        struct_name: to_upper_camel(&name),
+        struct_name: to_pascal_case(&name),
         name,
         version,
         routing,
@@ -425,25 +417,12 @@ fn check_routing(
     entities: &BTreeSet<String>,
 ) -> Option<(Routing, Option<String>)> {
     let file = raw.file;
-    let audit = match &raw.tier {
-        None => false,
-        Some(tier) if tier.value == "domain" => false,
-        Some(tier) if tier.value == "audit" => true,
-        Some(tier) => {
-            unknown_value(
-                checker,
-                subject,
-                file,
-                tier,
-                "unknown-tier",
-                "tier",
-                &["domain", "audit"],
-            );
-            return None;
-        }
+    let tier = match &raw.tier {
+        None => Tier::Domain,
+        Some(tier) => keyword(checker, subject, file, tier, "unknown-tier")?,
     };
     let aggregate = raw.aggregate.as_ref().map(|a| a.value.clone());
-    if audit {
+    if tier == Tier::Audit {
         let mut valid = true;
         if let Some(direction) = &raw.direction {
             checker
@@ -495,21 +474,8 @@ fn check_routing(
             .set_help("add `direction: inbound`, `direction: change` or `direction: outbound`, or `tier: audit` for an observation that triggers nothing");
         return None;
     };
-    let Some(direction_value) = Direction::ALL
-        .into_iter()
-        .find(|d| d.as_str() == direction.value)
-    else {
-        unknown_value(
-            checker,
-            subject,
-            file,
-            direction,
-            "unknown-direction",
-            "direction",
-            &Direction::ALL.map(Direction::as_str),
-        );
-        return None;
-    };
+    let direction_value: Direction =
+        keyword(checker, subject, file, direction, "unknown-direction")?;
     let mut valid = true;
     if direction_value == Direction::Change {
         match &raw.aggregate {
@@ -586,7 +552,8 @@ fn check_routing(
     }
 }
 
-/// A pool must be `events_<direction>` or `events_<direction>_<suffix>`.
+/// A pool must be `events_<direction>` or `events_<direction>_<suffix>` (the vocabulary's
+/// rule, shared with `#[derive(Event)]`).
 fn check_pool(
     checker: &mut Checker<'_>,
     subject: &Subject,
@@ -596,33 +563,53 @@ fn check_pool(
 ) -> Option<String> {
     let default = direction.default_pool();
     let Some(pool) = pool else {
-        return Some(default);
+        return Some(default.to_owned());
     };
-    let in_category = pool.value == default
-        || pool
-            .value
-            .strip_prefix(&format!("{default}_"))
-            .is_some_and(|suffix| !suffix.is_empty());
-    if in_category && is_snake_case(&pool.value) {
-        return Some(pool.value.clone());
-    }
-    let message = if pool.value.starts_with("events_") {
-        format!(
+    let message = match check_event_pool(direction, &pool.value) {
+        Ok(()) => return Some(pool.value.clone()),
+        Err(EventPoolError::JobPool) => {
+            format!("pool `{}` is a job pool, not an event pool", pool.value)
+        }
+        // A pool with the right prefix that is not snake_case reads as a wrong lane too: the
+        // fix is the same, a name from the label.
+        Err(EventPoolError::OtherDirection | EventPoolError::NotSnakeCase) => format!(
             "pool `{}` is not a pool for {} events",
             pool.value,
             direction.as_str()
-        )
-    } else {
-        format!("pool `{}` is a job pool, not an event pool", pool.value)
+        ),
     };
     checker
         .report(subject, file, pool.span, "invalid-pool", message)
         .set_label(format!("expected `{default}` or `{default}_<name>`"))
         .set_help(format!(
-            "{} events are delivered in `{default}` (the default: remove `pool`) or a pool named `{default}_<name>`; job pools such as `batch` are for jobs",
+            "{} events are delivered in `{default}` (the default: remove `pool`) or a pool named `{default}_<name>`; job pools such as `{DEFAULT_JOB_POOL}` are for jobs",
             direction.as_str()
         ));
     None
+}
+
+/// The vocabulary word that `value` spells (a tier, a direction, a backoff), or `None` once it
+/// is reported as unknown, with the same did-you-mean as `#[derive(Event)]` gives.
+fn keyword<K: Keyword>(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    value: &Sp<String>,
+    code: &'static str,
+) -> Option<K> {
+    let word = K::parse(&value.value);
+    if word.is_none() {
+        unknown_value(
+            checker,
+            subject,
+            file,
+            value,
+            code,
+            K::KIND,
+            &K::spellings(),
+        );
+    }
+    word
 }
 
 fn unknown_value(
@@ -1041,7 +1028,7 @@ fn check_entity(
     emits.dedup();
 
     valid.then(|| Entity {
-        struct_name: to_upper_camel(&name.value),
+        struct_name: to_pascal_case(&name.value),
         name: name.value.clone(),
         description: raw.description.as_ref().map(|d| d.value.clone()),
         fields,
@@ -1095,7 +1082,7 @@ fn check_entity_field(
                 return None;
             }
             Some(choices) => EntityType::Enum {
-                type_name: format!("{}{}", to_upper_camel(entity), to_upper_camel(&ident)),
+                type_name: format!("{}{}", to_pascal_case(entity), to_pascal_case(&ident)),
                 choices: check_choices(checker, subject, file, &raw.name.value, choices)?,
             },
         },

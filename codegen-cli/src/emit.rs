@@ -307,7 +307,7 @@ fn event_attribute(event: &Event) -> TokenStream {
     if let Some(retry) = &event.retry {
         let mut inner = Vec::new();
         if let Some(attempts) = retry.attempts {
-            let attempts = Literal::u32_unsuffixed(attempts);
+            let attempts = Literal::u32_unsuffixed(attempts.get());
             inner.push(quote!(attempts = #attempts));
         }
         if let Some(backoff) = retry.backoff.map(Backoff::as_str) {
@@ -509,7 +509,7 @@ fn entity_field(field: &EntityField) -> TokenStream {
 }
 
 fn aggregate_enum_ident(entity: &str) -> Ident {
-    format_ident!("{}Event", crate::names::to_upper_camel(entity))
+    format_ident!("{}Event", herald_vocabulary::naming::to_pascal_case(entity))
 }
 
 /// An enum over `events`, serde-tagged by `type` with the payload under `payload`.

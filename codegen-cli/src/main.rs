@@ -6,10 +6,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
 use herald_codegen::output::{check_files, write_files};
 use herald_codegen::schema::{Format, json_schema_text};
 use herald_codegen::{Options, SourceMap, generate, load_sources, scaffold};
+use herald_vocabulary::Direction;
 use serde::Deserialize;
 
 const CONFIG_FILE: &str = "codegen.yaml";
@@ -68,8 +70,8 @@ enum New {
     Event {
         /// snake_case event type, e.g. contact_archived.
         event_type: String,
-        #[arg(long, value_parser = ["inbound", "change", "outbound"])]
-        direction: String,
+        #[arg(long, value_parser = direction_parser())]
+        direction: Direction,
         /// The entity a change event concerns.
         #[arg(long)]
         aggregate: Option<String>,
@@ -179,7 +181,7 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                     events,
                 } => {
                     let dir = events.or(config.events).unwrap_or_else(|| "events".into());
-                    scaffold::new_event(&dir, &event_type, &direction, aggregate.as_deref())
+                    scaffold::new_event(&dir, &event_type, direction, aggregate.as_deref())
                 }
                 New::Entity { name, entities } => {
                     let dir = entities
@@ -197,6 +199,13 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--direction`: the vocabulary's spellings, listed by `--help` and in clap's error for any
+/// other word.
+fn direction_parser() -> impl clap::builder::TypedValueParser<Value = Direction> {
+    PossibleValuesParser::new(Direction::ALL.map(Direction::as_str))
+        .try_map(|word: String| Direction::parse(&word).ok_or("not a direction"))
 }
 
 fn load_config() -> Result<Config, UsageError> {

@@ -1,6 +1,8 @@
 //! The checked declarations. Whatever is here is valid: an invalid combination of YAML keys
 //! cannot be represented (an audit event has no direction or pool to get wrong).
 
+pub use herald_vocabulary::{Backoff, Direction, MaxAttempts};
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// Sorted by type.
@@ -45,58 +47,17 @@ pub struct Event {
     pub origin: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Direction {
-    Inbound,
-    Change,
-    Outbound,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 3] = [Direction::Inbound, Direction::Change, Direction::Outbound];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Change => "change",
-            Direction::Outbound => "outbound",
-        }
-    }
-
-    pub fn default_pool(self) -> String {
-        format!("events_{}", self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routing {
     Domain { direction: Direction, pool: String },
     Audit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    Exponential,
-    Linear,
-    Fixed,
-}
-
-impl Backoff {
-    pub const ALL: [Backoff; 3] = [Backoff::Exponential, Backoff::Linear, Backoff::Fixed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backoff::Exponential => "exponential",
-            Backoff::Linear => "linear",
-            Backoff::Fixed => "fixed",
-        }
-    }
-}
-
 /// A `retry:` block; what it leaves out takes the runtime's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
-    pub attempts: Option<u32>,
+    /// `attempts: N` counts every delivery, the first one included.
+    pub attempts: Option<MaxAttempts>,
     pub backoff: Option<Backoff>,
 }
 

@@ -1,33 +1,8 @@
-//! Turning YAML names into Rust names.
+//! Turning YAML keys and choices into Rust names. The spelling rules themselves (snake_case,
+//! PascalCase) are the vocabulary's, shared with the macros; what is here is what only
+//! generated code needs: keys that are Rust keywords, choices that start with a digit.
 
-/// `contact_created`, `crm_sync_completed`: lowercase words joined by single underscores.
-pub fn is_snake_case(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.ends_with('_')
-        && !name.contains("__")
-}
-
-/// A suggestion for a name that is not snake_case.
-pub fn to_snake_case(name: &str) -> String {
-    words(name).join("_")
-}
-
-/// `contact_created` → `ContactCreated`, `in-progress` → `InProgress`.
-pub fn to_upper_camel(name: &str) -> String {
-    words(name)
-        .iter()
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_ascii_uppercase().to_string() + chars.as_str()
-            })
-        })
-        .collect()
-}
+use herald_vocabulary::naming::{to_pascal_case, to_snake_case};
 
 /// The Rust field name for a YAML key, or `None` when no sensible one exists.
 /// Keywords get a trailing underscore (`type` → `type_`), as typify does; the wire key stays.
@@ -43,9 +18,10 @@ pub fn field_ident(key: &str) -> Option<String> {
     })
 }
 
-/// A variant name for an enum choice, or `None` when no sensible one exists.
+/// A variant name for an enum choice (`in-progress` → `InProgress`), or `None` when no
+/// sensible one exists. A choice is any string, so it goes through snake_case words first.
 pub fn variant_ident(choice: &str) -> Option<String> {
-    let ident = to_upper_camel(choice);
+    let ident = to_pascal_case(&to_snake_case(choice));
     if ident.starts_with(|c: char| c.is_ascii_uppercase()) {
         Some(if ident == "Self" {
             "Self_".into()
@@ -57,31 +33,6 @@ pub fn variant_ident(choice: &str) -> Option<String> {
     } else {
         None
     }
-}
-
-/// Lowercase ASCII words: split at anything not alphanumeric and at lower→upper boundaries.
-fn words(name: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if !c.is_ascii_alphanumeric() {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-            previous_lower = false;
-            continue;
-        }
-        if c.is_ascii_uppercase() && previous_lower && !current.is_empty() {
-            words.push(std::mem::take(&mut current));
-        }
-        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        current.push(c.to_ascii_lowercase());
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
 }
 
 fn is_keyword(ident: &str) -> bool {
@@ -100,35 +51,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snake_case_is_strict() {
-        assert!(is_snake_case("contact_created"));
-        assert!(is_snake_case("v2_sync"));
-        for bad in [
-            "ContactCreated",
-            "contact-created",
-            "_x",
-            "x_",
-            "a__b",
-            "2fa",
-            "",
-        ] {
-            assert!(!is_snake_case(bad), "{bad}");
-        }
-        assert_eq!(to_snake_case("ContactCreated"), "contact_created");
-        assert_eq!(to_snake_case("contact-created"), "contact_created");
-    }
-
-    #[test]
     fn rust_names() {
-        assert_eq!(
-            to_upper_camel("stripe_payment_received"),
-            "StripePaymentReceived"
-        );
         assert_eq!(field_ident("type").as_deref(), Some("type_"));
         assert_eq!(field_ident("customerId").as_deref(), Some("customer_id"));
         assert_eq!(field_ident("first-name").as_deref(), Some("first_name"));
         assert_eq!(field_ident("2fa"), None);
         assert_eq!(variant_ident("in-progress").as_deref(), Some("InProgress"));
+        assert_eq!(variant_ident("InProgress").as_deref(), Some("InProgress"));
+        assert_eq!(variant_ident("self").as_deref(), Some("Self_"));
         assert_eq!(variant_ident("2fa").as_deref(), Some("V2fa"));
         assert_eq!(variant_ident("--"), None);
     }

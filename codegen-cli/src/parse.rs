@@ -3,6 +3,8 @@
 //! Every reader records what is wrong and carries on with what it could read, so one run
 //! reports every problem of every file.
 
+use herald_vocabulary::naming::{closest, list_or};
+
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::source::FileId;
 use crate::yaml::{Node, Value};
@@ -611,48 +613,10 @@ fn relationship(ctx: &mut Ctx<'_>, name: Sp<String>, body: &Node) -> RawRelation
     relationship
 }
 
-/// The known key nearest to a misspelt one, if it is near enough to be what was meant.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(1))
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// `a`, `b` or `c`.
+/// `` `a`, `b` or `c` ``: how every message of the generator lists names (in backticks, as
+/// they are written in YAML).
 pub fn list(items: &[&str]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => format!("`{one}`"),
-        [init @ .., last] => format!(
-            "{} or `{last}`",
-            init.iter()
-                .map(|i| format!("`{i}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    list_or(items, "`")
 }
 
 #[cfg(test)]
@@ -667,8 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_read_naturally() {
-        assert_eq!(list(&["a"]), "`a`");
+    fn lists_use_backticks() {
         assert_eq!(list(&["a", "b", "c"]), "`a`, `b` or `c`");
     }
 }

@@ -4,7 +4,8 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::names::{is_snake_case, to_snake_case};
+use herald_vocabulary::Direction;
+use herald_vocabulary::naming::{is_snake_case, to_snake_case};
 
 const EVENT_TEMPLATE: &str = include_str!("../../templates/event.yaml");
 const ENTITY_TEMPLATE: &str = include_str!("../../templates/entity.yaml");
@@ -27,13 +28,13 @@ pub enum ScaffoldError {
 pub fn new_event(
     dir: &Path,
     event_type: &str,
-    direction: &str,
+    direction: Direction,
     aggregate: Option<&str>,
 ) -> Result<PathBuf, ScaffoldError> {
     check_name(event_type)?;
     let aggregate_line = match (direction, aggregate) {
-        ("change", None) => return Err(ScaffoldError::MissingAggregate),
-        ("change", Some(aggregate)) => {
+        (Direction::Change, None) => return Err(ScaffoldError::MissingAggregate),
+        (Direction::Change, Some(aggregate)) => {
             check_name(aggregate)?;
             format!("aggregate: {aggregate}\n")
         }
@@ -43,7 +44,7 @@ pub fn new_event(
     let id_field = aggregate.map_or_else(|| "id".to_owned(), |a| format!("{a}_id"));
     let contents = EVENT_TEMPLATE
         .replace("{{type}}", event_type)
-        .replace("{{direction}}", direction)
+        .replace("{{direction}}", direction.as_str())
         .replace("{{aggregate_line}}", &aggregate_line)
         .replace("{{id_field}}", &id_field);
     create(&dir.join(format!("{event_type}.yaml")), &contents)

@@ -4,10 +4,13 @@
 //! These types document the format; the reader in `parse` enforces it (and reports every
 //! problem with a position, which a JSON Schema validator cannot). A test keeps the two in step.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use schemars::{JsonSchema, Schema, schema_for};
-use serde::Deserialize;
+use herald_vocabulary::naming::{list_or, to_pascal_case};
+use herald_vocabulary::{Backoff, Direction, Keyword, Tier};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema, schema_for};
+use serde::{Deserialize, Deserializer};
 
 /// One domain event: `events/<type>.yaml`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -18,9 +21,9 @@ pub struct EventFile {
     #[serde(rename = "type")]
     pub type_: String,
     /// Required for domain events, forbidden for audit events.
-    pub direction: Option<Direction>,
+    pub direction: Option<Word<Direction>>,
     /// `domain` (default) events may trigger work; `audit` events never do.
-    pub tier: Option<Tier>,
+    pub tier: Option<Word<Tier>>,
     /// The entity the event concerns. Required for `change` events, where it must name an entity.
     pub aggregate: Option<String>,
     /// The external system an inbound event comes from (inbound only).
@@ -38,19 +41,33 @@ pub struct EventFile {
     pub payload: BTreeMap<String, PayloadField>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Inbound,
-    Change,
-    Outbound,
+/// A word of the vocabulary (a direction, a tier, a backoff): the schema offers exactly the
+/// spellings `herald_vocabulary` accepts, so an editor can never suggest one the generator
+/// refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word<T>(pub T);
+
+impl<T: Keyword> JsonSchema for Word<T> {
+    fn schema_name() -> Cow<'static, str> {
+        to_pascal_case(T::KIND).into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "enum": T::spellings() })
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    Domain,
-    Audit,
+impl<'de, T: Keyword> Deserialize<'de> for Word<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        T::parse(&word).map(Word).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "unknown {} `{word}`, expected one of {}",
+                T::KIND,
+                list_or(&T::spellings(), "`")
+            ))
+        })
+    }
 }
 
 /// Delivery attempts before the event is dead-lettered.
@@ -60,15 +77,7 @@ pub struct Retry {
     /// Every attempt counts, the first one included (at least 1).
     #[schemars(range(min = 1))]
     pub attempts: Option<u32>,
-    pub backoff: Option<Backoff>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Backoff {
-    Exponential,
-    Linear,
-    Fixed,
+    pub backoff: Option<Word<Backoff>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -315,6 +324,20 @@ mod tests {
         assert_eq!(
             keys(&entity, "/$defs/InlineEvent/properties"),
             sorted(parse::INLINE_EVENT_KEYS)
+        );
+    }
+
+    /// The vocabulary's words read as the vocabulary spells them, and nothing else does.
+    #[test]
+    fn words_are_the_vocabulary() {
+        let word = |yaml: &str| serde_saphyr::from_str::<Word<Direction>>(yaml);
+        assert_eq!(word("change").ok(), Some(Word(Direction::Change)));
+        let error = word("sideways").err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains(
+                "unknown direction `sideways`, expected one of `inbound`, `change` or `outbound`"
+            )),
+            "{error:?}"
         );
     }
 

@@ -1,5 +1,6 @@
 //! `#[derive(Aggregate)]`: binds a struct to the generated enum of its entity's change events.
 
+use herald_vocabulary::naming::to_pascal_case;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{Data, DeriveInput, Expr, Fields, Ident, Path};
@@ -10,7 +11,7 @@ const KEYS: &[&str] = &["entity", "id", "events"];
 
 /// `contact_person` → `ContactPersonEvent`, as the generator names the enum.
 fn events_enum(entity: &str, span: Span) -> Ident {
-    format_ident!("{}Event", attr::to_pascal_case(entity), span = span)
+    format_ident!("{}Event", to_pascal_case(entity), span = span)
 }
 
 struct Attrs {

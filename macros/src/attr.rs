@@ -7,6 +7,8 @@
 
 use std::fmt::Display;
 
+use herald_vocabulary::Keyword;
+use herald_vocabulary::naming::{closest, is_snake_case, list_or, suggest_snake_case};
 use proc_macro2::{Group, TokenStream};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt as _;
@@ -264,6 +266,13 @@ pub fn flag(entry: &Entry, errors: &mut Errors) -> Option<()> {
     None
 }
 
+/// A string value that must be one of the vocabulary's words of kind `K` (a direction, a
+/// tier, a backoff), named in errors by the kind.
+pub fn keyword<K: Keyword>(entry: &Entry, errors: &mut Errors) -> Option<K> {
+    let choices: Vec<(&str, K)> = K::ALL.iter().map(|word| (word.as_str(), *word)).collect();
+    choice(entry, errors, K::KIND, &choices)
+}
+
 /// A string value that must be one of `choices`; `what` names it in errors (`tier`).
 pub fn choice<T: Copy>(
     entry: &Entry,
@@ -286,7 +295,7 @@ pub fn choice<T: Copy>(
         &lit,
         format_args!(
             "unknown {what} \"{value}\": {hint}expected one of {}",
-            quoted(&names, "\"")
+            list_or(&names, "\"")
         ),
     );
     None
@@ -303,51 +312,9 @@ pub fn unknown_key(entry: &Entry, attribute: &str, accepted: &[&str]) -> syn::Er
         &entry.key,
         format_args!(
             "unknown key `{name}` in `{attribute}`: {hint}the accepted keys are {}",
-            quoted(accepted, "`")
+            list_or(accepted, "`")
         ),
     )
-}
-
-/// `"a", "b" or "c"` (with `quote` around each).
-pub fn quoted(items: &[&str], quote: &str) -> String {
-    let items: Vec<String> = items
-        .iter()
-        .map(|item| format!("{quote}{item}{quote}"))
-        .collect();
-    match items.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        _ => items.concat(),
-    }
-}
-
-/// The candidate nearest to `word`, if it is near enough to be a likely typo.
-fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let word = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|candidate| (edit_distance(&word, candidate), *candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// The item's doc comment: each line trimmed, joined with `\n`; `None` when there is none.
@@ -367,56 +334,6 @@ pub fn doc_comment(attrs: &[Attribute]) -> Option<String> {
     (!doc.is_empty()).then(|| doc.to_owned())
 }
 
-/// `contact_created`: a lowercase letter, then lowercase letters and digits in words joined by
-/// single underscores.
-pub fn is_snake_case(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.ends_with('_')
-        && !name.contains("__")
-}
-
-/// `ContactCreated`, `contact-created` → `contact_created`.
-/// `sync_contact_to_crm` → `SyncContactToCrm`: how a snake_case name becomes a type name.
-pub fn to_pascal_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
-        })
-        .collect()
-}
-
-pub fn to_snake_case(name: &str) -> String {
-    let mut words: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if !c.is_ascii_alphanumeric() {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-            previous_lower = false;
-            continue;
-        }
-        if c.is_ascii_uppercase() && previous_lower && !current.is_empty() {
-            words.push(std::mem::take(&mut current));
-        }
-        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        current.push(c.to_ascii_lowercase());
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words.join("_")
-}
-
 /// A string value that must be snake_case; `what` names it in errors (`event type`).
 pub fn snake_case(entry: &Entry, errors: &mut Errors, what: &str, example: &str) -> Option<String> {
     let lit = string(entry, errors, example)?;
@@ -430,11 +347,9 @@ pub fn snake_case(entry: &Entry, errors: &mut Errors, what: &str, example: &str)
 
 /// Why `value` is not a good name, with the snake_case spelling to use instead when there is one.
 pub fn not_snake_case(what: &str, value: &str, entry: &Entry) -> String {
-    let suggestion = to_snake_case(value);
-    let fix = if is_snake_case(&suggestion) {
-        format!("write `{} = \"{suggestion}\"`", entry.name())
-    } else {
-        "start with a lowercase letter".to_owned()
+    let fix = match suggest_snake_case(value) {
+        Some(suggestion) => format!("write `{} = \"{suggestion}\"`", entry.name()),
+        None => "start with a lowercase letter".to_owned(),
     };
     format!(
         "{what} \"{value}\" is not snake_case (lowercase letters and digits in words joined by \

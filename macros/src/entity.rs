@@ -1,5 +1,6 @@
 //! `#[derive(Entity)]`.
 
+use herald_vocabulary::naming::list_or;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput, Fields, GenericArgument, PathArguments, Type};
@@ -195,7 +196,7 @@ fn infer(ty: &Type, errors: &mut Errors) -> Option<&'static str> {
                 format_args!(
                     "cannot infer the entity field type of {of}: add `#[entity(type = \"...\")]` \
                      to the field with one of {} (an enum needs `type = \"enum\"`)",
-                    attr::quoted(&types, "\"")
+                    list_or(&types, "\"")
                 ),
             );
             return None;

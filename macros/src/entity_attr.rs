@@ -1,5 +1,6 @@
 //! `#[entity(...)]` on the struct and on its fields, and the serde names of fields.
 
+use herald_vocabulary::naming::to_snake_case;
 use syn::ext::IdentExt as _;
 use syn::{Attribute, DeriveInput, Expr, ExprLit, Field, Ident, Lit};
 
@@ -34,7 +35,7 @@ impl EntityAttrs {
     pub fn from_syn(input: &DeriveInput, errors: &mut Errors) -> Self {
         let entries = Entries::parse(&input.attrs, "entity", errors);
         let mut attrs = EntityAttrs::default();
-        let suggestion = attr::to_snake_case(&input.ident.to_string());
+        let suggestion = to_snake_case(&input.ident.to_string());
         let Some(path) = &entries.first else {
             errors.at(
                 &input.ident,

@@ -1,11 +1,13 @@
 //! `#[derive(Event)]`.
 
+use herald_vocabulary::{Backoff, Direction, MaxAttempts, RetryPolicy, Tier};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput};
 
 use crate::attr::{self, Errors};
-use crate::event_attr::{Backoff, DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Direction, EventAttrs, Tier};
+use crate::event_attr::EventAttrs;
+use crate::words::HeraldPath as _;
 
 pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
@@ -49,7 +51,7 @@ pub struct Meta {
     aggregate: Option<String>,
     source: Option<String>,
     destination: Option<String>,
-    attempts: u32,
+    attempts: MaxAttempts,
     backoff: Backoff,
     description: Option<String>,
 }
@@ -65,7 +67,7 @@ impl Meta {
                     .pool
                     .value
                     .clone()
-                    .unwrap_or_else(|| direction.default_pool());
+                    .unwrap_or_else(|| direction.default_pool().to_owned());
                 Some((direction, pool))
             }
         };
@@ -76,8 +78,11 @@ impl Meta {
             aggregate: attrs.aggregate.value.clone(),
             source: attrs.source.value.clone(),
             destination: attrs.destination.value.clone(),
-            attempts: attrs.attempts.value.unwrap_or(DEFAULT_ATTEMPTS),
-            backoff: attrs.backoff.value.unwrap_or(DEFAULT_BACKOFF),
+            attempts: attrs
+                .attempts
+                .value
+                .unwrap_or(RetryPolicy::DEFAULT.max_attempts()),
+            backoff: attrs.backoff.value.unwrap_or(RetryPolicy::DEFAULT.backoff),
             description: attrs
                 .description
                 .value
@@ -117,7 +122,7 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
     let version = meta.version;
     let routing = match &meta.routing {
         Some((direction, pool)) => {
-            let direction = direction.tokens();
+            let direction = direction.herald_path();
             quote!(::herald::Routing::Domain { direction: #direction, pool: #pool })
         }
         None => quote!(::herald::Routing::Audit),
@@ -125,8 +130,8 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
     let aggregate = option(meta.aggregate.as_deref());
     let source = option(meta.source.as_deref());
     let destination = option(meta.destination.as_deref());
-    let attempts = meta.attempts;
-    let backoff = meta.backoff.tokens();
+    let attempts = meta.attempts.get();
+    let backoff = meta.backoff.herald_path();
     let description = option(meta.description.as_deref());
 
     let domain = meta.routing.is_some().then(|| {

@@ -1,10 +1,12 @@
 //! `#[event(...)]`: reading it, and the rules between its keys.
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use herald_vocabulary::naming::to_snake_case;
+use herald_vocabulary::pool::{EventPoolError, check_event_pool};
+use herald_vocabulary::{Backoff, Direction, MaxAttempts, Tier};
 use syn::{DeriveInput, Path};
 
 use crate::attr::{self, Entries, Entry, Errors, Slot, Value};
+use crate::words::with_article;
 
 const KEYS: &[&str] = &[
     "type",
@@ -20,71 +22,6 @@ const KEYS: &[&str] = &[
 ];
 
 const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    Domain,
-    Audit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Inbound,
-    Change,
-    Outbound,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Change => "change",
-            Direction::Outbound => "outbound",
-        }
-    }
-
-    /// `an inbound`, `a change`.
-    pub fn with_article(self) -> String {
-        match self {
-            Direction::Inbound | Direction::Outbound => format!("an {}", self.as_str()),
-            Direction::Change => format!("a {}", self.as_str()),
-        }
-    }
-
-    /// As `herald::Direction::default_pool`.
-    pub fn default_pool(self) -> String {
-        format!("events_{}", self.as_str())
-    }
-
-    pub fn tokens(self) -> TokenStream {
-        match self {
-            Direction::Inbound => quote!(::herald::Direction::Inbound),
-            Direction::Change => quote!(::herald::Direction::Change),
-            Direction::Outbound => quote!(::herald::Direction::Outbound),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    Exponential,
-    Linear,
-    Fixed,
-}
-
-impl Backoff {
-    pub fn tokens(self) -> TokenStream {
-        match self {
-            Backoff::Exponential => quote!(::herald::Backoff::Exponential),
-            Backoff::Linear => quote!(::herald::Backoff::Linear),
-            Backoff::Fixed => quote!(::herald::Backoff::Fixed),
-        }
-    }
-}
-
-/// As `herald::RetryPolicy::DEFAULT`.
-pub const DEFAULT_ATTEMPTS: u32 = 10;
-pub const DEFAULT_BACKOFF: Backoff = Backoff::Exponential;
 
 /// What the `#[event(...)]` attributes say, as far as they could be read.
 #[derive(Default)]
@@ -102,7 +39,8 @@ pub struct EventAttrs {
     pub destination: Slot<String>,
     pub pool: Slot<String>,
     pub retry: Slot<()>,
-    pub attempts: Slot<u32>,
+    /// Counted as in YAML: every attempt, the first one included.
+    pub attempts: Slot<MaxAttempts>,
     pub backoff: Slot<Backoff>,
     pub description: Slot<String>,
 }
@@ -117,7 +55,7 @@ impl EventAttrs {
             ..EventAttrs::default()
         };
         if entries.is_absent() {
-            let suggestion = attr::to_snake_case(&input.ident.to_string());
+            let suggestion = to_snake_case(&input.ident.to_string());
             errors.at(
                 &input.ident,
                 format_args!(
@@ -147,26 +85,8 @@ impl EventAttrs {
                 }
                 Some(version)
             }),
-            "tier" => self.tier.fill(entry, errors, |entry, errors| {
-                attr::choice(
-                    entry,
-                    errors,
-                    "tier",
-                    &[("domain", Tier::Domain), ("audit", Tier::Audit)],
-                )
-            }),
-            "direction" => self.direction.fill(entry, errors, |entry, errors| {
-                attr::choice(
-                    entry,
-                    errors,
-                    "direction",
-                    &[
-                        ("inbound", Direction::Inbound),
-                        ("change", Direction::Change),
-                        ("outbound", Direction::Outbound),
-                    ],
-                )
-            }),
+            "tier" => self.tier.fill(entry, errors, attr::keyword),
+            "direction" => self.direction.fill(entry, errors, attr::keyword),
             "aggregate" => self.aggregate.fill(entry, errors, |entry, errors| {
                 Some(attr::string(entry, errors, "aggregate = \"contact\"")?.value())
             }),
@@ -220,7 +140,7 @@ impl EventAttrs {
         let report_missing = !self.incomplete;
 
         if report_missing && !self.event_type.is_present() {
-            let suggestion = attr::to_snake_case(&input.ident.to_string());
+            let suggestion = to_snake_case(&input.ident.to_string());
             errors.at(
                 &at,
                 format_args!("missing `type`: add `type = \"{suggestion}\"` (any snake_case name)"),
@@ -269,7 +189,7 @@ impl EventAttrs {
         let (Some(Tier::Domain), Some(direction)) = (self.tier(), self.direction.value) else {
             return;
         };
-        let a_name = direction.with_article();
+        let a_name = with_article(direction);
         if direction == Direction::Change && report_missing && !self.aggregate.is_present() {
             errors.at(
                 self.direction.entry(),
@@ -297,14 +217,16 @@ impl EventAttrs {
         }
         if let Some(pool) = &self.pool.value {
             let default = direction.default_pool();
-            if *pool != default && !pool.starts_with(&format!("{default}_")) {
-                let category = if pool.starts_with("events_") {
-                    format!("\"{pool}\" is not {a_name} pool")
-                } else {
-                    format!(
+            if let Err(error) = check_event_pool(direction, pool) {
+                let category = match error {
+                    EventPoolError::JobPool => format!(
                         "\"{pool}\" is not an event pool: `events_*` pools carry events, and \
                          job pools are for jobs"
-                    )
+                    ),
+                    // `pool` is snake_case already (checked when it was read).
+                    EventPoolError::OtherDirection | EventPoolError::NotSnakeCase => {
+                        format!("\"{pool}\" is not {a_name} pool")
+                    }
                 };
                 errors.at(
                     self.pool.value_tokens(),
@@ -320,35 +242,24 @@ impl EventAttrs {
 
 fn read_retry(
     entry: &Entry,
-    attempts: &mut Slot<u32>,
+    attempts: &mut Slot<MaxAttempts>,
     backoff: &mut Slot<Backoff>,
     errors: &mut Errors,
 ) {
     match entry.name().as_str() {
         "attempts" => attempts.fill(entry, errors, |entry, errors| {
             let (attempts, lit) = attr::integer(entry, errors, "attempts = 5")?;
-            if attempts == 0 {
+            let attempts = MaxAttempts::total(attempts);
+            if attempts.is_none() {
                 errors.at(
                     lit,
                     "`attempts` counts the first delivery too, so it is at least 1: write \
                      `attempts = 1` for no retries",
                 );
-                return None;
             }
-            Some(attempts)
+            attempts
         }),
-        "backoff" => backoff.fill(entry, errors, |entry, errors| {
-            attr::choice(
-                entry,
-                errors,
-                "backoff",
-                &[
-                    ("exponential", Backoff::Exponential),
-                    ("linear", Backoff::Linear),
-                    ("fixed", Backoff::Fixed),
-                ],
-            )
-        }),
+        "backoff" => backoff.fill(entry, errors, attr::keyword),
         _ => errors.push(attr::unknown_key(entry, "retry(...)", RETRY_KEYS)),
     }
 }

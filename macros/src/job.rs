@@ -2,6 +2,9 @@
 //! type implementing `herald::Job`. The function is kept as written, so it can still be called
 //! (and unit-tested) directly.
 
+use herald_vocabulary::naming::to_pascal_case;
+use herald_vocabulary::pool::{JobPoolError, RESERVED_PREFIX, check_job_pool};
+use herald_vocabulary::{Backoff, DEFAULT_JOB_POOL, MaxAttempts, RetryPolicy};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt as _;
@@ -12,11 +15,13 @@ use syn::{
 };
 
 use crate::attr::{self, Entry, Errors, Slot, Value};
+use crate::words::HeraldPath as _;
 
 const KEYS: &[&str] = &[
     "name",
     "pool",
     "retries",
+    "max_attempts",
     "backoff",
     "timeout",
     "triggers",
@@ -24,22 +29,17 @@ const KEYS: &[&str] = &[
     "concurrency",
 ];
 
-const DEFAULT_RETRIES: u32 = 10;
 const DEFAULT_TIMEOUT_MS: u64 = 60_000;
-
-#[derive(Clone, Copy)]
-enum Backoff {
-    Exponential,
-    Linear,
-    Fixed,
-}
 
 /// The attribute's values, each where it was written.
 #[derive(Default)]
 struct JobAttrs {
     name: Slot<String>,
     pool: Slot<String>,
-    retries: Slot<u32>,
+    /// `retries = N`: re-runs after the first attempt.
+    retries: Slot<MaxAttempts>,
+    /// `max_attempts = N`: every attempt, the first one included.
+    max_attempts: Slot<MaxAttempts>,
     backoff: Slot<Backoff>,
     timeout: Slot<u64>,
     triggers: Slot<Vec<Path>>,
@@ -61,19 +61,8 @@ impl JobAttrs {
                     attr::snake_case(entry, errors, "job name", "name = \"sync_contact\"")
                 }),
                 "pool" => attrs.pool.fill(entry, errors, pool),
-                "retries" => attrs.retries.fill(entry, errors, retries),
-                "backoff" => attrs.backoff.fill(entry, errors, |entry, errors| {
-                    attr::choice(
-                        entry,
-                        errors,
-                        "backoff",
-                        &[
-                            ("exponential", Backoff::Exponential),
-                            ("linear", Backoff::Linear),
-                            ("fixed", Backoff::Fixed),
-                        ],
-                    )
-                }),
+                "retries" | "max_attempts" => attrs.read_attempts(entry, errors),
+                "backoff" => attrs.backoff.fill(entry, errors, attr::keyword),
                 "timeout" => attrs.timeout.fill(entry, errors, timeout),
                 "triggers" => attrs.triggers.fill(entry, errors, triggers),
                 "dedupe" => attrs.dedupe.fill(entry, errors, dedupe),
@@ -96,53 +85,107 @@ impl JobAttrs {
         }
         attrs
     }
+
+    /// `retries` and `max_attempts` are one number in two units, so either may be given but
+    /// not both; the second one written is the error.
+    fn read_attempts(&mut self, entry: &Entry, errors: &mut Errors) {
+        let is_retries = entry.name() == "retries";
+        let (slot, other_present) = if is_retries {
+            (&mut self.retries, self.max_attempts.is_present())
+        } else {
+            (&mut self.max_attempts, self.retries.is_present())
+        };
+        // A repeated key has its own error already.
+        let repeated = slot.is_present();
+        slot.fill(
+            entry,
+            errors,
+            if is_retries { retries } else { max_attempts },
+        );
+        if other_present && !repeated {
+            errors.at(entry, both_counts(self.retries.value));
+        }
+    }
+}
+
+/// The error for `retries` and `max_attempts` together, with the one translated into the
+/// other (the `retries` written, when it is valid, else an example).
+fn both_counts(retries: Option<MaxAttempts>) -> String {
+    let (retries, total) = retries.map_or((5, 6), |attempts| (attempts.retries(), attempts.get()));
+    format!(
+        "give either `retries` or `max_attempts`, not both: `retries = {retries}` (re-runs \
+         after the first attempt) is `max_attempts = {total}` (every attempt, the first one \
+         included); remove one of them"
+    )
 }
 
 fn pool(entry: &Entry, errors: &mut Errors) -> Option<String> {
-    let lit = attr::string(entry, errors, "pool = \"batch\"")?;
+    let lit = attr::string(entry, errors, &format!("pool = \"{DEFAULT_JOB_POOL}\""))?;
     let value = lit.value();
-    if value.is_empty() {
-        errors.at(
-            &lit,
-            "the pool name is empty: use `batch` (the default), `interactive`, or a name of \
-             your own",
-        );
-        return None;
+    match check_job_pool(&value) {
+        Ok(()) => Some(value),
+        Err(JobPoolError::Empty) => {
+            errors.at(
+                &lit,
+                format_args!(
+                    "the pool name is empty: use `{DEFAULT_JOB_POOL}` (the default), \
+                     `interactive`, or a name of your own"
+                ),
+            );
+            None
+        }
+        Err(JobPoolError::Reserved) => {
+            errors.at(
+                &lit,
+                format_args!(
+                    "pool `{value}` is reserved for event delivery lanes; run jobs in \
+                     `{DEFAULT_JOB_POOL}` (the default), `interactive`, or a pool of your own \
+                     whose name does not start with `{RESERVED_PREFIX}`"
+                ),
+            );
+            None
+        }
     }
-    if value.starts_with("events_") {
-        errors.at(
-            &lit,
-            format_args!(
-                "pool `{value}` is reserved for event delivery lanes; run jobs in `batch` (the \
-                 default), `interactive`, or a pool of your own whose name does not start \
-                 with `events_`"
-            ),
-        );
-        return None;
-    }
-    Some(value)
 }
 
-fn retries(entry: &Entry, errors: &mut Errors) -> Option<u32> {
+/// `retries = N`: N re-runs after a failed first attempt, so N + 1 attempts in all.
+fn retries(entry: &Entry, errors: &mut Errors) -> Option<MaxAttempts> {
     // `retries = 0` is valid (one attempt), which `attr::integer`'s message does not cover.
     if let Value::Expr(Expr::Lit(syn::ExprLit {
         lit: syn::Lit::Int(lit),
         ..
     })) = &entry.value
     {
-        return match lit.base10_parse::<u32>() {
-            Ok(value) if value < u32::MAX => Some(value),
-            _ => {
-                errors.at(
-                    lit,
-                    "`retries` must be a whole number of re-runs after the first attempt, \
-                     e.g. `retries = 5` (0 for a single attempt)",
-                );
-                None
-            }
-        };
+        let attempts = lit
+            .base10_parse::<u32>()
+            .ok()
+            .and_then(MaxAttempts::after_first);
+        if attempts.is_none() {
+            errors.at(
+                lit,
+                "`retries` must be a whole number of re-runs after the first attempt, e.g. \
+                 `retries = 5` (0 for a single attempt)",
+            );
+        }
+        return attempts;
     }
-    attr::integer(entry, errors, "retries = 5").map(|(value, _)| value)
+    attr::integer(entry, errors, "retries = 5")
+        .and_then(|(value, _)| MaxAttempts::after_first(value))
+}
+
+/// `max_attempts = N`: N attempts in all, the first one included, as an event's
+/// `retry(attempts = N)` counts them.
+fn max_attempts(entry: &Entry, errors: &mut Errors) -> Option<MaxAttempts> {
+    let (value, lit) = attr::integer(entry, errors, "max_attempts = 6")?;
+    let attempts = MaxAttempts::total(value);
+    if attempts.is_none() {
+        errors.at(
+            lit,
+            "`max_attempts` counts every attempt, the first one included, so it is at least 1: \
+             write `max_attempts = 1` for no retries",
+        );
+    }
+    attempts
 }
 
 /// `"500ms"`, `"30s"`, `"5m"`, `"1h"`, in milliseconds.
@@ -367,7 +410,7 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
     let vis = &function.vis;
     let type_name = format_ident!(
         "{}",
-        attr::to_pascal_case(&fn_name.unraw().to_string()),
+        to_pascal_case(&fn_name.unraw().to_string()),
         span = fn_name.span()
     );
     let name = attrs
@@ -379,13 +422,19 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
         .pool
         .value
         .clone()
-        .unwrap_or_else(|| "batch".to_owned());
-    let attempts = attrs.retries.value.unwrap_or(DEFAULT_RETRIES) + 1;
-    let backoff = match attrs.backoff.value.unwrap_or(Backoff::Exponential) {
-        Backoff::Exponential => quote!(Exponential),
-        Backoff::Linear => quote!(Linear),
-        Backoff::Fixed => quote!(Fixed),
-    };
+        .unwrap_or_else(|| DEFAULT_JOB_POOL.to_owned());
+    // Whichever unit was written; the runtime stores the total.
+    let attempts = attrs
+        .max_attempts
+        .value
+        .or(attrs.retries.value)
+        .unwrap_or(RetryPolicy::JOB_DEFAULT.max_attempts())
+        .get();
+    let backoff = attrs
+        .backoff
+        .value
+        .unwrap_or(RetryPolicy::JOB_DEFAULT.backoff)
+        .herald_path();
     let timeout = attrs.timeout.value.unwrap_or(DEFAULT_TIMEOUT_MS);
     let concurrency = match attrs.concurrency.value {
         Some(cap) => quote!(::core::option::Option::Some(#cap)),
@@ -408,7 +457,7 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
                 const POOL: &'static str = #pool;
                 const RETRY: ::herald::RetryPolicy = ::herald::RetryPolicy {
                     attempts: #attempts,
-                    backoff: ::herald::Backoff::#backoff,
+                    backoff: #backoff,
                 };
                 const TIMEOUT: ::core::time::Duration = ::core::time::Duration::from_millis(#timeout);
                 const CONCURRENCY: ::core::option::Option<u32> = #concurrency;
@@ -467,7 +516,7 @@ fn render(function: &ItemFn, attrs: &JobAttrs, signature: Option<&Signature>) ->
             const POOL: &'static str = #pool;
             const RETRY: ::herald::RetryPolicy = ::herald::RetryPolicy {
                 attempts: #attempts,
-                backoff: ::herald::Backoff::#backoff,
+                backoff: #backoff,
             };
             const TIMEOUT: ::core::time::Duration = ::core::time::Duration::from_millis(#timeout);
             const CONCURRENCY: ::core::option::Option<u32> = #concurrency;

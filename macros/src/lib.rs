@@ -25,6 +25,7 @@ mod event;
 mod event_attr;
 mod fallback;
 mod job;
+mod words;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -54,9 +55,15 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
 
 /// Turns `async fn name(ctx: JobContext, input: Input) -> Result<Output, Error>` into a job:
 /// keeps the function and adds the type `Name` (PascalCase) implementing `herald::Job`, from
-/// `#[job_handler(name = "...", pool = "batch", retries = N, backoff = "exponential" | "linear"
-/// | "fixed", timeout = "30s", triggers = [EventType, ...], dedupe = "input_field",
-/// concurrency = N)]`, every key optional.
+/// `#[job_handler(name = "...", pool = "batch", retries = N | max_attempts = N, backoff =
+/// "exponential" | "linear" | "fixed", timeout = "30s", triggers = [EventType, ...], dedupe =
+/// "input_field", concurrency = N)]`, every key optional.
+///
+/// How often a failing run is attempted is one number, given in either of two units (not
+/// both): `retries = N` counts the re-runs after the first attempt, so a run is attempted up
+/// to N + 1 times (`retries = 0`: once); `max_attempts = N` counts every attempt, the first
+/// one included, as an event's `retry(attempts = N)` does (`max_attempts = 1`: once). Without
+/// either, `retries = 10` (11 attempts).
 #[proc_macro_attribute]
 pub fn job_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     job::expand(args.into(), item.into()).into()

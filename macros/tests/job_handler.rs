@@ -45,6 +45,17 @@ async fn sync_contact_to_crm(_ctx: JobContext, input: SyncInput) -> Result<u64, 
     Ok(input.contact_id)
 }
 
+/// `max_attempts` counts like an event's `retry(attempts = N)`: the first attempt included.
+#[job_handler(max_attempts = 3, backoff = "fixed")]
+async fn counted_in_attempts(_ctx: JobContext, _input: SyncInput) -> Result<(), JobError> {
+    Ok(())
+}
+
+#[job_handler(retries = 0)]
+async fn once(_ctx: JobContext, _input: SyncInput) -> Result<(), JobError> {
+    Ok(())
+}
+
 #[job_handler]
 async fn plain(_ctx: JobContext, _input: SyncInput) -> Result<(), std::io::Error> {
     Ok(())
@@ -75,6 +86,17 @@ fn every_key_reaches_the_job() {
     assert_eq!(
         J::dedupe_key(&SyncInput { contact_id: 42 }),
         Some("42".to_owned())
+    );
+}
+
+#[test]
+fn max_attempts_counts_every_attempt() {
+    assert_eq!(CountedInAttempts::RETRY.attempts, 3);
+    assert_eq!(CountedInAttempts::RETRY.backoff, Backoff::Fixed);
+    assert_eq!(
+        Once::RETRY.attempts,
+        1,
+        "retries = 0 is a single attempt, as max_attempts = 1"
     );
 }
 
