@@ -27,15 +27,7 @@ impl RetryTiming {
     /// then jittered down by up to half so that deliveries that failed together do not retry
     /// together ("equal jitter").
     pub fn delay(&self, backoff: Backoff, attempt: u32) -> Duration {
-        let steps = attempt.max(1);
-        let full = match backoff {
-            Backoff::Fixed => self.base,
-            Backoff::Linear => self.base.saturating_mul(steps),
-            Backoff::Exponential => self
-                .base
-                .saturating_mul(2u32.saturating_pow((steps - 1).min(31))),
-        }
-        .min(self.cap);
+        let full = backoff.delay(self.base, self.cap, attempt);
         let half = full / 2;
         half + half.mul_f64(unit_random())
     }

@@ -44,7 +44,7 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
         Err(panic) => format!("subscriber panicked: {}", panic_message(&panic)),
     };
     let _entered = span.enter();
-    if attempt >= policy.attempts.max(1) {
+    if attempt >= policy.max_attempts().get() {
         tracing::error!(%error, "delivery failed for good: dead-lettered");
         Some(DeliveryState::Failed {
             attempts: attempt,

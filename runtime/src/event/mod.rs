@@ -9,55 +9,7 @@ pub(crate) mod registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Whether an event is a domain fact that may trigger work, or an observation kept for audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tier {
-    /// A domain fact: delivered to subscribers and may trigger jobs.
-    Domain,
-    /// An observation: stored and visible to in-process subscribers, never triggers jobs.
-    Audit,
-}
-
-impl Tier {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Tier::Domain => "domain",
-            Tier::Audit => "audit",
-        }
-    }
-}
-
-/// Where a domain event comes from or goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Arrived from the outside world (a webhook, a message from another system).
-    Inbound,
-    /// A state change of one of this application's aggregates.
-    Change,
-    /// Leaves for the outside world (a webhook to send, a sync to run).
-    Outbound,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 3] = [Direction::Inbound, Direction::Change, Direction::Outbound];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Change => "change",
-            Direction::Outbound => "outbound",
-        }
-    }
-
-    /// The delivery pool used when an event names none.
-    pub const fn default_pool(self) -> &'static str {
-        match self {
-            Direction::Inbound => "events_inbound",
-            Direction::Change => "events_change",
-            Direction::Outbound => "events_outbound",
-        }
-    }
-}
+pub use herald_vocabulary::{Backoff, Direction, RetryPolicy, Tier};
 
 /// How an event is routed: a domain event has a direction and a delivery pool, an audit event
 /// has neither (so neither can be set wrongly).
@@ -68,49 +20,6 @@ pub enum Routing {
         pool: &'static str,
     },
     Audit,
-}
-
-/// The growth of the delay between delivery attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backoff {
-    /// base · 2^(attempt-1), capped.
-    Exponential,
-    /// base · attempt, capped.
-    Linear,
-    /// base every time.
-    Fixed,
-}
-
-impl Backoff {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Backoff::Exponential => "exponential",
-            Backoff::Linear => "linear",
-            Backoff::Fixed => "fixed",
-        }
-    }
-}
-
-/// How often, and how patiently, delivery of an event is attempted before it is dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RetryPolicy {
-    /// Total attempts, the first one included (at least 1).
-    pub attempts: u32,
-    pub backoff: Backoff,
-}
-
-impl RetryPolicy {
-    /// The policy of an event whose YAML has no `retry:` block.
-    pub const DEFAULT: RetryPolicy = RetryPolicy {
-        attempts: 10,
-        backoff: Backoff::Exponential,
-    };
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
 }
 
 /// Everything the runtime knows about an event type, fixed at compile time.

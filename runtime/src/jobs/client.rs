@@ -84,7 +84,7 @@ pub(crate) fn new_run<J: Job>(
             job: J::NAME,
             source,
         })?,
-        max_attempts: J::RETRY.attempts.max(1),
+        max_attempts: J::RETRY.max_attempts().get(),
         run_at,
         dedupe_key: J::dedupe_key(input),
         scope_type,

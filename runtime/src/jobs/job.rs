@@ -19,7 +19,7 @@ use crate::event::RetryPolicy;
 use crate::store::{JobStore, NewRun};
 
 /// The pool jobs run in unless they say otherwise.
-pub const DEFAULT_JOB_POOL: &str = "batch";
+pub const DEFAULT_JOB_POOL: &str = herald_vocabulary::DEFAULT_JOB_POOL;
 
 /// Durable work: a run is a row, claimed by a worker, retried per `RETRY`, and ended
 /// `completed`, `failed`, `timed_out` or `canceled`. Implemented by `#[job_handler]`.
@@ -207,7 +207,7 @@ impl JobContext {
             pool: J::POOL,
             dedupe_key: J::dedupe_key(&input),
             input: json,
-            max_attempts: J::RETRY.attempts.max(1),
+            max_attempts: J::RETRY.max_attempts().get(),
             run_at: at.resolve(self.clock.now()),
             scope_type: None,
             scope_id: None,

@@ -132,7 +132,7 @@ impl<C: Catalog> Jobs<C> {
                 .push(JobBinding {
                     name: J::NAME,
                     pool: J::POOL,
-                    max_attempts: J::RETRY.attempts.max(1),
+                    max_attempts: J::RETRY.max_attempts().get(),
                     trigger: *trigger,
                     dedupe: dedupe_from_json::<J>,
                 });
