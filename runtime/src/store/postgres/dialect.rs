@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::store::StoreError;
 use crate::store::sql::{Arg, Columns, Dialect, Statement};
 
-pub(crate) struct PostgresDialect;
+pub struct PostgresDialect;
 
 fn bind<'q>(
     mut query: sqlx::query::Query<'q, Postgres, PgArguments>,

@@ -4,17 +4,13 @@
 //! single statements, and every write of an attempt is fenced on (id, attempt, 'running').
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::PostgresBackend;
-use super::dialect::PostgresDialect;
-use crate::store::sql::jobs;
-use crate::store::{
-    AttemptResult, Claim, ClaimedRun, ExpiredRun, Fut, JobStore, NewRun, Rescue, RunFilter,
-    RunInfo, StoreError,
-};
+use crate::store::sql::backend::{SqlJobStore, Tx};
+use crate::store::{AttemptResult, Claim, ClaimedRun, Fut, StoreError};
 
 const CLAIMED_COLUMNS: &str =
     "j.id, j.job, j.input::text AS input, j.attempt, j.max_attempts, j.root_id";
@@ -30,32 +26,19 @@ fn claimed_from_row(row: &PgRow) -> Result<ClaimedRun, StoreError> {
     })
 }
 
-impl JobStore for PostgresBackend {
-    fn insert_run_now<'a>(
-        &'a self,
-        run: &'a NewRun,
-        parent_attempt: Option<u32>,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Option<Uuid>> {
+impl SqlJobStore for PostgresBackend {
+    fn parent_holds<'a>(tx: &'a mut Tx<'_, Postgres>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {
         Box::pin(async move {
-            let mut tx = self.pool().begin().await?;
-            if let (Some(parent), Some(attempt)) = (run.parent_id, parent_attempt) {
-                // FOR SHARE: the parent cannot be finished or canceled while its child is added.
-                let holds: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM herald_jobs WHERE id = $1 AND attempt = $2 \
-                     AND status = 'running' FOR SHARE",
-                )
-                .bind(parent)
-                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if holds.is_none() {
-                    return Ok(None);
-                }
-            }
-            let id = jobs::insert_run::<PostgresDialect>(&mut tx, run, now).await?;
-            tx.commit().await?;
-            Ok(Some(id))
+            // FOR SHARE: the parent cannot be finished or canceled while its child is added.
+            let holds: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM herald_jobs WHERE id = $1 AND attempt = $2 \
+                 AND status = 'running' FOR SHARE",
+            )
+            .bind(parent)
+            .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+            .fetch_optional(&mut **tx)
+            .await?;
+            Ok(holds.is_some())
         })
     }
 
@@ -193,83 +176,6 @@ impl JobStore for PostgresBackend {
             .execute(self.pool())
             .await?
             .rows_affected())
-        })
-    }
-
-    fn expired_runs(&self, now: DateTime<Utc>, limit: u32) -> Fut<'_, Vec<ExpiredRun>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::expired_runs::<PostgresDialect>(&mut connection, now, limit).await
-        })
-    }
-
-    fn write_rescues<'a>(
-        &'a self,
-        rescues: &'a [Rescue],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(async move {
-            let mut tx = self.pool().begin().await?;
-            let written = jobs::write_rescues::<PostgresDialect>(&mut tx, rescues, now).await?;
-            tx.commit().await?;
-            Ok(written)
-        })
-    }
-
-    fn release_runs<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::release_runs::<PostgresDialect>(&mut connection, owner).await
-        })
-    }
-
-    fn step_output<'a>(&'a self, run: Uuid, step: &'a str) -> Fut<'a, Option<String>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::step_output::<PostgresDialect>(&mut connection, run, step).await
-        })
-    }
-
-    fn save_step<'a>(
-        &'a self,
-        run: Uuid,
-        attempt: u32,
-        step: &'a str,
-        output: &'a str,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, bool> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::save_step::<PostgresDialect>(&mut connection, run, attempt, step, output, now)
-                .await
-        })
-    }
-
-    fn cancel_tree(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::cancel_tree::<PostgresDialect>(&mut connection, run, now).await
-        })
-    }
-
-    fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::retry_run::<PostgresDialect>(&mut connection, run, now).await
-        })
-    }
-
-    fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::list_runs::<PostgresDialect>(&mut connection, filter).await
-        })
-    }
-
-    fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::get_run::<PostgresDialect>(&mut connection, run).await
         })
     }
 }

@@ -6,8 +6,8 @@
 mod dialect;
 mod jobs;
 
-use crate::store::sql::migrate::{self, Migration};
-use crate::store::sql::outbox;
+use crate::store::sql::backend::{SqlBackend, Tx};
+use crate::store::sql::migrate::Migration;
 use dialect::PostgresDialect;
 
 use std::time::Duration;
@@ -18,9 +18,8 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::store::{
-    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
-    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
+    Checkpoint, Claim, ClaimedDelivery, DeliveryState, Fut, Lane, NewDelivery, NewEvent,
+    ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -57,8 +56,6 @@ const JOBS_CHANNEL: &str = "herald_jobs";
 pub struct PostgresBackend {
     pool: PgPool,
 }
-
-impl sealed::Sealed for PostgresBackend {}
 
 impl PostgresBackend {
     pub(super) async fn connect(
@@ -216,33 +213,36 @@ fn state_columns(
     }
 }
 
-impl Backend for PostgresBackend {
-    type Transaction<'c> = sqlx::Transaction<'c, Postgres>;
+impl SqlBackend for PostgresBackend {
+    type Db = Postgres;
+    type Dialect = PostgresDialect;
+    type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;
 
-    fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
-        Box::pin(async move { Ok(self.pool.begin().await?) })
+    const BEGIN: &'static str = "BEGIN";
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const MIGRATIONS_TABLE: &'static str = MIGRATIONS_TABLE;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()> {
-        Box::pin(async move { Ok(tx.commit().await?) })
+    fn bookkeeping(&self) -> &PgPool {
+        &self.pool
     }
 
-    fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()> {
+    fn lock_migrations<'a>(tx: &'a mut Tx<'_, Postgres>) -> Fut<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
             // Several workers may start at once: one migrates, the others wait and find it done.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald_migrations'))")
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            migrate::apply::<PostgresDialect>(&mut tx, MIGRATIONS_TABLE, MIGRATIONS, now).await?;
-            tx.commit().await?;
             Ok(())
         })
     }
 
     fn insert_events<'a>(
         &'a self,
-        tx: &'a mut Self::Transaction<'_>,
+        tx: &'a mut Tx<'_, Postgres>,
         events: &'a [NewEvent],
         // Stamped by the database (`recorded_at`), which orders commits here.
         _now: DateTime<Utc>,
@@ -313,19 +313,6 @@ impl Backend for PostgresBackend {
             .map_err(conflict_or)
         })
     }
-
-    fn insert_runs<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        runs: &'a [NewRun],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(crate::store::sql::jobs::insert_runs::<PostgresDialect>(
-            tx, runs, now,
-        ))
-    }
-
-    type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;
 
     fn claim_events<'a>(
         &'a self,
@@ -522,120 +509,11 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn finish_deliveries<'a>(
-        &'a self,
-        owner: &'a str,
-        outcomes: &'a [DeliveryOutcome],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            for outcome in outcomes {
-                match &outcome.state {
-                    None => {
-                        sqlx::query(
-                            "DELETE FROM herald_deliveries \
-                             WHERE event_id = $1 AND subscriber = $2 AND lease_owner = $3",
-                        )
-                        .bind(outcome.event_id)
-                        .bind(&outcome.subscriber)
-                        .bind(owner)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Some(state) => {
-                        let (status, attempts, next_attempt_at, last_error) =
-                            state_columns(state, now);
-                        sqlx::query(
-                            "UPDATE herald_deliveries SET status = $1, attempts = $2, \
-                               next_attempt_at = $3, last_error = $4, lease_owner = NULL, \
-                               lease_expires_at = NULL, updated_at = $8 \
-                             WHERE event_id = $5 AND subscriber = $6 AND lease_owner = $7",
-                        )
-                        .bind(status)
-                        .bind(attempts)
-                        .bind(next_attempt_at)
-                        .bind(last_error)
-                        .bind(outcome.event_id)
-                        .bind(&outcome.subscriber)
-                        .bind(owner)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let released = outbox::release::<PostgresDialect>(&mut tx, owner).await?;
-            tx.commit().await?;
-            Ok(released)
-        })
-    }
-
-    fn load_stream<'a>(
-        &'a self,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-        after_sequence: i64,
-    ) -> Fut<'a, Vec<StreamEvent>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::load_stream::<PostgresDialect>(
-                &mut connection,
-                aggregate_type,
-                aggregate_id,
-                after_sequence,
-            )
-            .await
-        })
-    }
-
-    fn load_snapshot<'a>(
-        &'a self,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-    ) -> Fut<'a, Option<(i64, String)>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::load_snapshot::<PostgresDialect>(&mut connection, aggregate_type, aggregate_id)
-                .await
-        })
-    }
-
-    fn save_snapshot<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-        sequence: i64,
-        state: &'a str,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
-        Box::pin(outbox::save_snapshot::<PostgresDialect>(
-            tx,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            state,
-            now,
-        ))
-    }
-
-    fn load_checkpoint<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
+    fn lock_checkpoint<'a>(
+        tx: &'a mut Tx<'_, Postgres>,
         projection: &'a str,
-        now: DateTime<Utc>,
     ) -> Fut<'a, Checkpoint> {
         Box::pin(async move {
-            outbox::ensure_checkpoint::<PostgresDialect>(tx, projection, now).await?;
             // Locked: two runners of one projection take turns instead of folding twice.
             let (tx_id, position): (i64, i64) = sqlx::query_as(
                 "SELECT tx_id, position FROM herald_projections WHERE name = $1 FOR UPDATE",
@@ -647,21 +525,8 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn save_checkpoint<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        projection: &'a str,
-        checkpoint: Checkpoint,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
-        Box::pin(outbox::save_checkpoint::<PostgresDialect>(
-            tx, projection, checkpoint, now,
-        ))
-    }
-
     fn read_committed<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
+        tx: &'a mut Tx<'_, Postgres>,
         after: Checkpoint,
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>> {
@@ -702,34 +567,6 @@ impl Backend for PostgresBackend {
                     ))
                 })
                 .collect()
-        })
-    }
-
-    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::dead_letters::<PostgresDialect>(&mut connection, limit).await
-        })
-    }
-
-    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::redrive::<PostgresDialect>(&mut connection, which, now).await
-        })
-    }
-
-    fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::prune::<PostgresDialect>(&mut connection, processed_before).await
-        })
-    }
-
-    fn stats(&self) -> Fut<'_, OutboxStats> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::stats::<PostgresDialect>(&mut connection).await
         })
     }
 

@@ -8,7 +8,7 @@ use crate::store::StoreError;
 
 /// One embedded migration script.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Migration {
+pub struct Migration {
     pub(crate) version: i64,
     pub(crate) name: &'static str,
     pub(crate) script: &'static str,

@@ -5,6 +5,7 @@
 //! What differs between the databases for a reason (claims: row locks against one writer's
 //! lock; bulk inserts: `UNNEST` against multi-row `VALUES`) stays in each backend's folder.
 
+pub(crate) mod backend;
 pub(crate) mod jobs;
 pub(crate) mod migrate;
 pub(crate) mod outbox;
@@ -17,7 +18,7 @@ use super::StoreError;
 
 /// A value bound to a shared statement. `None` binds SQL `NULL` of the variant's type.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Arg<'a> {
+pub enum Arg<'a> {
     Text(Option<&'a str>),
     Int(Option<i64>),
     Uuid(Option<Uuid>),
@@ -28,7 +29,7 @@ pub(crate) enum Arg<'a> {
 
 /// A statement and its arguments, in placeholder order.
 #[derive(Debug, Clone)]
-pub(crate) struct Statement<'a> {
+pub struct Statement<'a> {
     pub(crate) sql: &'static str,
     pub(crate) args: Vec<Arg<'a>>,
 }
@@ -69,7 +70,7 @@ impl<'a> Statement<'a> {
 
 /// The columns of a result row, read as the runtime's own types whatever the database stores.
 /// A backend reads the nullable forms; the required ones refuse `NULL`.
-pub(crate) trait Columns {
+pub trait Columns {
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
@@ -106,7 +107,7 @@ fn null_in(column: &str) -> StoreError {
 }
 
 /// What one SQL database does with a shared statement.
-pub(crate) trait Dialect: Send + Sync + 'static {
+pub trait Dialect: Send + Sync + 'static {
     /// The connection statements run on (a transaction derefs to one).
     type Connection: Send;
     type Row: Columns + Send + Sync;

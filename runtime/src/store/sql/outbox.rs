@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
 use crate::ops::{DeadLetter, OutboxStats, Redrive};
-use crate::store::{Checkpoint, StoreError, StreamEvent};
+use crate::store::{Checkpoint, DeliveryOutcome, DeliveryState, StoreError, StreamEvent};
 
 /// Gives a stopping worker's claims back (events and retries it held), so that others take
 /// them at once instead of after the lease.
@@ -262,4 +262,72 @@ pub(crate) async fn stats<D: Dialect>(
         retrying_deliveries: count("retrying")?,
         dead_letters: count("dead")?,
     })
+}
+
+/// How a delivery's state is stored: status, attempts, when it is next due, last error.
+pub(crate) fn delivery_columns(
+    state: &DeliveryState,
+    now: DateTime<Utc>,
+) -> (&'static str, i64, DateTime<Utc>, Option<&str>) {
+    match state {
+        DeliveryState::Retry {
+            attempts,
+            at,
+            last_error,
+        } => ("pending", i64::from(*attempts), *at, last_error.as_deref()),
+        DeliveryState::Failed {
+            attempts,
+            last_error,
+        } => ("failed", i64::from(*attempts), now, Some(last_error)),
+    }
+}
+
+/// Records what the retry lane's attempts came to: a delivered retry goes away, a failed one
+/// is due again later or dead. Fenced on the lease owner, so that a retry another worker took
+/// over after this one's lease expired stays theirs.
+pub(crate) async fn finish_deliveries<D: Dialect>(
+    connection: &mut D::Connection,
+    owner: &str,
+    outcomes: &[DeliveryOutcome],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for outcome in outcomes {
+        match &outcome.state {
+            None => {
+                D::execute(
+                    connection,
+                    Statement::new(
+                        "DELETE FROM herald_deliveries \
+                         WHERE event_id = $1 AND subscriber = $2 AND lease_owner = $3",
+                    )
+                    .uuid(outcome.event_id)
+                    .text(outcome.subscriber.as_str())
+                    .text(owner),
+                )
+                .await?;
+            }
+            Some(state) => {
+                let (status, attempts, next_attempt_at, last_error) = delivery_columns(state, now);
+                D::execute(
+                    connection,
+                    Statement::new(
+                        "UPDATE herald_deliveries SET status = $1, attempts = $2, \
+                           next_attempt_at = $3, last_error = $4, lease_owner = NULL, \
+                           lease_expires_at = NULL, updated_at = $5 \
+                         WHERE event_id = $6 AND subscriber = $7 AND lease_owner = $8",
+                    )
+                    .text(status)
+                    .int(attempts)
+                    .time(next_attempt_at)
+                    .text(last_error)
+                    .time(now)
+                    .uuid(outcome.event_id)
+                    .text(outcome.subscriber.as_str())
+                    .text(owner),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }

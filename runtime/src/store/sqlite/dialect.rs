@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::store::StoreError;
 use crate::store::sql::{Arg, Columns, Dialect, Statement};
 
-pub(crate) struct SqliteDialect;
+pub struct SqliteDialect;
 
 fn bind<'q>(
     mut query: sqlx::query::Query<'q, Sqlite, SqliteArguments>,

@@ -3,17 +3,13 @@
 //! claim; every write of an attempt is fenced on (id, attempt, status = 'running').
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
-use super::dialect::SqliteDialect;
 use super::{SqliteBackend, micros};
-use crate::store::sql::jobs;
-use crate::store::{
-    AttemptResult, Claim, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
-};
-use crate::store::{Fut, StoreError};
+use crate::store::sql::backend::{SqlBackend, SqlJobStore, Tx};
+use crate::store::{AttemptResult, Claim, ClaimedRun, Fut, StoreError};
 
 const CLAIMED_COLUMNS: &str = "id, job, input, attempt, max_attempts, root_id";
 
@@ -28,31 +24,18 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedRun, StoreError> {
     })
 }
 
-impl JobStore for SqliteBackend {
-    fn insert_run_now<'a>(
-        &'a self,
-        run: &'a NewRun,
-        parent_attempt: Option<u32>,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Option<Uuid>> {
+impl SqlJobStore for SqliteBackend {
+    fn parent_holds<'a>(tx: &'a mut Tx<'_, Sqlite>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {
+        // The transaction holds SQLite's write lock: the parent cannot change meanwhile.
         Box::pin(async move {
-            // BEGIN IMMEDIATE: the parent cannot finish or be canceled while its child is added.
-            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-            if let (Some(parent), Some(attempt)) = (run.parent_id, parent_attempt) {
-                let holds: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM herald_jobs WHERE id = ? AND attempt = ? AND status = 'running'",
-                )
-                .bind(parent)
-                .bind(i64::from(attempt))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if holds.is_none() {
-                    return Ok(None);
-                }
-            }
-            let id = jobs::insert_run::<SqliteDialect>(&mut tx, run, now).await?;
-            tx.commit().await?;
-            Ok(Some(id))
+            let holds: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM herald_jobs WHERE id = ? AND attempt = ? AND status = 'running'",
+            )
+            .bind(parent)
+            .bind(i64::from(attempt))
+            .fetch_optional(&mut **tx)
+            .await?;
+            Ok(holds.is_some())
         })
     }
 
@@ -175,82 +158,6 @@ impl JobStore for SqliteBackend {
             }
             tx.commit().await?;
             Ok(recorded)
-        })
-    }
-
-    fn expired_runs(&self, now: DateTime<Utc>, limit: u32) -> Fut<'_, Vec<ExpiredRun>> {
-        Box::pin(async move {
-            let mut connection = self.bookkeeping().acquire().await?;
-            jobs::expired_runs::<SqliteDialect>(&mut connection, now, limit).await
-        })
-    }
-
-    fn write_rescues<'a>(
-        &'a self,
-        rescues: &'a [Rescue],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(async move {
-            let mut tx = self.bookkeeping().begin_with("BEGIN IMMEDIATE").await?;
-            let written = jobs::write_rescues::<SqliteDialect>(&mut tx, rescues, now).await?;
-            tx.commit().await?;
-            Ok(written)
-        })
-    }
-
-    fn release_runs<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut connection = self.bookkeeping().acquire().await?;
-            jobs::release_runs::<SqliteDialect>(&mut connection, owner).await
-        })
-    }
-
-    fn step_output<'a>(&'a self, run: Uuid, step: &'a str) -> Fut<'a, Option<String>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::step_output::<SqliteDialect>(&mut connection, run, step).await
-        })
-    }
-
-    fn save_step<'a>(
-        &'a self,
-        run: Uuid,
-        attempt: u32,
-        step: &'a str,
-        output: &'a str,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, bool> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::save_step::<SqliteDialect>(&mut connection, run, attempt, step, output, now).await
-        })
-    }
-
-    fn cancel_tree(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::cancel_tree::<SqliteDialect>(&mut connection, run, now).await
-        })
-    }
-
-    fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::retry_run::<SqliteDialect>(&mut connection, run, now).await
-        })
-    }
-
-    fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::list_runs::<SqliteDialect>(&mut connection, filter).await
-        })
-    }
-
-    fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>> {
-        Box::pin(async move {
-            let mut connection = self.pool().acquire().await?;
-            jobs::get_run::<SqliteDialect>(&mut connection, run).await
         })
     }
 }

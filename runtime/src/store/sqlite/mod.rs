@@ -5,8 +5,8 @@
 mod dialect;
 mod jobs;
 
-use crate::store::sql::migrate::{self, Migration};
-use crate::store::sql::outbox;
+use crate::store::sql::backend::{SqlBackend, Tx};
+use crate::store::sql::migrate::Migration;
 use dialect::SqliteDialect;
 
 use std::str::FromStr;
@@ -23,9 +23,8 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::store::{
-    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
-    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, conflict_or, sealed,
+    Checkpoint, Claim, ClaimedDelivery, DeliveryState, Fut, Lane, NewDelivery, NewEvent,
+    ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -69,8 +68,6 @@ pub struct SqliteBackend {
     bookkeeping: SqlitePool,
 }
 
-impl sealed::Sealed for SqliteBackend {}
-
 impl SqliteBackend {
     pub(super) async fn connect(url: &str, wakes: Wakes) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -108,10 +105,6 @@ impl SqliteBackend {
     /// The connection pool, for the application's own queries.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    pub(super) fn bookkeeping(&self) -> &SqlitePool {
-        &self.bookkeeping
     }
 }
 
@@ -260,30 +253,31 @@ fn state_columns(
     }
 }
 
-impl Backend for SqliteBackend {
-    type Transaction<'c> = sqlx::Transaction<'c, Sqlite>;
+impl SqlBackend for SqliteBackend {
+    type Db = Sqlite;
+    type Dialect = SqliteDialect;
+    type EventClaim = String;
 
-    fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
-        Box::pin(async move { Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?) })
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const MIGRATIONS_TABLE: &'static str = MIGRATIONS_TABLE;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()> {
-        Box::pin(async move { Ok(tx.commit().await?) })
+    fn bookkeeping(&self) -> &SqlitePool {
+        &self.bookkeeping
     }
 
-    fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()> {
-        Box::pin(async move {
-            // BEGIN IMMEDIATE: one migrator at a time; the others wait and find it done.
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            migrate::apply::<SqliteDialect>(&mut tx, MIGRATIONS_TABLE, MIGRATIONS, now).await?;
-            tx.commit().await?;
-            Ok(())
-        })
+    fn lock_migrations<'a>(_tx: &'a mut Tx<'_, Sqlite>) -> Fut<'a, ()> {
+        // `BEGIN IMMEDIATE` holds the write lock already: one migrator at a time.
+        Box::pin(async { Ok(()) })
     }
 
     fn insert_events<'a>(
         &'a self,
-        tx: &'a mut Self::Transaction<'_>,
+        tx: &'a mut Tx<'_, Sqlite>,
         events: &'a [NewEvent],
         now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
@@ -295,19 +289,6 @@ impl Backend for SqliteBackend {
             Ok(inserted)
         })
     }
-
-    fn insert_runs<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        runs: &'a [NewRun],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Vec<Uuid>> {
-        Box::pin(crate::store::sql::jobs::insert_runs::<SqliteDialect>(
-            tx, runs, now,
-        ))
-    }
-
-    type EventClaim = String;
 
     fn claim_events<'a>(
         &'a self,
@@ -471,120 +452,8 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn finish_deliveries<'a>(
-        &'a self,
-        owner: &'a str,
-        outcomes: &'a [DeliveryOutcome],
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
+    fn lock_checkpoint<'a>(tx: &'a mut Tx<'_, Sqlite>, projection: &'a str) -> Fut<'a, Checkpoint> {
         Box::pin(async move {
-            let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
-            for outcome in outcomes {
-                match &outcome.state {
-                    None => {
-                        sqlx::query(
-                            "DELETE FROM herald_deliveries \
-                             WHERE event_id = ? AND subscriber = ? AND lease_owner = ?",
-                        )
-                        .bind(outcome.event_id)
-                        .bind(&outcome.subscriber)
-                        .bind(owner)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Some(state) => {
-                        let (status, attempts, next_attempt_at, last_error) =
-                            state_columns(state, now);
-                        sqlx::query(
-                            "UPDATE herald_deliveries SET status = ?, attempts = ?, \
-                               next_attempt_at = ?, last_error = ?, lease_owner = NULL, \
-                               lease_expires_at = NULL, updated_at = ? \
-                             WHERE event_id = ? AND subscriber = ? AND lease_owner = ?",
-                        )
-                        .bind(status)
-                        .bind(attempts)
-                        .bind(next_attempt_at)
-                        .bind(last_error)
-                        .bind(micros(now))
-                        .bind(outcome.event_id)
-                        .bind(&outcome.subscriber)
-                        .bind(owner)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
-            let released = outbox::release::<SqliteDialect>(&mut tx, owner).await?;
-            tx.commit().await?;
-            Ok(released)
-        })
-    }
-
-    fn load_stream<'a>(
-        &'a self,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-        after_sequence: i64,
-    ) -> Fut<'a, Vec<StreamEvent>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::load_stream::<SqliteDialect>(
-                &mut connection,
-                aggregate_type,
-                aggregate_id,
-                after_sequence,
-            )
-            .await
-        })
-    }
-
-    fn load_snapshot<'a>(
-        &'a self,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-    ) -> Fut<'a, Option<(i64, String)>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::load_snapshot::<SqliteDialect>(&mut connection, aggregate_type, aggregate_id)
-                .await
-        })
-    }
-
-    fn save_snapshot<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        aggregate_type: &'a str,
-        aggregate_id: &'a str,
-        sequence: i64,
-        state: &'a str,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
-        Box::pin(outbox::save_snapshot::<SqliteDialect>(
-            tx,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            state,
-            now,
-        ))
-    }
-
-    fn load_checkpoint<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        projection: &'a str,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, Checkpoint> {
-        Box::pin(async move {
-            outbox::ensure_checkpoint::<SqliteDialect>(tx, projection, now).await?;
             // The transaction holds SQLite's write lock: two runners of one projection take
             // turns without a row lock.
             let position: i64 =
@@ -596,21 +465,8 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn save_checkpoint<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
-        projection: &'a str,
-        checkpoint: Checkpoint,
-        now: DateTime<Utc>,
-    ) -> Fut<'a, ()> {
-        Box::pin(outbox::save_checkpoint::<SqliteDialect>(
-            tx, projection, checkpoint, now,
-        ))
-    }
-
     fn read_committed<'a>(
-        &'a self,
-        tx: &'a mut Self::Transaction<'_>,
+        tx: &'a mut Tx<'_, Sqlite>,
         after: Checkpoint,
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>> {
@@ -652,34 +508,6 @@ impl Backend for SqliteBackend {
                     ))
                 })
                 .collect()
-        })
-    }
-
-    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::dead_letters::<SqliteDialect>(&mut connection, limit).await
-        })
-    }
-
-    fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::redrive::<SqliteDialect>(&mut connection, which, now).await
-        })
-    }
-
-    fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::prune::<SqliteDialect>(&mut connection, processed_before).await
-        })
-    }
-
-    fn stats(&self) -> Fut<'_, OutboxStats> {
-        Box::pin(async move {
-            let mut connection = self.pool.acquire().await?;
-            outbox::stats::<SqliteDialect>(&mut connection).await
         })
     }
 
