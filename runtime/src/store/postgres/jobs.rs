@@ -4,27 +4,15 @@
 //! single statements, and every write of an attempt is fenced on (id, attempt, 'running').
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 use super::PostgresBackend;
 use crate::store::sql::backend::{SqlJobStore, Tx};
-use crate::store::{AttemptResult, Claim, ClaimedRun, Fut, StoreError};
+use crate::store::sql::jobs;
+use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 
-const CLAIMED_COLUMNS: &str =
-    "j.id, j.job, j.input::text AS input, j.attempt, j.max_attempts, j.root_id";
-
-fn claimed_from_row(row: &PgRow) -> Result<ClaimedRun, StoreError> {
-    Ok(ClaimedRun {
-        id: row.try_get("id")?,
-        job: row.try_get("job")?,
-        input: row.try_get("input")?,
-        attempt: row.try_get::<i32, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i32, _>("max_attempts")? as u32,
-        root_id: row.try_get("root_id")?,
-    })
-}
+const CLAIMED_COLUMNS: &str = "j.id, j.job, j.input, j.attempt, j.max_attempts, j.root_id";
 
 impl SqlJobStore for PostgresBackend {
     fn parent_holds<'a>(tx: &'a mut Tx<'_, Postgres>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {
@@ -69,7 +57,7 @@ impl SqlJobStore for PostgresBackend {
                 .bind(claim.now)
                 .fetch_all(self.pool())
                 .await?;
-            rows.iter().map(claimed_from_row).collect()
+            rows.iter().map(jobs::claimed_run).collect()
         })
     }
 
@@ -111,7 +99,7 @@ impl SqlJobStore for PostgresBackend {
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
-            rows.iter().map(claimed_from_row).collect()
+            rows.iter().map(jobs::claimed_run).collect()
         })
     }
 

@@ -7,7 +7,8 @@ mod dialect;
 mod jobs;
 
 use crate::store::sql::backend::{SqlBackend, Tx};
-use crate::store::sql::migrate::Migration;
+use crate::store::sql::migrate::{Migration, embedded_migrations};
+use crate::store::sql::outbox::{self, EVENT_COLUMNS};
 use dialect::PostgresDialect;
 
 use std::time::Duration;
@@ -22,28 +23,7 @@ use crate::store::{
     ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
 };
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        script: include_str!("../../../migrations/postgres/0001_outbox.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "jobs",
-        script: include_str!("../../../migrations/postgres/0002_jobs.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "snapshots",
-        script: include_str!("../../../migrations/postgres/0003_snapshots.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "projections",
-        script: include_str!("../../../migrations/postgres/0004_projections.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = embedded_migrations!("postgres");
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
@@ -88,32 +68,14 @@ fn lane_filter(lane: &Lane, alias: &str, param: usize) -> String {
     }
 }
 
-const EVENT_COLUMNS: &str = "e.position, e.id, e.event_type, e.version, e.pool, \
-     e.aggregate_type, e.aggregate_id, e.tenant_id, e.correlation_id, e.causation_id, \
-     e.payload::text AS payload, e.occurred_at, e.attempts";
-
+/// A claimed event row, with the subscribers it must queue behind (only the claim reads
+/// them; other reads of events leave the list empty).
 fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        position: row.try_get("position")?,
-        id: row.try_get("id")?,
-        event_type: row.try_get("event_type")?,
-        version: row.try_get::<i32, _>("version")? as u32,
-        pool: row.try_get("pool")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        causation_id: row.try_get("causation_id")?,
-        payload: row.try_get("payload")?,
-        occurred_at: row.try_get("occurred_at")?,
-        claims: row.try_get::<i32, _>("attempts")? as u32,
-        // Only the claim query reads it; other reads of events leave it empty.
-        blocked_subscribers: row
-            .try_get::<Option<Vec<String>>, _>("blocked_subscribers")
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-    })
+    let mut event = outbox::stored_event(row)?;
+    if let Ok(Some(blocked)) = row.try_get::<Option<Vec<String>>, _>("blocked_subscribers") {
+        event.blocked_subscribers = blocked;
+    }
+    Ok(event)
 }
 
 /// Column arrays for `UNNEST`, one insert statement whatever the batch size.
@@ -546,26 +508,7 @@ impl SqlBackend for PostgresBackend {
             .fetch_all(&mut **tx)
             .await?;
             rows.iter()
-                .map(|row| {
-                    let position = row.try_get("position")?;
-                    Ok((
-                        Checkpoint {
-                            tx_id: row.try_get("tx_id")?,
-                            position,
-                        },
-                        ProjectedEvent {
-                            position,
-                            id: row.try_get("id")?,
-                            event_type: row.try_get("event_type")?,
-                            version: row.try_get::<i32, _>("version")? as u32,
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            tenant_id: row.try_get("tenant_id")?,
-                            payload: row.try_get("payload")?,
-                            occurred_at: row.try_get("occurred_at")?,
-                        },
-                    ))
-                })
+                .map(|row| outbox::projected_event(row, row.try_get("tx_id")?))
                 .collect()
         })
     }

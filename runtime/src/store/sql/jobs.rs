@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
 use crate::ops::{RunFilter, RunInfo, RunStatus};
-use crate::store::{ExpiredRun, NewRun, Rescue, StoreError, corrupt};
+use crate::store::{ClaimedRun, ExpiredRun, NewRun, Rescue, StoreError, corrupt};
 
 /// Inserts one run, or finds the live run its dedupe key collapses onto.
 pub(crate) async fn insert_run<D: Dialect>(
@@ -317,5 +317,17 @@ fn run_info<R: Columns>(row: &R) -> Result<RunInfo, StoreError> {
         last_error: row.opt_text("last_error")?,
         created_at: row.time("created_at")?,
         finished_at: row.opt_time("finished_at")?,
+    })
+}
+
+/// The one decoder of a run a worker claimed.
+pub(crate) fn claimed_run<R: Columns>(row: &R) -> Result<ClaimedRun, StoreError> {
+    Ok(ClaimedRun {
+        id: row.uuid("id")?,
+        job: row.text("job")?,
+        input: row.json("input")?,
+        attempt: to_u32(row.int("attempt")?),
+        max_attempts: to_u32(row.int("max_attempts")?),
+        root_id: row.uuid("root_id")?,
     })
 }

@@ -55,3 +55,44 @@ pub(crate) async fn apply<D: Dialect>(
     }
     Ok(())
 }
+
+/// The scripts under `runtime/migrations/<database>/`, in order: one list for both databases.
+macro_rules! embedded_migrations {
+    ($database:literal) => {
+        &[
+            $crate::store::sql::migrate::Migration {
+                version: 1,
+                name: "outbox",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0001_outbox.sql"
+                )),
+            },
+            $crate::store::sql::migrate::Migration {
+                version: 2,
+                name: "jobs",
+                script: include_str!(concat!("../../../migrations/", $database, "/0002_jobs.sql")),
+            },
+            $crate::store::sql::migrate::Migration {
+                version: 3,
+                name: "snapshots",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0003_snapshots.sql"
+                )),
+            },
+            $crate::store::sql::migrate::Migration {
+                version: 4,
+                name: "projections",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0004_projections.sql"
+                )),
+            },
+        ]
+    };
+}
+pub(crate) use embedded_migrations;

@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
 use crate::ops::{DeadLetter, OutboxStats, Redrive};
-use crate::store::{Checkpoint, DeliveryOutcome, DeliveryState, StoreError, StreamEvent};
+use crate::store::{
+    Checkpoint, DeliveryOutcome, DeliveryState, ProjectedEvent, StoreError, StoredEvent,
+    StreamEvent, corrupt,
+};
 
 /// Gives a stopping worker's claims back (events and retries it held), so that others take
 /// them at once instead of after the lease.
@@ -330,4 +333,55 @@ pub(crate) async fn finish_deliveries<D: Dialect>(
         }
     }
     Ok(())
+}
+
+/// The columns [`stored_event`] reads.
+pub(crate) const EVENT_COLUMNS: &str = "position, id, event_type, version, pool, \
+     aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
+     occurred_at, attempts";
+
+/// The one decoder of an event row as a lane claims it. `blocked_subscribers` stays empty:
+/// each database reads that list in its own way, with the claim.
+pub(crate) fn stored_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        position: row.int("position")?,
+        id: row.uuid("id")?,
+        event_type: row.text("event_type")?,
+        version: to_u32(row.int("version")?),
+        pool: row.opt_text("pool")?,
+        aggregate_type: row.opt_text("aggregate_type")?,
+        aggregate_id: row.opt_text("aggregate_id")?,
+        tenant_id: row.opt_text("tenant_id")?,
+        correlation_id: row.opt_uuid("correlation_id")?,
+        causation_id: row.opt_uuid("causation_id")?,
+        payload: row.json("payload")?,
+        occurred_at: row.time("occurred_at")?,
+        claims: to_u32(row.int("attempts")?),
+        blocked_subscribers: Vec::new(),
+    })
+}
+
+/// The one decoder of a committed event as a projection reads it, with its checkpoint.
+pub(crate) fn projected_event<R: Columns>(
+    row: &R,
+    tx_id: i64,
+) -> Result<(Checkpoint, ProjectedEvent), StoreError> {
+    let id = row.uuid("id")?;
+    let position = row.int("position")?;
+    let payload = row.json("payload")?;
+    Ok((
+        Checkpoint { tx_id, position },
+        ProjectedEvent {
+            position,
+            id,
+            event_type: row.text("event_type")?,
+            version: to_u32(row.int("version")?),
+            aggregate_type: row.opt_text("aggregate_type")?,
+            aggregate_id: row.opt_text("aggregate_id")?,
+            tenant_id: row.opt_text("tenant_id")?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|error| corrupt(id, format!("payload is not JSON: {error}")))?,
+            occurred_at: row.time("occurred_at")?,
+        },
+    ))
 }

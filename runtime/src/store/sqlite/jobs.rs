@@ -3,26 +3,15 @@
 //! claim; every write of an attempt is fenced on (id, attempt, status = 'running').
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite};
+use sqlx::Sqlite;
 use uuid::Uuid;
 
 use super::{SqliteBackend, micros};
 use crate::store::sql::backend::{SqlBackend, SqlJobStore, Tx};
-use crate::store::{AttemptResult, Claim, ClaimedRun, Fut, StoreError};
+use crate::store::sql::jobs;
+use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 
 const CLAIMED_COLUMNS: &str = "id, job, input, attempt, max_attempts, root_id";
-
-fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedRun, StoreError> {
-    Ok(ClaimedRun {
-        id: row.try_get("id")?,
-        job: row.try_get("job")?,
-        input: row.try_get("input")?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        root_id: row.try_get("root_id")?,
-    })
-}
 
 impl SqlJobStore for SqliteBackend {
     fn parent_holds<'a>(tx: &'a mut Tx<'_, Sqlite>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {
@@ -65,7 +54,7 @@ impl SqlJobStore for SqliteBackend {
                 .bind(i64::from(limit))
                 .fetch_all(self.bookkeeping())
                 .await?;
-            rows.iter().map(claimed_from_row).collect()
+            rows.iter().map(jobs::claimed_run).collect()
         })
     }
 
@@ -99,7 +88,7 @@ impl SqlJobStore for SqliteBackend {
                 .bind(i64::from(cap))
                 .fetch_all(self.bookkeeping())
                 .await?;
-            rows.iter().map(claimed_from_row).collect()
+            rows.iter().map(jobs::claimed_run).collect()
         })
     }
 

@@ -6,7 +6,8 @@ mod dialect;
 mod jobs;
 
 use crate::store::sql::backend::{SqlBackend, Tx};
-use crate::store::sql::migrate::Migration;
+use crate::store::sql::migrate::{Migration, embedded_migrations};
+use crate::store::sql::outbox::{self, EVENT_COLUMNS};
 use dialect::SqliteDialect;
 
 use std::str::FromStr;
@@ -27,28 +28,7 @@ use crate::store::{
     ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
 };
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        script: include_str!("../../../migrations/sqlite/0001_outbox.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "jobs",
-        script: include_str!("../../../migrations/sqlite/0002_jobs.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "snapshots",
-        script: include_str!("../../../migrations/sqlite/0003_snapshots.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "projections",
-        script: include_str!("../../../migrations/sqlite/0004_projections.sql"),
-    },
-];
+const MIGRATIONS: &[Migration] = embedded_migrations!("sqlite");
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
@@ -149,40 +129,20 @@ pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn from_micros(value: i64, event_id: Uuid) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
-        event_id,
-        reason: format!("timestamp {value} out of range"),
-    })
-}
-
-const EVENT_COLUMNS: &str = "position, id, event_type, version, pool, aggregate_type, \
-     aggregate_id, tenant_id, correlation_id, causation_id, payload, occurred_at, attempts";
-
+/// A claimed event row, with the subscribers it must queue behind (a JSON array).
 fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
-    let id: Uuid = row.try_get("id")?;
-    Ok(StoredEvent {
-        position: row.try_get("position")?,
-        id,
-        event_type: row.try_get("event_type")?,
-        version: row.try_get::<i64, _>("version")? as u32,
-        pool: row.try_get("pool")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        correlation_id: row.try_get("correlation_id")?,
-        causation_id: row.try_get("causation_id")?,
-        payload: row.try_get("payload")?,
-        occurred_at: from_micros(row.try_get("occurred_at")?, id)?,
-        claims: row.try_get::<i64, _>("attempts")? as u32,
-        blocked_subscribers: match row.try_get::<Option<String>, _>("blocked_subscribers") {
-            Ok(Some(json)) => serde_json::from_str(&json).map_err(|error| StoreError::Corrupt {
-                event_id: id,
-                reason: format!("blocked subscribers: {error}"),
-            })?,
-            _ => Vec::new(),
-        },
-    })
+    let mut event = outbox::stored_event(row)?;
+    // Only the claim reads the list; other reads of events leave it empty.
+    let blocked = match row.try_get::<Option<String>, _>("blocked_subscribers") {
+        Err(sqlx::Error::ColumnNotFound(_)) => None,
+        other => other?,
+    };
+    if let Some(json) = blocked {
+        event.blocked_subscribers = serde_json::from_str(&json).map_err(|error| {
+            crate::store::corrupt(event.id, format!("blocked subscribers: {error}"))
+        })?;
+    }
+    Ok(event)
 }
 
 fn positions_json(positions: &[i64]) -> String {
@@ -483,30 +443,7 @@ impl SqlBackend for SqliteBackend {
             .fetch_all(&mut **tx)
             .await?;
             rows.iter()
-                .map(|row| {
-                    let id: Uuid = row.try_get("id")?;
-                    let payload: String = row.try_get("payload")?;
-                    let position = row.try_get("position")?;
-                    Ok((
-                        Checkpoint { tx_id: 0, position },
-                        ProjectedEvent {
-                            position,
-                            id,
-                            event_type: row.try_get("event_type")?,
-                            version: row.try_get::<i64, _>("version")? as u32,
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            tenant_id: row.try_get("tenant_id")?,
-                            payload: serde_json::from_str(&payload).map_err(|error| {
-                                StoreError::Corrupt {
-                                    event_id: id,
-                                    reason: format!("payload is not JSON: {error}"),
-                                }
-                            })?,
-                            occurred_at: from_micros(row.try_get("occurred_at")?, id)?,
-                        },
-                    ))
-                })
+                .map(|row| outbox::projected_event(row, 0))
                 .collect()
         })
     }
