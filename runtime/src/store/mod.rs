@@ -1,6 +1,8 @@
 //! Where events live: the [`Store`] handle applications share, and one folder per database
 //! behind the [`seam`]: SQLite (the embedded default), PostgreSQL, and memory for unit tests.
 
+#[cfg(test)]
+mod contract;
 mod memory;
 mod postgres;
 pub(crate) mod seam;

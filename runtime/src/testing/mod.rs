@@ -3,8 +3,10 @@
 //! worker gone silent, rows written by another release).
 
 mod aggregate;
+mod clock;
 mod faults;
 
 pub use crate::store::RecordedEvent;
 pub use aggregate::{Given, Then, ThenState};
+pub use clock::ManualClock;
 pub use faults::{RawEvent, SilentEventClaim, SilentRunClaim};

@@ -7,7 +7,7 @@ mod completer;
 mod executor;
 mod heartbeat;
 mod producer;
-mod rescuer;
+pub(crate) mod rescuer;
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,321 @@
+//! Durable jobs' promises at the seam.
+
+use uuid::Uuid;
+
+use super::{at, claim, insert_runs, on_every_backend, run, t0};
+use crate::jobs::worker::rescuer;
+use crate::ops::RunStatus;
+use crate::store::{AttemptOutcome, AttemptResult, Backend, Claim, ExpiredRun, Store};
+
+async fn claim_runs<B: Backend>(
+    store: &Store<B>,
+    job: &'static str,
+    claim: Claim<'_>,
+) -> Vec<Uuid> {
+    store
+        .backend()
+        .claim_runs("batch", &[job], claim)
+        .await
+        .expect("claim runs")
+        .iter()
+        .map(|run| run.id)
+        .collect()
+}
+
+async fn status<B: Backend>(store: &Store<B>, id: Uuid) -> RunStatus {
+    store
+        .backend()
+        .get_run(id)
+        .await
+        .expect("get run")
+        .expect("the run exists")
+        .status
+}
+
+fn completed(id: Uuid, attempt: u32) -> AttemptResult {
+    AttemptResult {
+        id,
+        attempt,
+        outcome: AttemptOutcome::Completed {
+            output: "{}".to_owned(),
+        },
+    }
+}
+
+async fn runs_are_claimed_when_due_in_run_at_order<B: Backend>(store: Store<B>) {
+    let (late, first, second) = (run("j", at(5)), run("j", t0()), run("j", at(1)));
+    insert_runs(&store, &[late.clone(), first.clone(), second.clone()]).await;
+    assert_eq!(
+        claim_runs(&store, "j", claim("w1", at(2))).await,
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        claim_runs(&store, "j", claim("w1", at(4))).await,
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        claim_runs(&store, "j", claim("w1", at(5))).await,
+        vec![late.id]
+    );
+    assert!(
+        claim_runs(&store, "other", claim("w1", at(9)))
+            .await
+            .is_empty(),
+        "a worker claims only the jobs it names"
+    );
+}
+
+async fn a_dedupe_key_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
+    let keyed = |key: &str| {
+        let mut run = run("j", t0());
+        run.dedupe_key = Some(key.to_owned());
+        run
+    };
+    let first = insert_runs(&store, &[keyed("k")]).await[0];
+    assert_eq!(insert_runs(&store, &[keyed("k")]).await, vec![first]);
+    assert_ne!(insert_runs(&store, &[keyed("other")]).await[0], first);
+    let claimed = claim_runs(&store, "j", claim("w1", t0())).await;
+    assert!(claimed.contains(&first));
+    assert_eq!(
+        insert_runs(&store, &[keyed("k")]).await,
+        vec![first],
+        "running is live"
+    );
+    store
+        .backend()
+        .finish_runs(&[completed(first, 1)], t0())
+        .await
+        .expect("finish");
+    assert_ne!(
+        insert_runs(&store, &[keyed("k")]).await[0],
+        first,
+        "the key is free again"
+    );
+}
+
+async fn claim_capped<B: Backend>(store: &Store<B>, owner: &str) -> Vec<crate::store::ClaimedRun> {
+    store
+        .backend()
+        .claim_capped("batch", "capped", 2, claim(owner, t0()))
+        .await
+        .expect("claim capped")
+}
+
+async fn a_cap_holds_across_workers<B: Backend>(store: Store<B>) {
+    insert_runs(
+        &store,
+        &[
+            run("capped", t0()),
+            run("capped", t0()),
+            run("capped", t0()),
+        ],
+    )
+    .await;
+    let first = claim_capped(&store, "w1").await;
+    assert_eq!(first.len(), 2);
+    assert!(
+        claim_capped(&store, "w2").await.is_empty(),
+        "the cap is reached"
+    );
+    store
+        .backend()
+        .finish_runs(&[completed(first[0].id, first[0].attempt)], t0())
+        .await
+        .expect("finish");
+    assert_eq!(claim_capped(&store, "w2").await.len(), 1);
+}
+
+async fn an_expired_lease_is_rescued_and_its_late_writes_fenced<B: Backend>(store: Store<B>) {
+    let stalled = run("j", t0());
+    insert_runs(&store, &[stalled.clone()]).await;
+    claim_runs(&store, "j", claim("w1", t0())).await;
+    let lease_end = at(30);
+    assert_eq!(
+        store
+            .backend()
+            .heartbeat(&[(stalled.id, 1)], lease_end)
+            .await
+            .expect("beat"),
+        vec![stalled.id],
+        "the holder renews its lease"
+    );
+    assert!(
+        store
+            .backend()
+            .expired_runs(at(29), 10)
+            .await
+            .expect("expired")
+            .is_empty()
+    );
+    let expired = store
+        .backend()
+        .expired_runs(at(31), 10)
+        .await
+        .expect("expired");
+    assert_eq!(
+        expired,
+        vec![ExpiredRun {
+            id: stalled.id,
+            attempt: 1,
+            max_attempts: 3
+        }]
+    );
+    let rescue = rescuer::decide(&expired[0]);
+    assert_eq!(rescue.status, RunStatus::Pending, "attempts are left");
+    let rescues = [rescue];
+    let written = store
+        .backend()
+        .write_rescues(&rescues, at(31))
+        .await
+        .expect("rescue");
+    assert_eq!(written, vec![stalled.id]);
+    assert!(
+        store
+            .backend()
+            .write_rescues(&rescues, at(31))
+            .await
+            .expect("rescue")
+            .is_empty(),
+        "a rescue another worker made first is not made twice"
+    );
+    assert!(
+        store
+            .backend()
+            .heartbeat(&[(stalled.id, 1)], at(60))
+            .await
+            .expect("beat")
+            .is_empty(),
+        "the stalled attempt no longer holds the run"
+    );
+    assert_eq!(
+        store
+            .backend()
+            .finish_runs(&[completed(stalled.id, 1)], at(31))
+            .await
+            .expect("finish"),
+        0,
+        "its late result is discarded"
+    );
+    let retried = store
+        .backend()
+        .claim_runs("batch", &["j"], claim("w2", at(31)))
+        .await
+        .expect("claim");
+    assert_eq!((retried[0].id, retried[0].attempt), (stalled.id, 2));
+}
+
+async fn the_last_attempt_expiring_fails_the_run<B: Backend>(store: Store<B>) {
+    let mut once = run("j", t0());
+    once.max_attempts = 1;
+    insert_runs(&store, &[once.clone()]).await;
+    claim_runs(&store, "j", claim("w1", t0())).await;
+    let expired = store
+        .backend()
+        .expired_runs(at(31), 10)
+        .await
+        .expect("expired");
+    let rescue = rescuer::decide(&expired[0]);
+    assert_eq!(rescue.status, RunStatus::Failed);
+    store
+        .backend()
+        .write_rescues(&[rescue], at(31))
+        .await
+        .expect("rescue");
+    assert_eq!(status(&store, once.id).await, RunStatus::Failed);
+}
+
+async fn released_runs_keep_their_attempt<B: Backend>(store: Store<B>) {
+    let job = run("j", t0());
+    insert_runs(&store, &[job.clone()]).await;
+    claim_runs(&store, "j", claim("stopping", t0())).await;
+    assert_eq!(
+        store
+            .backend()
+            .release_runs("stopping")
+            .await
+            .expect("release"),
+        1
+    );
+    let again = store
+        .backend()
+        .claim_runs("batch", &["j"], claim("w2", t0()))
+        .await
+        .expect("claim");
+    assert_eq!(again[0].attempt, 1, "the released attempt was not spent");
+}
+
+async fn steps_are_saved_only_by_the_attempt_that_holds_the_run<B: Backend>(store: Store<B>) {
+    let job = run("j", t0());
+    insert_runs(&store, &[job.clone()]).await;
+    claim_runs(&store, "j", claim("w1", t0())).await;
+    let backend = store.backend();
+    assert!(
+        !backend
+            .save_step(job.id, 7, "push", "1", t0())
+            .await
+            .expect("save")
+    );
+    assert_eq!(
+        backend.step_output(job.id, "push").await.expect("read"),
+        None
+    );
+    assert!(
+        backend
+            .save_step(job.id, 1, "push", r#"{"ok":true}"#, t0())
+            .await
+            .expect("save")
+    );
+    let stored = backend
+        .step_output(job.id, "push")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stored).expect("JSON"),
+        serde_json::json!({"ok": true})
+    );
+}
+
+async fn a_canceled_tree_stops_its_live_runs_and_can_be_retried<B: Backend>(store: Store<B>) {
+    let parent = run("j", t0());
+    let mut child = run("j", at(60));
+    child.parent_id = Some(parent.id);
+    child.root_id = parent.id;
+    insert_runs(&store, &[parent.clone(), child.clone()]).await;
+    assert_eq!(
+        store
+            .backend()
+            .cancel_tree(parent.id, t0())
+            .await
+            .expect("cancel"),
+        2
+    );
+    assert_eq!(status(&store, child.id).await, RunStatus::Canceled);
+    assert!(
+        store
+            .backend()
+            .retry_run(child.id, at(1))
+            .await
+            .expect("retry")
+    );
+    let again = store
+        .backend()
+        .claim_runs("batch", &["j"], claim("w1", at(1)))
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.iter().map(|run| run.id).collect::<Vec<_>>(),
+        vec![child.id]
+    );
+}
+
+on_every_backend!(
+    runs_are_claimed_when_due_in_run_at_order,
+    a_dedupe_key_collapses_onto_the_live_run,
+    a_cap_holds_across_workers,
+    an_expired_lease_is_rescued_and_its_late_writes_fenced,
+    the_last_attempt_expiring_fails_the_run,
+    released_runs_keep_their_attempt,
+    steps_are_saved_only_by_the_attempt_that_holds_the_run,
+    a_canceled_tree_stops_its_live_runs_and_can_be_retried,
+);
