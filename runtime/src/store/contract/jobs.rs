@@ -127,7 +127,7 @@ async fn a_cap_holds_across_workers<B: Backend>(store: Store<B>) {
 
 async fn an_expired_lease_is_rescued_and_its_late_writes_fenced<B: Backend>(store: Store<B>) {
     let stalled = run("j", t0());
-    insert_runs(&store, &[stalled.clone()]).await;
+    insert_runs(&store, std::slice::from_ref(&stalled)).await;
     claim_runs(&store, "j", claim("w1", t0())).await;
     let lease_end = at(30);
     assert_eq!(
@@ -207,7 +207,7 @@ async fn an_expired_lease_is_rescued_and_its_late_writes_fenced<B: Backend>(stor
 async fn the_last_attempt_expiring_fails_the_run<B: Backend>(store: Store<B>) {
     let mut once = run("j", t0());
     once.max_attempts = 1;
-    insert_runs(&store, &[once.clone()]).await;
+    insert_runs(&store, std::slice::from_ref(&once)).await;
     claim_runs(&store, "j", claim("w1", t0())).await;
     let expired = store
         .backend()
@@ -226,7 +226,7 @@ async fn the_last_attempt_expiring_fails_the_run<B: Backend>(store: Store<B>) {
 
 async fn released_runs_keep_their_attempt<B: Backend>(store: Store<B>) {
     let job = run("j", t0());
-    insert_runs(&store, &[job.clone()]).await;
+    insert_runs(&store, std::slice::from_ref(&job)).await;
     claim_runs(&store, "j", claim("stopping", t0())).await;
     assert_eq!(
         store
@@ -246,7 +246,7 @@ async fn released_runs_keep_their_attempt<B: Backend>(store: Store<B>) {
 
 async fn steps_are_saved_only_by_the_attempt_that_holds_the_run<B: Backend>(store: Store<B>) {
     let job = run("j", t0());
-    insert_runs(&store, &[job.clone()]).await;
+    insert_runs(&store, std::slice::from_ref(&job)).await;
     claim_runs(&store, "j", claim("w1", t0())).await;
     let backend = store.backend();
     assert!(

@@ -74,10 +74,13 @@ fn retry_at(event: &StoredEvent, subscriber: &str, seconds: i64) -> NewDelivery 
 async fn inserting_an_id_twice_stores_it_once<B: Backend>(store: Store<B>) {
     let first = event(Some("a"));
     assert_eq!(
-        insert_events(&store, &[first.clone()]).await,
+        insert_events(&store, std::slice::from_ref(&first)).await,
         vec![first.id]
     );
-    assert_eq!(insert_events(&store, &[first.clone()]).await, Vec::<uuid::Uuid>::new());
+    assert_eq!(
+        insert_events(&store, std::slice::from_ref(&first)).await,
+        Vec::<uuid::Uuid>::new()
+    );
     assert_eq!(store.stats().await.expect("stats").pending_events, 1);
 }
 
