@@ -49,10 +49,13 @@ pub use projection::{Projection, ProjectionError, Projector};
 pub use retry::RetryTiming;
 pub use service::ServiceHandle;
 pub use store::{
-    Backend, Checkpoint, MemoryBackend, MemoryStore, MemoryTransaction, PostgresBackend,
-    PostgresStore, ProjectedEvent, SqliteBackend, SqliteStore, Store, StoreError, memory, postgres,
-    postgres_with, sqlite,
+    Backend, Checkpoint, MemoryBackend, MemoryStore, MemoryTransaction, ProjectedEvent, Store,
+    StoreError, memory,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PostgresBackend, PostgresStore, postgres, postgres_with};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteBackend, SqliteStore, sqlite};
 
 /// The rows and operations between the runtime and a backend. Not part of the API: public only
 /// because [`Backend`]'s hidden methods name them.

@@ -4,9 +4,12 @@
 #[cfg(test)]
 mod contract;
 mod memory;
+#[cfg(feature = "postgres")]
 mod postgres;
 pub(crate) mod seam;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 pub(crate) mod wake;
 
@@ -17,9 +20,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use memory::{MemoryBackend, MemoryTransaction, RecordedEvent};
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresBackend;
 pub use seam::*;
-pub(crate) use seam::{Fut, conflict_or, corrupt, sealed};
+pub(crate) use seam::{Fut, sealed};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use seam::{conflict_or, corrupt};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteBackend;
 pub(crate) use wake::Wakes;
 
@@ -27,8 +34,10 @@ use crate::clock::{Clock, SystemClock};
 pub(crate) use crate::ops::{DeadLetter, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
 
 /// A store on the embedded default, SQLite.
+#[cfg(feature = "sqlite")]
 pub type SqliteStore = Store<SqliteBackend>;
 /// A store on PostgreSQL, for many workers on many machines.
+#[cfg(feature = "postgres")]
 pub type PostgresStore = Store<PostgresBackend>;
 /// A store in memory, for unit tests: same API, nothing persisted.
 pub type MemoryStore = Store<MemoryBackend>;
@@ -192,6 +201,7 @@ impl<B: Backend> Store<B> {
 
 /// Opens (creating it if missing) a SQLite database, e.g. `sqlite://app.db`, with crash-safe
 /// settings: WAL journal, `synchronous = FULL`, foreign keys on.
+#[cfg(feature = "sqlite")]
 pub async fn sqlite(url: &str) -> Result<SqliteStore, StoreError> {
     let wakes = Wakes::new();
     let backend = SqliteBackend::connect(url, wakes.clone()).await?;
@@ -199,12 +209,14 @@ pub async fn sqlite(url: &str) -> Result<SqliteStore, StoreError> {
 }
 
 /// Connects to PostgreSQL, e.g. `postgres://user@host/db`.
+#[cfg(feature = "postgres")]
 pub async fn postgres(url: &str) -> Result<PostgresStore, StoreError> {
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     postgres_with(options, 10).await
 }
 
 /// Connects to PostgreSQL with explicit options (a `search_path`, TLS, ...) and pool size.
+#[cfg(feature = "postgres")]
 pub async fn postgres_with(
     options: sqlx::postgres::PgConnectOptions,
     max_connections: u32,

@@ -92,6 +92,7 @@ pub struct ProjectedEvent {
 }
 
 /// Maps a unique violation (of the aggregate sequence) to [`StoreError::Conflict`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn conflict_or(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
@@ -498,6 +499,7 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn corrupt(id: Uuid, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         event_id: id,

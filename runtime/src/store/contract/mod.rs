@@ -11,12 +11,14 @@ mod outbox;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+#[cfg(feature = "postgres")]
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
 
 use super::{Backend, Claim, NewEvent, NewRun, Store};
 
 /// The variable that names the PostgreSQL server of the tests.
+#[cfg(feature = "postgres")]
 const POSTGRES_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
 
 /// The instant the tests start at: far from the machine's clock, so that nothing passes by
@@ -100,6 +102,7 @@ async fn insert_runs<B: Backend>(store: &Store<B>, runs: &[NewRun]) -> Vec<Uuid>
     ids
 }
 
+#[cfg(feature = "postgres")]
 /// A migrated PostgreSQL store in a schema of its own, or `None` after saying that the test
 /// is skipped.
 async fn postgres(test: &str) -> Option<(super::PostgresStore, String, String)> {
@@ -127,6 +130,7 @@ async fn postgres(test: &str) -> Option<(super::PostgresStore, String, String)> 
     Some((store, url, schema))
 }
 
+#[cfg(feature = "postgres")]
 async fn drop_schema(url: &str, schema: &str) {
     if let Ok(mut connection) = PgConnection::connect(url).await {
         let _ = connection
@@ -139,6 +143,7 @@ async fn drop_schema(url: &str, schema: &str) {
 /// backend, as tests `sqlite::promise`, `postgres::promise` and `memory::promise`.
 macro_rules! on_every_backend {
     ($($promise:ident),* $(,)?) => {
+        #[cfg(feature = "sqlite")]
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +157,7 @@ macro_rules! on_every_backend {
             )*
         }
 
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
