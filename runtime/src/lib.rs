@@ -30,7 +30,7 @@ pub use aggregate::{
 };
 pub use bus::EventBus;
 pub use drain::subscribers::HandlerError;
-pub use drain::{DrainBuilder, DrainConfig};
+pub use drain::{DrainBuilder, DrainConfig, DrainSummary};
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::catalog::{Catalog, InCatalog};
 pub use event::envelope::Envelope;

@@ -10,11 +10,14 @@ use herald::chrono::Utc;
 use herald::ops::Redrive;
 use herald::testing::SilentEventClaim;
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Publish, PublishError, RetryTiming, ServiceHandle, Store};
-use integration_tests::domain::TypedEventBus;
+use herald::{
+    Backend, DrainBuilder, DrainSummary, Envelope, Publish, PublishError, RetryTiming,
+    ServiceHandle, Store,
+};
 use integration_tests::domain::events::{
     ContactCreated, CrmSyncCompleted, StripePaymentReceived, WebhookOutboundContactSync,
 };
+use integration_tests::domain::{AppEvent, TypedEventBus};
 use integration_tests::support::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -46,6 +49,23 @@ fn start<B: Backend>(bus: &TypedEventBus<B>) -> ServiceHandle {
             cap: Duration::from_millis(20),
         })
         .spawn()
+}
+
+/// A drain for `run_until_idle` whose retries are due at once, so that one call runs every
+/// attempt of a failing delivery.
+fn drain_now<B: Backend>(bus: &TypedEventBus<B>) -> DrainBuilder<AppEvent, B> {
+    bus.drain().retry(RetryTiming {
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    })
+}
+
+/// Runs the drain until idle, failing (instead of hanging) if it waits for something.
+async fn until_idle<B: Backend>(drain: DrainBuilder<AppEvent, B>) -> DrainSummary {
+    tokio::time::timeout(DEADLINE, drain.run_until_idle())
+        .await
+        .expect("run_until_idle returns once nothing is claimable")
+        .expect("run_until_idle")
 }
 
 /// Records what a subscriber saw.
@@ -671,6 +691,97 @@ async fn per_aggregate_order_holds_with_four_workers<B: Backend>(store: Store<B>
     assert_eq!(delivered, expected);
 }
 
+async fn run_until_idle_counts_every_outcome_exactly<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    bus.subscribe("search_index", |_: Envelope<ContactCreated>| async {
+        Ok::<_, herald::HandlerError>(())
+    });
+    bus.subscribe("welcome_mail", |e: Envelope<ContactCreated>| async move {
+        if e.attempt == 1 {
+            Err("smtp timeout")
+        } else {
+            Ok(())
+        }
+    });
+    bus.subscribe("ledger", |_: Envelope<StripePaymentReceived>| async {
+        Err("ledger down")
+    });
+    for n in 0..3 {
+        publish_one(&bus, Uuid::from_u128(100 + n)).await;
+    }
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish_with(&mut tx, Publish::new(payment("evt_5")))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+
+    let summary = until_idle(drain_now(&bus)).await;
+    // Three contacts: search_index delivers at once, welcome_mail on its second attempt. The
+    // payment's ledger fails all five attempts of stripe_payment_received.yaml.
+    assert_eq!(
+        summary,
+        DrainSummary {
+            events: 4,
+            delivered: 3 + 3,
+            retried: 3 + 4,
+            dead_lettered: 1,
+            retries_scheduled: 0,
+        }
+    );
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 4, "{stats:?}");
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 0, "{stats:?}");
+    assert_eq!(stats.dead_letters, 1, "{stats:?}");
+    // Nothing is left for a second call.
+    assert_eq!(until_idle(drain_now(&bus)).await, DrainSummary::default());
+}
+
+async fn run_until_idle_does_not_wait_for_a_retry_due_later<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let attempts: Seen<(Uuid, u32)> = Seen::default();
+    let sink = attempts.clone();
+    bus.subscribe("crm", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push((e.id, e.attempt));
+            Err::<(), _>("crm down")
+        }
+    });
+    let in_an_hour = || {
+        bus.drain().retry(RetryTiming {
+            base: Duration::from_secs(3600),
+            cap: Duration::from_secs(3600),
+        })
+    };
+    let contact = Uuid::from_u128(200);
+    let first = publish_one(&bus, contact).await;
+    assert_eq!(
+        until_idle(in_an_hour()).await,
+        DrainSummary {
+            events: 1,
+            retried: 1,
+            retries_scheduled: 1,
+            ..DrainSummary::default()
+        }
+    );
+    // A later event of the same aggregate queues behind that retry, without an attempt.
+    publish_one(&bus, contact).await;
+    assert_eq!(
+        until_idle(in_an_hour()).await,
+        DrainSummary {
+            events: 1,
+            retries_scheduled: 1,
+            ..DrainSummary::default()
+        }
+    );
+    assert_eq!(attempts.all(), vec![(first, 1)]);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 2, "{stats:?}");
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+}
+
 integration_tests::on_every_backend!(
     rollback_delivers_nothing,
     same_id_is_stored_and_delivered_once,
@@ -686,4 +797,6 @@ integration_tests::on_every_backend!(
     shutdown_releases_in_flight_claims,
     prune_keeps_what_is_still_owed,
     per_aggregate_order_holds_with_four_workers,
+    run_until_idle_counts_every_outcome_exactly,
+    run_until_idle_does_not_wait_for_a_retry_due_later,
 );
