@@ -37,7 +37,7 @@ pub use event::envelope::Envelope;
 pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
-pub use jobs::worker::{Worker, WorkerConfig};
+pub use jobs::worker::{Worker, WorkerConfig, WorkerSummary};
 pub use jobs::{
     DEFAULT_JOB_POOL, EnqueueError, Job, JobClient, JobContext, JobError, Jobs, RunAt, Start,
     Trigger, TriggerEvent, TriggerEvents, TriggersIn,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use herald::ops::{RunFilter, RunInfo, RunStatus};
 use herald::testing::SilentRunClaim;
 use herald::uuid::Uuid;
-use herald::{Backend, Jobs, RetryTiming, ServiceHandle, Store, Worker};
+use herald::{
+    Backend, Jobs, RetryTiming, RunAt, ServiceHandle, Start, Store, Worker, WorkerSummary,
+};
 use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
 use integration_tests::domain::{JobBindings, TypedEventBus};
 use integration_tests::jobs::{
@@ -29,6 +31,23 @@ fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -
             base: Duration::from_millis(5),
             cap: Duration::from_millis(20),
         })
+}
+
+/// A worker for `run_until_idle` whose retries are due at once, so that one call runs every
+/// attempt of a failing run.
+fn worker_now<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -> Worker<B> {
+    test_worker(store, probe, jobs).retry(RetryTiming {
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    })
+}
+
+/// Runs the worker until idle, failing (instead of hanging) if it waits for something.
+async fn until_idle<B: Backend>(worker: Worker<B>) -> WorkerSummary {
+    tokio::time::timeout(DEADLINE, worker.run_until_idle())
+        .await
+        .expect("run_until_idle returns once nothing is due")
+        .expect("run_until_idle")
 }
 
 async fn run_of<B: Backend>(store: &Store<B>, id: Uuid) -> RunInfo {
@@ -446,6 +465,131 @@ async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
     assert_eq!(deduped.iter().map(|r| r.id).collect::<Vec<_>>(), [fine]);
 }
 
+async fn run_until_idle_counts_every_outcome_exactly<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let failing = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let keyed = |key: &str| Keyed {
+        key: key.into(),
+        n: 1,
+    };
+    let a = start::<B, Deduped>(&store, keyed("a")).await;
+    let b = start::<B, Deduped>(&store, keyed("b")).await;
+    let slow = start::<B, SleepsTooLong>(&store, Nothing {}).await;
+    let charge = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
+    let jobs = JobBindings::new()
+        .register::<AlwaysFails>()
+        .register::<Deduped>()
+        .register::<SleepsTooLong>()
+        .register::<ChargeThenCrash>();
+
+    let summary = until_idle(worker_now(&store, &probe, jobs.clone())).await;
+    // always_fails: three attempts, the last one failed; charge_then_crash: one failure, then
+    // completed; the two deduped runs complete; sleeps_too_long times out.
+    assert_eq!(
+        summary,
+        WorkerSummary {
+            completed: 3,
+            retried: 3,
+            failed: 1,
+            timed_out: 1,
+            retries_scheduled: 0,
+            fenced: 0,
+        }
+    );
+    let status = |run: RunInfo| (run.status, run.attempt);
+    assert_eq!(
+        status(run_of(&store, failing).await),
+        (RunStatus::Failed, 3)
+    );
+    assert_eq!(status(run_of(&store, a).await), (RunStatus::Completed, 1));
+    assert_eq!(status(run_of(&store, b).await), (RunStatus::Completed, 1));
+    assert_eq!(status(run_of(&store, slow).await), (RunStatus::TimedOut, 1));
+    assert_eq!(
+        status(run_of(&store, charge).await),
+        (RunStatus::Completed, 2)
+    );
+    // Nothing is left for a second call.
+    assert_eq!(
+        until_idle(worker_now(&store, &probe, jobs)).await,
+        WorkerSummary::default()
+    );
+}
+
+async fn run_until_idle_does_not_wait_for_later_runs<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let failing = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let mut tx = store.begin().await.unwrap();
+    let scheduled = store
+        .jobs()
+        .start_with::<Deduped>(
+            &mut tx,
+            Start::new(Keyed {
+                key: "later".into(),
+                n: 1,
+            })
+            .at(RunAt::In(Duration::from_secs(3600))),
+        )
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let jobs = JobBindings::new()
+        .register::<AlwaysFails>()
+        .register::<Deduped>();
+    let in_an_hour = test_worker(&store, &probe, jobs).retry(RetryTiming {
+        base: Duration::from_secs(3600),
+        cap: Duration::from_secs(3600),
+    });
+
+    assert_eq!(
+        until_idle(in_an_hour).await,
+        WorkerSummary {
+            retried: 1,
+            retries_scheduled: 1,
+            ..WorkerSummary::default()
+        }
+    );
+    assert_eq!(probe.calls(), ["attempt 1"]);
+    let now = herald::chrono::Utc::now();
+    let retry = run_of(&store, failing).await;
+    assert_eq!((retry.status, retry.attempt), (RunStatus::Pending, 1));
+    assert!(retry.run_at > now, "{retry:?}");
+    let later = run_of(&store, scheduled).await;
+    assert_eq!(later.status, RunStatus::Pending);
+    assert!(later.run_at > now, "{later:?}");
+}
+
+async fn run_until_idle_keeps_a_long_run_by_heartbeat<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
+    // Another worker, whose rescuer would take the run as soon as its lease lapsed (and its
+    // late result would then be fenced off).
+    let other = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
+    let summary = until_idle(
+        worker_now(
+            &store,
+            &probe,
+            JobBindings::new().register::<OutlivesItsLease>(),
+        )
+        .lease(Duration::from_millis(600)),
+    )
+    .await;
+    other.shutdown().await;
+    assert_eq!(
+        summary,
+        WorkerSummary {
+            completed: 1,
+            ..WorkerSummary::default()
+        }
+    );
+    let run = run_of(&store, id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(herald::serde_json::json!(1)),
+        "it ran once"
+    );
+}
+
 integration_tests::on_every_backend!(
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
@@ -458,4 +602,7 @@ integration_tests::on_every_backend!(
     canceling_a_run_cancels_its_tree,
     heartbeats_keep_a_long_run_and_expired_leases_are_rescued,
     query_by_status_and_job,
+    run_until_idle_counts_every_outcome_exactly,
+    run_until_idle_does_not_wait_for_later_runs,
+    run_until_idle_keeps_a_long_run_by_heartbeat,
 );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Shared;
-use crate::store::Backend;
+use crate::store::{Backend, Rescued, StoreError};
 
 /// Rescues runs whose lease expired, whichever worker held them, about once a second.
 pub(super) async fn rescue<B: Backend>(shared: Arc<Shared<B>>, mut stopped: watch::Receiver<bool>) {
@@ -21,17 +21,23 @@ pub(super) async fn rescue<B: Backend>(shared: Arc<Shared<B>>, mut stopped: watc
             _ = tokio::time::sleep(interval) => {}
             _ = stopped.changed() => return,
         }
-        match shared.store.backend().rescue_expired().await {
-            Ok(rescued) if rescued.retried + rescued.failed > 0 => {
-                tracing::warn!(
-                    retried = rescued.retried,
-                    failed = rescued.failed,
-                    "rescued runs whose lease expired"
-                );
-                shared.store.wakes().jobs.notify();
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "rescuing expired runs failed"),
+        if let Err(error) = rescue_expired(&shared).await {
+            tracing::warn!(%error, "rescuing expired runs failed");
         }
     }
+}
+
+/// One pass of the rescuer, shared with [`super::Worker::run_until_idle`]: expired runs go back
+/// to pending (or fail, after their last attempt), and the workers are woken to claim them.
+pub(super) async fn rescue_expired<B: Backend>(shared: &Shared<B>) -> Result<Rescued, StoreError> {
+    let rescued = shared.store.backend().rescue_expired().await?;
+    if rescued.retried + rescued.failed > 0 {
+        tracing::warn!(
+            retried = rescued.retried,
+            failed = rescued.failed,
+            "rescued runs whose lease expired"
+        );
+        shared.store.wakes().jobs.notify();
+    }
+    Ok(rescued)
 }
