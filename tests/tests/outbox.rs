@@ -111,7 +111,6 @@ async fn rollback_delivers_nothing<B: Backend>(store: Store<B>) {
             Ok::<_, herald::HandlerError>(())
         }
     });
-    let drain = start(&bus);
 
     let rolled_back = Uuid::from_u128(1);
     let mut tx = bus.store().begin().await.unwrap();
@@ -122,11 +121,8 @@ async fn rollback_delivers_nothing<B: Backend>(store: Store<B>) {
     let committed = Uuid::from_u128(2);
     publish_one(&bus, committed).await;
 
-    eventually("the committed event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(bus.drain()).await;
+    assert_eq!((summary.events, summary.delivered), (1, 1), "{summary:?}");
     assert_eq!(seen.all(), vec![committed]);
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(stats.processed_events, 1, "{stats:?}");
@@ -160,11 +156,8 @@ async fn same_id_is_stored_and_delivered_once<B: Backend>(store: Store<B>) {
         assert_eq!(published, id);
         bus.store().commit(tx).await.unwrap();
     }
-    let drain = start(&bus);
-    eventually("the event is processed", DEADLINE, || async {
-        bus.store().stats().await.unwrap().processed_events == 1
-    })
-    .await;
+    assert_eq!(until_idle(bus.drain()).await.events, 1);
+    assert_eq!(bus.store().stats().await.unwrap().processed_events, 1);
     // A second publish of a delivered id stores nothing either.
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish_with(
@@ -176,8 +169,7 @@ async fn same_id_is_stored_and_delivered_once<B: Backend>(store: Store<B>) {
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await, DrainSummary::default());
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(
         stats.processed_events + stats.pending_events,
@@ -198,7 +190,6 @@ async fn subscribers_receive_the_exact_payload_and_stamps<B: Backend>(store: Sto
             Ok::<_, herald::HandlerError>(())
         }
     });
-    let drain = start(&bus);
     let sent = payment("evt_1");
     let correlation = Uuid::now_v7();
     let cause = Uuid::now_v7();
@@ -214,11 +205,8 @@ async fn subscribers_receive_the_exact_payload_and_stamps<B: Backend>(store: Sto
         .await
         .unwrap();
     bus.store().commit(tx).await.unwrap();
-    eventually("the payment is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await.delivered, 1);
+    assert_eq!(seen.len(), 1);
     let envelope = &seen.all()[0];
     assert_eq!(envelope.payload, sent);
     assert_eq!(envelope.id, id);
@@ -248,7 +236,6 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
             }
         }
     });
-    let drain = start(&bus);
     let mut tx = bus.store().begin().await.unwrap();
     let id = bus
         .publish_with(&mut tx, Publish::new(payment("evt_2")))
@@ -257,10 +244,13 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
     bus.store().commit(tx).await.unwrap();
 
     // stripe_payment_received.yaml: `retry: { attempts: 5, backoff: exponential }`.
-    eventually("the delivery is dead-lettered", DEADLINE, || async {
-        bus.store().stats().await.unwrap().dead_letters == 1
-    })
-    .await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!(
+        (summary.retried, summary.dead_lettered),
+        (4, 1),
+        "{summary:?}"
+    );
+    assert_eq!(bus.store().stats().await.unwrap().dead_letters, 1);
     assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5]);
     let dead = bus.store().dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -277,12 +267,10 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
         .await
         .unwrap();
     assert_eq!(redriven, 1);
-    eventually("the re-driven delivery succeeds", DEADLINE, || async {
-        let stats = bus.store().stats().await.unwrap();
-        stats.dead_letters == 0 && stats.retrying_deliveries == 0
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(drain_now(&bus)).await.delivered, 1);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 0, "{stats:?}");
     assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5, 1]);
 }
 
@@ -308,14 +296,11 @@ async fn a_failing_subscriber_retries_alone<B: Backend>(store: Store<B>) {
             }
         }
     });
-    let drain = start(&bus);
     publish_one(&bus, Uuid::from_u128(4)).await;
-    eventually("the flaky subscriber succeeds", DEADLINE, || async {
-        flaky_runs.load(Ordering::SeqCst) == 3
-            && bus.store().stats().await.unwrap().retrying_deliveries == 0
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!((summary.delivered, summary.retried), (2, 2), "{summary:?}");
+    assert_eq!(flaky_runs.load(Ordering::SeqCst), 3);
+    assert_eq!(bus.store().stats().await.unwrap().retrying_deliveries, 0);
     assert_eq!(sibling_runs.load(Ordering::SeqCst), 1);
 }
 
@@ -327,7 +312,6 @@ async fn a_panicking_subscriber_is_a_failed_delivery<B: Backend>(store: Store<B>
         }
         panic!("boom")
     });
-    let drain = start(&bus);
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish_with(
         &mut tx,
@@ -342,13 +326,8 @@ async fn a_panicking_subscriber_is_a_failed_delivery<B: Backend>(store: Store<B>
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    eventually(
-        "the panicking delivery is dead-lettered",
-        DEADLINE,
-        || async { bus.store().stats().await.unwrap().dead_letters == 1 },
-    )
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(drain_now(&bus)).await.dead_lettered, 1);
+    assert_eq!(bus.store().stats().await.unwrap().dead_letters, 1);
     let dead = bus.store().dead_letters(1).await.unwrap();
     assert_eq!(dead[0].last_error, "subscriber panicked: boom");
 }
@@ -364,12 +343,6 @@ async fn audit_events_have_no_route_and_reach_audit_subscribers<B: Backend>(stor
             Ok::<_, herald::HandlerError>(())
         }
     });
-    // A drain of the domain pools only never sees audit events ...
-    let domain_only = bus
-        .drain()
-        .pools(["events_change", "events_inbound", "events_outbound"])
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish(
         &mut tx,
@@ -384,17 +357,16 @@ async fn audit_events_have_no_route_and_reach_audit_subscribers<B: Backend>(stor
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    domain_only.shutdown().await;
+    // A drain of the domain pools only never sees audit events ...
+    let domain_only = bus
+        .drain()
+        .pools(["events_change", "events_inbound", "events_outbound"]);
+    assert_eq!(until_idle(domain_only).await, DrainSummary::default());
     assert_eq!(seen.len(), 0);
     assert_eq!(bus.store().stats().await.unwrap().pending_events, 1);
     // ... the audit lane delivers them.
-    let audit = bus.drain().pools(["audit"]).spawn();
-    eventually("the audit event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    audit.shutdown().await;
+    let audit = until_idle(bus.drain().pools(["audit"])).await;
+    assert_eq!((audit.events, audit.delivered), (1, 1), "{audit:?}");
     assert_eq!(seen.all(), vec!["salesforce".to_owned()]);
 }
 
@@ -450,12 +422,7 @@ async fn untyped_publish_checks_type_and_payload<B: Backend>(store: Store<B>) {
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    let drain = start(&bus);
-    eventually("the forwarded event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await.delivered, 1);
     assert_eq!(seen.all(), vec!["upsert".to_owned()]);
 }
 
@@ -600,13 +567,15 @@ async fn prune_keeps_what_is_still_owed<B: Backend>(store: Store<B>) {
         .await
         .unwrap();
     bus.store().commit(tx).await.unwrap();
-    let drain = start(&bus);
-    eventually("both processed, the payment dead", DEADLINE, || async {
-        let stats = bus.store().stats().await.unwrap();
-        stats.processed_events == 2 && stats.dead_letters == 1
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!(
+        (summary.events, summary.dead_lettered),
+        (2, 1),
+        "{summary:?}"
+    );
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 2, "{stats:?}");
+    assert_eq!(stats.dead_letters, 1, "{stats:?}");
     assert_eq!(
         bus.store().prune(Duration::from_secs(3600)).await.unwrap(),
         0
