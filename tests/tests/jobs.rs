@@ -111,9 +111,9 @@ async fn triggers_enqueue_in_the_publishing_transaction<B: Backend>(store: Store
     assert_eq!(store.stats().await.unwrap().pending_events, 1);
 
     let probe = Probe::default();
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<SyncContact>()).spawn();
-    let done = wait_until_final(&store, run.id).await;
-    worker.shutdown().await;
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<SyncContact>());
+    assert_eq!(until_idle(worker).await.completed, 1);
+    let done = run_of(&store, run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.output, Some(herald::serde_json::json!(contact)));
     assert_eq!(probe.calls(), vec![format!("sync {contact}")]);
@@ -195,9 +195,10 @@ async fn audit_events_never_enqueue_jobs<B: Backend>(store: Store<B>) {
 async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, AlwaysFails>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    let jobs = || JobBindings::new().register::<AlwaysFails>();
+    let summary = until_idle(worker_now(&store, &probe, jobs())).await;
+    assert_eq!((summary.retried, summary.failed), (2, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.attempt, 3, "retries = 2 means three attempts");
     assert_eq!(
@@ -208,9 +209,9 @@ async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
 
     // Retried by hand, it gets a fresh set of attempts.
     assert!(store.jobs().retry(id).await.unwrap());
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    let summary = until_idle(worker_now(&store, &probe, jobs())).await;
+    assert_eq!((summary.retried, summary.failed), (2, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(probe.calls().len(), 6);
 }
@@ -222,10 +223,9 @@ async fn a_timeout_ends_the_run_timed_out<B: Backend>(store: Store<B>) {
         &store,
         &probe,
         JobBindings::new().register::<SleepsTooLong>(),
-    )
-    .spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    );
+    assert_eq!(until_idle(worker).await.timed_out, 1);
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::TimedOut);
     assert_eq!(run.attempt, 1);
     assert_eq!(run.last_error.as_deref(), Some("timed out after 100ms"));
@@ -274,9 +274,15 @@ async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
         .unwrap();
     store.commit(tx).await.unwrap();
     assert_eq!(in_tx, first);
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
-    wait_until_final(&store, first).await;
-    wait_until_final(&store, other).await;
+    let jobs = || JobBindings::new().register::<Deduped>();
+    assert_eq!(
+        until_idle(test_worker(&store, &probe, jobs()))
+            .await
+            .completed,
+        2
+    );
+    assert!(run_of(&store, first).await.status.is_final());
+    assert!(run_of(&store, other).await.status.is_final());
     // Once the run is over, the key is free again.
     let later = start::<B, Deduped>(
         &store,
@@ -287,8 +293,13 @@ async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
     )
     .await;
     assert_ne!(later, first);
-    wait_until_final(&store, later).await;
-    worker.shutdown().await;
+    assert_eq!(
+        until_idle(test_worker(&store, &probe, jobs()))
+            .await
+            .completed,
+        1
+    );
+    assert!(run_of(&store, later).await.status.is_final());
     let mut calls = probe.calls();
     calls.sort();
     assert_eq!(calls, ["a 1", "a 5", "b 3"]);
@@ -334,14 +345,14 @@ async fn concurrency_cap_holds_across_four_workers<B: Backend>(store: Store<B>) 
 async fn memoized_steps_do_not_run_again<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
-    let worker = test_worker(
+    let worker = worker_now(
         &store,
         &probe,
         JobBindings::new().register::<ChargeThenCrash>(),
-    )
-    .spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    );
+    let summary = until_idle(worker).await;
+    assert_eq!((summary.retried, summary.completed), (1, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.attempt, 2);
     assert_eq!(run.output, Some(herald::serde_json::json!(1)));
@@ -447,10 +458,14 @@ async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
     let jobs = JobBindings::new()
         .register::<AlwaysFails>()
         .register::<Deduped>();
-    let worker = test_worker(&store, &probe, jobs).spawn();
-    wait_until_final(&store, failing).await;
-    wait_until_final(&store, fine).await;
-    worker.shutdown().await;
+    let summary = until_idle(worker_now(&store, &probe, jobs)).await;
+    assert_eq!(
+        (summary.completed, summary.retried, summary.failed),
+        (1, 2, 1),
+        "{summary:?}"
+    );
+    assert!(run_of(&store, failing).await.status.is_final());
+    assert!(run_of(&store, fine).await.status.is_final());
     let failed = store
         .jobs()
         .list(&RunFilter::default().status(RunStatus::Failed))
