@@ -291,6 +291,11 @@ async fn idle(
     stopped: &mut watch::Receiver<bool>,
     interval: Duration,
 ) -> bool {
+    // A stop that came during the lane's last step was seen there (by `finish_or_abandon`) and
+    // is no longer a change: without this look the lane would sleep a whole poll interval.
+    if *stopped.borrow() {
+        return true;
+    }
     tokio::select! {
         _ = woken.changed() => false,
         _ = tokio::time::sleep(interval) => false,
