@@ -17,9 +17,16 @@ use integration_tests::jobs::{
     AlwaysFails, Capped, ChargeThenCrash, Deduped, Keyed, LeafOfATree, Nothing, OutlivesItsLease,
     ParentOfATree, Probe, SleepsTooLong, SyncContact,
 };
-use integration_tests::support::eventually;
+use integration_tests::support::{PostgresSchema, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How long a woken worker may take to run a run: far below its poll interval of an hour, so
+/// that only a wake-up runs it in time, and generous, so that a loaded machine does not fail it.
+const WAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// Lets a pool that has just run a run look again, find nothing and go to sleep. Were it too
+/// short, the next enqueue would be found by that look and the test would pass without proving
+/// the wake-up; it cannot make the test fail.
+const SETTLE: Duration = Duration::from_millis(200);
 
 fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -> Worker<B> {
     TypedEventBus::new(store.clone())
@@ -605,6 +612,64 @@ async fn run_until_idle_keeps_a_long_run_by_heartbeat<B: Backend>(store: Store<B
     );
 }
 
+/// The worker of `worked` never polls (its backstop comes after an hour); runs are enqueued
+/// through `writer` (the same store, or another one on the same database) while it is idle.
+async fn an_idle_worker_is_woken_by_enqueues_of<B: Backend>(worked: &Store<B>, writer: &Store<B>) {
+    let probe = Probe::default();
+    let worker = test_worker(worked, &probe, JobBindings::new().register::<Deduped>())
+        .poll_interval(Duration::from_secs(3600))
+        .spawn();
+    let ended = |id| async move { run_of(worked, id).await.status.is_final() };
+    // The first run shows the worker running (its first look may find it without a wake-up).
+    let first = start::<B, Deduped>(
+        writer,
+        Keyed {
+            key: "first".into(),
+            n: 1,
+        },
+    )
+    .await;
+    eventually("the first run ends", WAKE_DEADLINE, || ended(first)).await;
+    tokio::time::sleep(SETTLE).await;
+    let second = start::<B, Deduped>(
+        writer,
+        Keyed {
+            key: "second".into(),
+            n: 2,
+        },
+    )
+    .await;
+    eventually(
+        "the idle worker is woken by the enqueue",
+        WAKE_DEADLINE,
+        || ended(second),
+    )
+    .await;
+    // With an hour between polls, a pool that missed the stop would hold shutdown up that long.
+    tokio::time::timeout(DEADLINE, worker.shutdown())
+        .await
+        .expect("the worker stops");
+    assert_eq!(probe.calls(), ["first 1", "second 2"]);
+    assert_eq!(run_of(worked, second).await.status, RunStatus::Completed);
+}
+
+async fn an_idle_worker_starts_a_later_run_at_once<B: Backend>(store: Store<B>) {
+    an_idle_worker_is_woken_by_enqueues_of(&store, &store).await;
+}
+
+/// Another process enqueues through a pool of its own: only `LISTEN/NOTIFY` can wake the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_enqueue_of_another_store_wakes_the_worker() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_an_enqueue_of_another_store_wakes_the_worker").await
+    else {
+        return;
+    };
+    let (worked, writer) = (schema.store(5).await, schema.store(5).await);
+    an_idle_worker_is_woken_by_enqueues_of(&worked, &writer).await;
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
@@ -620,4 +685,5 @@ integration_tests::on_every_backend!(
     run_until_idle_counts_every_outcome_exactly,
     run_until_idle_does_not_wait_for_later_runs,
     run_until_idle_keeps_a_long_run_by_heartbeat,
+    an_idle_worker_starts_a_later_run_at_once,
 );

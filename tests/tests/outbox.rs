@@ -18,9 +18,16 @@ use integration_tests::domain::events::{
     ContactCreated, CrmSyncCompleted, StripePaymentReceived, WebhookOutboundContactSync,
 };
 use integration_tests::domain::{AppEvent, TypedEventBus};
-use integration_tests::support::eventually;
+use integration_tests::support::{PostgresSchema, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How long a woken drain may take to deliver: far below its poll interval of an hour, so that
+/// only a wake-up delivers in time, and generous, so that a loaded machine does not fail it.
+const WAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// Lets a lane that has just delivered look again, find nothing and go to sleep. Were it too
+/// short, the next commit would be found by that look and the test would pass without proving
+/// the wake-up; it cannot make the test fail.
+const SETTLE: Duration = Duration::from_millis(200);
 
 fn contact_created(contact: Uuid) -> ContactCreated {
     ContactCreated {
@@ -751,6 +758,61 @@ async fn run_until_idle_does_not_wait_for_a_retry_due_later<B: Backend>(store: S
     assert_eq!(stats.dead_letters, 0, "{stats:?}");
 }
 
+/// The drain of `drained` never polls (its backstop comes after an hour); events are committed
+/// through `writer` (the same store, or another one on the same database) while it is idle.
+async fn an_idle_drain_is_woken_by_commits_of<B: Backend>(drained: &Store<B>, writer: &Store<B>) {
+    let bus = TypedEventBus::new(drained.clone());
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.contact_id);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let writer = TypedEventBus::new(writer.clone());
+    let drain = bus.drain().poll_interval(Duration::from_secs(3600)).spawn();
+    // The first event shows the drain running (its first look may find it without a wake-up).
+    let first = Uuid::from_u128(300);
+    publish_one(&writer, first).await;
+    eventually("the first event is delivered", WAKE_DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let second = Uuid::from_u128(301);
+    publish_one(&writer, second).await;
+    eventually(
+        "the idle drain is woken by the commit",
+        WAKE_DEADLINE,
+        || async { seen.len() == 2 },
+    )
+    .await;
+    // With an hour between polls, a lane that missed the stop would hold shutdown up that long.
+    tokio::time::timeout(DEADLINE, drain.shutdown())
+        .await
+        .expect("the drain stops");
+    assert_eq!(seen.all(), vec![first, second]);
+}
+
+async fn an_idle_drain_delivers_a_later_commit_at_once<B: Backend>(store: Store<B>) {
+    an_idle_drain_is_woken_by_commits_of(&store, &store).await;
+}
+
+/// Another process commits through a pool of its own: only `LISTEN/NOTIFY` can wake the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_commit_of_another_store_wakes_the_drain() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_a_commit_of_another_store_wakes_the_drain").await
+    else {
+        return;
+    };
+    let (drained, writer) = (schema.store(5).await, schema.store(5).await);
+    an_idle_drain_is_woken_by_commits_of(&drained, &writer).await;
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
     rollback_delivers_nothing,
     same_id_is_stored_and_delivered_once,
@@ -768,4 +830,5 @@ integration_tests::on_every_backend!(
     per_aggregate_order_holds_with_four_workers,
     run_until_idle_counts_every_outcome_exactly,
     run_until_idle_does_not_wait_for_a_retry_due_later,
+    an_idle_drain_delivers_a_later_commit_at_once,
 );
