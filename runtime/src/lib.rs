@@ -32,14 +32,14 @@ pub use aggregate::{
 pub use bus::EventBus;
 pub use clock::{Clock, SystemClock};
 pub use drain::subscribers::HandlerError;
-pub use drain::{DrainBuilder, DrainConfig};
+pub use drain::{DrainBuilder, DrainConfig, DrainSummary};
 pub use entity::{Entity, EntityMeta, FieldMeta};
 pub use event::catalog::{Catalog, InCatalog};
 pub use event::envelope::Envelope;
 pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
-pub use jobs::worker::{Worker, WorkerConfig};
+pub use jobs::worker::{Worker, WorkerConfig, WorkerSummary};
 pub use jobs::{
     DEFAULT_JOB_POOL, EnqueueError, Job, JobClient, JobContext, JobError, Jobs, RunAt, Start,
     Trigger, TriggerEvent, TriggerEvents, TriggersIn,

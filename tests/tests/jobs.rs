@@ -8,16 +8,25 @@ use std::time::Duration;
 use herald::ops::{RunFilter, RunInfo, RunStatus};
 use herald::testing::SilentRunClaim;
 use herald::uuid::Uuid;
-use herald::{Backend, Jobs, RetryTiming, ServiceHandle, Store, Worker};
+use herald::{
+    Backend, Jobs, RetryTiming, RunAt, ServiceHandle, Start, Store, Worker, WorkerSummary,
+};
 use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
 use integration_tests::domain::{JobBindings, TypedEventBus};
 use integration_tests::jobs::{
     AlwaysFails, Capped, ChargeThenCrash, Deduped, Keyed, LeafOfATree, Nothing, OutlivesItsLease,
     ParentOfATree, Probe, SleepsTooLong, SyncContact,
 };
-use integration_tests::support::eventually;
+use integration_tests::support::{PostgresSchema, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How long a woken worker may take to run a run: far below its poll interval of an hour, so
+/// that only a wake-up runs it in time, and generous, so that a loaded machine does not fail it.
+const WAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// Lets a pool that has just run a run look again, find nothing and go to sleep. Were it too
+/// short, the next enqueue would be found by that look and the test would pass without proving
+/// the wake-up; it cannot make the test fail.
+const SETTLE: Duration = Duration::from_millis(200);
 
 fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -> Worker<B> {
     TypedEventBus::new(store.clone())
@@ -29,6 +38,23 @@ fn test_worker<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -
             base: Duration::from_millis(5),
             cap: Duration::from_millis(20),
         })
+}
+
+/// A worker for `run_until_idle` whose retries are due at once, so that one call runs every
+/// attempt of a failing run.
+fn worker_now<B: Backend>(store: &Store<B>, probe: &Probe, jobs: JobBindings) -> Worker<B> {
+    test_worker(store, probe, jobs).retry(RetryTiming {
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    })
+}
+
+/// Runs the worker until idle, failing (instead of hanging) if it waits for something.
+async fn until_idle<B: Backend>(worker: Worker<B>) -> WorkerSummary {
+    tokio::time::timeout(DEADLINE, worker.run_until_idle())
+        .await
+        .expect("run_until_idle returns once nothing is due")
+        .expect("run_until_idle")
 }
 
 async fn run_of<B: Backend>(store: &Store<B>, id: Uuid) -> RunInfo {
@@ -92,9 +118,9 @@ async fn triggers_enqueue_in_the_publishing_transaction<B: Backend>(store: Store
     assert_eq!(store.stats().await.unwrap().pending_events, 1);
 
     let probe = Probe::default();
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<SyncContact>()).spawn();
-    let done = wait_until_final(&store, run.id).await;
-    worker.shutdown().await;
+    let worker = test_worker(&store, &probe, JobBindings::new().register::<SyncContact>());
+    assert_eq!(until_idle(worker).await.completed, 1);
+    let done = run_of(&store, run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.output, Some(herald::serde_json::json!(contact)));
     assert_eq!(probe.calls(), vec![format!("sync {contact}")]);
@@ -176,9 +202,10 @@ async fn audit_events_never_enqueue_jobs<B: Backend>(store: Store<B>) {
 async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, AlwaysFails>(&store, Nothing {}).await;
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    let jobs = || JobBindings::new().register::<AlwaysFails>();
+    let summary = until_idle(worker_now(&store, &probe, jobs())).await;
+    assert_eq!((summary.retried, summary.failed), (2, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.attempt, 3, "retries = 2 means three attempts");
     assert_eq!(
@@ -189,9 +216,9 @@ async fn retries_with_backoff_then_fails<B: Backend>(store: Store<B>) {
 
     // Retried by hand, it gets a fresh set of attempts.
     assert!(store.jobs().retry(id).await.unwrap());
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>()).spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    let summary = until_idle(worker_now(&store, &probe, jobs())).await;
+    assert_eq!((summary.retried, summary.failed), (2, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(probe.calls().len(), 6);
 }
@@ -203,10 +230,9 @@ async fn a_timeout_ends_the_run_timed_out<B: Backend>(store: Store<B>) {
         &store,
         &probe,
         JobBindings::new().register::<SleepsTooLong>(),
-    )
-    .spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    );
+    assert_eq!(until_idle(worker).await.timed_out, 1);
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::TimedOut);
     assert_eq!(run.attempt, 1);
     assert_eq!(run.last_error.as_deref(), Some("timed out after 100ms"));
@@ -255,9 +281,15 @@ async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
         .unwrap();
     store.commit(tx).await.unwrap();
     assert_eq!(in_tx, first);
-    let worker = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
-    wait_until_final(&store, first).await;
-    wait_until_final(&store, other).await;
+    let jobs = || JobBindings::new().register::<Deduped>();
+    assert_eq!(
+        until_idle(test_worker(&store, &probe, jobs()))
+            .await
+            .completed,
+        2
+    );
+    assert!(run_of(&store, first).await.status.is_final());
+    assert!(run_of(&store, other).await.status.is_final());
     // Once the run is over, the key is free again.
     let later = start::<B, Deduped>(
         &store,
@@ -268,8 +300,13 @@ async fn dedupe_collapses_onto_the_live_run<B: Backend>(store: Store<B>) {
     )
     .await;
     assert_ne!(later, first);
-    wait_until_final(&store, later).await;
-    worker.shutdown().await;
+    assert_eq!(
+        until_idle(test_worker(&store, &probe, jobs()))
+            .await
+            .completed,
+        1
+    );
+    assert!(run_of(&store, later).await.status.is_final());
     let mut calls = probe.calls();
     calls.sort();
     assert_eq!(calls, ["a 1", "a 5", "b 3"]);
@@ -315,14 +352,14 @@ async fn concurrency_cap_holds_across_four_workers<B: Backend>(store: Store<B>) 
 async fn memoized_steps_do_not_run_again<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
-    let worker = test_worker(
+    let worker = worker_now(
         &store,
         &probe,
         JobBindings::new().register::<ChargeThenCrash>(),
-    )
-    .spawn();
-    let run = wait_until_final(&store, id).await;
-    worker.shutdown().await;
+    );
+    let summary = until_idle(worker).await;
+    assert_eq!((summary.retried, summary.completed), (1, 1), "{summary:?}");
+    let run = run_of(&store, id).await;
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.attempt, 2);
     assert_eq!(run.output, Some(herald::serde_json::json!(1)));
@@ -428,10 +465,14 @@ async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
     let jobs = JobBindings::new()
         .register::<AlwaysFails>()
         .register::<Deduped>();
-    let worker = test_worker(&store, &probe, jobs).spawn();
-    wait_until_final(&store, failing).await;
-    wait_until_final(&store, fine).await;
-    worker.shutdown().await;
+    let summary = until_idle(worker_now(&store, &probe, jobs)).await;
+    assert_eq!(
+        (summary.completed, summary.retried, summary.failed),
+        (1, 2, 1),
+        "{summary:?}"
+    );
+    assert!(run_of(&store, failing).await.status.is_final());
+    assert!(run_of(&store, fine).await.status.is_final());
     let failed = store
         .jobs()
         .list(&RunFilter::default().status(RunStatus::Failed))
@@ -446,6 +487,189 @@ async fn query_by_status_and_job<B: Backend>(store: Store<B>) {
     assert_eq!(deduped.iter().map(|r| r.id).collect::<Vec<_>>(), [fine]);
 }
 
+async fn run_until_idle_counts_every_outcome_exactly<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let failing = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let keyed = |key: &str| Keyed {
+        key: key.into(),
+        n: 1,
+    };
+    let a = start::<B, Deduped>(&store, keyed("a")).await;
+    let b = start::<B, Deduped>(&store, keyed("b")).await;
+    let slow = start::<B, SleepsTooLong>(&store, Nothing {}).await;
+    let charge = start::<B, ChargeThenCrash>(&store, Nothing {}).await;
+    let jobs = JobBindings::new()
+        .register::<AlwaysFails>()
+        .register::<Deduped>()
+        .register::<SleepsTooLong>()
+        .register::<ChargeThenCrash>();
+
+    let summary = until_idle(worker_now(&store, &probe, jobs.clone())).await;
+    // always_fails: three attempts, the last one failed; charge_then_crash: one failure, then
+    // completed; the two deduped runs complete; sleeps_too_long times out.
+    assert_eq!(
+        summary,
+        WorkerSummary {
+            completed: 3,
+            retried: 3,
+            failed: 1,
+            timed_out: 1,
+            retries_scheduled: 0,
+            fenced: 0,
+        }
+    );
+    let status = |run: RunInfo| (run.status, run.attempt);
+    assert_eq!(
+        status(run_of(&store, failing).await),
+        (RunStatus::Failed, 3)
+    );
+    assert_eq!(status(run_of(&store, a).await), (RunStatus::Completed, 1));
+    assert_eq!(status(run_of(&store, b).await), (RunStatus::Completed, 1));
+    assert_eq!(status(run_of(&store, slow).await), (RunStatus::TimedOut, 1));
+    assert_eq!(
+        status(run_of(&store, charge).await),
+        (RunStatus::Completed, 2)
+    );
+    // Nothing is left for a second call.
+    assert_eq!(
+        until_idle(worker_now(&store, &probe, jobs)).await,
+        WorkerSummary::default()
+    );
+}
+
+async fn run_until_idle_does_not_wait_for_later_runs<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let failing = start::<B, AlwaysFails>(&store, Nothing {}).await;
+    let mut tx = store.begin().await.unwrap();
+    let scheduled = store
+        .jobs()
+        .start_with::<Deduped>(
+            &mut tx,
+            Start::new(Keyed {
+                key: "later".into(),
+                n: 1,
+            })
+            .at(RunAt::In(Duration::from_secs(3600))),
+        )
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let jobs = JobBindings::new()
+        .register::<AlwaysFails>()
+        .register::<Deduped>();
+    let in_an_hour = test_worker(&store, &probe, jobs).retry(RetryTiming {
+        base: Duration::from_secs(3600),
+        cap: Duration::from_secs(3600),
+    });
+
+    assert_eq!(
+        until_idle(in_an_hour).await,
+        WorkerSummary {
+            retried: 1,
+            retries_scheduled: 1,
+            ..WorkerSummary::default()
+        }
+    );
+    assert_eq!(probe.calls(), ["attempt 1"]);
+    let now = herald::chrono::Utc::now();
+    let retry = run_of(&store, failing).await;
+    assert_eq!((retry.status, retry.attempt), (RunStatus::Pending, 1));
+    assert!(retry.run_at > now, "{retry:?}");
+    let later = run_of(&store, scheduled).await;
+    assert_eq!(later.status, RunStatus::Pending);
+    assert!(later.run_at > now, "{later:?}");
+}
+
+async fn run_until_idle_keeps_a_long_run_by_heartbeat<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
+    // Another worker, whose rescuer would take the run as soon as its lease lapsed (and its
+    // late result would then be fenced off).
+    let other = test_worker(&store, &probe, JobBindings::new().register::<Deduped>()).spawn();
+    let summary = until_idle(
+        worker_now(
+            &store,
+            &probe,
+            JobBindings::new().register::<OutlivesItsLease>(),
+        )
+        .lease(Duration::from_millis(600)),
+    )
+    .await;
+    other.shutdown().await;
+    assert_eq!(
+        summary,
+        WorkerSummary {
+            completed: 1,
+            ..WorkerSummary::default()
+        }
+    );
+    let run = run_of(&store, id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(
+        run.output,
+        Some(herald::serde_json::json!(1)),
+        "it ran once"
+    );
+}
+
+/// The worker of `worked` never polls (its backstop comes after an hour); runs are enqueued
+/// through `writer` (the same store, or another one on the same database) while it is idle.
+async fn an_idle_worker_is_woken_by_enqueues_of<B: Backend>(worked: &Store<B>, writer: &Store<B>) {
+    let probe = Probe::default();
+    let worker = test_worker(worked, &probe, JobBindings::new().register::<Deduped>())
+        .poll_interval(Duration::from_secs(3600))
+        .spawn();
+    let ended = |id| async move { run_of(worked, id).await.status.is_final() };
+    // The first run shows the worker running (its first look may find it without a wake-up).
+    let first = start::<B, Deduped>(
+        writer,
+        Keyed {
+            key: "first".into(),
+            n: 1,
+        },
+    )
+    .await;
+    eventually("the first run ends", WAKE_DEADLINE, || ended(first)).await;
+    tokio::time::sleep(SETTLE).await;
+    let second = start::<B, Deduped>(
+        writer,
+        Keyed {
+            key: "second".into(),
+            n: 2,
+        },
+    )
+    .await;
+    eventually(
+        "the idle worker is woken by the enqueue",
+        WAKE_DEADLINE,
+        || ended(second),
+    )
+    .await;
+    // With an hour between polls, a pool that missed the stop would hold shutdown up that long.
+    tokio::time::timeout(DEADLINE, worker.shutdown())
+        .await
+        .expect("the worker stops");
+    assert_eq!(probe.calls(), ["first 1", "second 2"]);
+    assert_eq!(run_of(worked, second).await.status, RunStatus::Completed);
+}
+
+async fn an_idle_worker_starts_a_later_run_at_once<B: Backend>(store: Store<B>) {
+    an_idle_worker_is_woken_by_enqueues_of(&store, &store).await;
+}
+
+/// Another process enqueues through a pool of its own: only `LISTEN/NOTIFY` can wake the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_enqueue_of_another_store_wakes_the_worker() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_an_enqueue_of_another_store_wakes_the_worker").await
+    else {
+        return;
+    };
+    let (worked, writer) = (schema.store(5).await, schema.store(5).await);
+    an_idle_worker_is_woken_by_enqueues_of(&worked, &writer).await;
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
@@ -458,4 +682,8 @@ integration_tests::on_every_backend!(
     canceling_a_run_cancels_its_tree,
     heartbeats_keep_a_long_run_and_expired_leases_are_rescued,
     query_by_status_and_job,
+    run_until_idle_counts_every_outcome_exactly,
+    run_until_idle_does_not_wait_for_later_runs,
+    run_until_idle_keeps_a_long_run_by_heartbeat,
+    an_idle_worker_starts_a_later_run_at_once,
 );

@@ -10,14 +10,24 @@ use herald::chrono::Utc;
 use herald::ops::Redrive;
 use herald::testing::SilentEventClaim;
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Publish, PublishError, RetryTiming, ServiceHandle, Store};
-use integration_tests::domain::TypedEventBus;
+use herald::{
+    Backend, DrainBuilder, DrainSummary, Envelope, Publish, PublishError, RetryTiming,
+    ServiceHandle, Store,
+};
 use integration_tests::domain::events::{
     ContactCreated, CrmSyncCompleted, StripePaymentReceived, WebhookOutboundContactSync,
 };
-use integration_tests::support::eventually;
+use integration_tests::domain::{AppEvent, TypedEventBus};
+use integration_tests::support::{PostgresSchema, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How long a woken drain may take to deliver: far below its poll interval of an hour, so that
+/// only a wake-up delivers in time, and generous, so that a loaded machine does not fail it.
+const WAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// Lets a lane that has just delivered look again, find nothing and go to sleep. Were it too
+/// short, the next commit would be found by that look and the test would pass without proving
+/// the wake-up; it cannot make the test fail.
+const SETTLE: Duration = Duration::from_millis(200);
 
 fn contact_created(contact: Uuid) -> ContactCreated {
     ContactCreated {
@@ -46,6 +56,23 @@ fn start<B: Backend>(bus: &TypedEventBus<B>) -> ServiceHandle {
             cap: Duration::from_millis(20),
         })
         .spawn()
+}
+
+/// A drain for `run_until_idle` whose retries are due at once, so that one call runs every
+/// attempt of a failing delivery.
+fn drain_now<B: Backend>(bus: &TypedEventBus<B>) -> DrainBuilder<AppEvent, B> {
+    bus.drain().retry(RetryTiming {
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    })
+}
+
+/// Runs the drain until idle, failing (instead of hanging) if it waits for something.
+async fn until_idle<B: Backend>(drain: DrainBuilder<AppEvent, B>) -> DrainSummary {
+    tokio::time::timeout(DEADLINE, drain.run_until_idle())
+        .await
+        .expect("run_until_idle returns once nothing is claimable")
+        .expect("run_until_idle")
 }
 
 /// Records what a subscriber saw.
@@ -91,7 +118,6 @@ async fn rollback_delivers_nothing<B: Backend>(store: Store<B>) {
             Ok::<_, herald::HandlerError>(())
         }
     });
-    let drain = start(&bus);
 
     let rolled_back = Uuid::from_u128(1);
     let mut tx = bus.store().begin().await.unwrap();
@@ -102,11 +128,8 @@ async fn rollback_delivers_nothing<B: Backend>(store: Store<B>) {
     let committed = Uuid::from_u128(2);
     publish_one(&bus, committed).await;
 
-    eventually("the committed event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(bus.drain()).await;
+    assert_eq!((summary.events, summary.delivered), (1, 1), "{summary:?}");
     assert_eq!(seen.all(), vec![committed]);
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(stats.processed_events, 1, "{stats:?}");
@@ -140,11 +163,8 @@ async fn same_id_is_stored_and_delivered_once<B: Backend>(store: Store<B>) {
         assert_eq!(published, id);
         bus.store().commit(tx).await.unwrap();
     }
-    let drain = start(&bus);
-    eventually("the event is processed", DEADLINE, || async {
-        bus.store().stats().await.unwrap().processed_events == 1
-    })
-    .await;
+    assert_eq!(until_idle(bus.drain()).await.events, 1);
+    assert_eq!(bus.store().stats().await.unwrap().processed_events, 1);
     // A second publish of a delivered id stores nothing either.
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish_with(
@@ -156,8 +176,7 @@ async fn same_id_is_stored_and_delivered_once<B: Backend>(store: Store<B>) {
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await, DrainSummary::default());
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(
         stats.processed_events + stats.pending_events,
@@ -178,7 +197,6 @@ async fn subscribers_receive_the_exact_payload_and_stamps<B: Backend>(store: Sto
             Ok::<_, herald::HandlerError>(())
         }
     });
-    let drain = start(&bus);
     let sent = payment("evt_1");
     let correlation = Uuid::now_v7();
     let cause = Uuid::now_v7();
@@ -194,11 +212,8 @@ async fn subscribers_receive_the_exact_payload_and_stamps<B: Backend>(store: Sto
         .await
         .unwrap();
     bus.store().commit(tx).await.unwrap();
-    eventually("the payment is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await.delivered, 1);
+    assert_eq!(seen.len(), 1);
     let envelope = &seen.all()[0];
     assert_eq!(envelope.payload, sent);
     assert_eq!(envelope.id, id);
@@ -228,7 +243,6 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
             }
         }
     });
-    let drain = start(&bus);
     let mut tx = bus.store().begin().await.unwrap();
     let id = bus
         .publish_with(&mut tx, Publish::new(payment("evt_2")))
@@ -237,10 +251,13 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
     bus.store().commit(tx).await.unwrap();
 
     // stripe_payment_received.yaml: `retry: { attempts: 5, backoff: exponential }`.
-    eventually("the delivery is dead-lettered", DEADLINE, || async {
-        bus.store().stats().await.unwrap().dead_letters == 1
-    })
-    .await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!(
+        (summary.retried, summary.dead_lettered),
+        (4, 1),
+        "{summary:?}"
+    );
+    assert_eq!(bus.store().stats().await.unwrap().dead_letters, 1);
     assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5]);
     let dead = bus.store().dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -257,12 +274,10 @@ async fn retry_then_dead_letter_then_redrive<B: Backend>(store: Store<B>) {
         .await
         .unwrap();
     assert_eq!(redriven, 1);
-    eventually("the re-driven delivery succeeds", DEADLINE, || async {
-        let stats = bus.store().stats().await.unwrap();
-        stats.dead_letters == 0 && stats.retrying_deliveries == 0
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(drain_now(&bus)).await.delivered, 1);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 0, "{stats:?}");
     assert_eq!(attempts.all(), vec![1, 2, 3, 4, 5, 1]);
 }
 
@@ -288,14 +303,11 @@ async fn a_failing_subscriber_retries_alone<B: Backend>(store: Store<B>) {
             }
         }
     });
-    let drain = start(&bus);
     publish_one(&bus, Uuid::from_u128(4)).await;
-    eventually("the flaky subscriber succeeds", DEADLINE, || async {
-        flaky_runs.load(Ordering::SeqCst) == 3
-            && bus.store().stats().await.unwrap().retrying_deliveries == 0
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!((summary.delivered, summary.retried), (2, 2), "{summary:?}");
+    assert_eq!(flaky_runs.load(Ordering::SeqCst), 3);
+    assert_eq!(bus.store().stats().await.unwrap().retrying_deliveries, 0);
     assert_eq!(sibling_runs.load(Ordering::SeqCst), 1);
 }
 
@@ -307,7 +319,6 @@ async fn a_panicking_subscriber_is_a_failed_delivery<B: Backend>(store: Store<B>
         }
         panic!("boom")
     });
-    let drain = start(&bus);
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish_with(
         &mut tx,
@@ -322,13 +333,8 @@ async fn a_panicking_subscriber_is_a_failed_delivery<B: Backend>(store: Store<B>
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    eventually(
-        "the panicking delivery is dead-lettered",
-        DEADLINE,
-        || async { bus.store().stats().await.unwrap().dead_letters == 1 },
-    )
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(drain_now(&bus)).await.dead_lettered, 1);
+    assert_eq!(bus.store().stats().await.unwrap().dead_letters, 1);
     let dead = bus.store().dead_letters(1).await.unwrap();
     assert_eq!(dead[0].last_error, "subscriber panicked: boom");
 }
@@ -344,12 +350,6 @@ async fn audit_events_have_no_route_and_reach_audit_subscribers<B: Backend>(stor
             Ok::<_, herald::HandlerError>(())
         }
     });
-    // A drain of the domain pools only never sees audit events ...
-    let domain_only = bus
-        .drain()
-        .pools(["events_change", "events_inbound", "events_outbound"])
-        .poll_interval(Duration::from_millis(20))
-        .spawn();
     let mut tx = bus.store().begin().await.unwrap();
     bus.publish(
         &mut tx,
@@ -364,17 +364,16 @@ async fn audit_events_have_no_route_and_reach_audit_subscribers<B: Backend>(stor
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    domain_only.shutdown().await;
+    // A drain of the domain pools only never sees audit events ...
+    let domain_only = bus
+        .drain()
+        .pools(["events_change", "events_inbound", "events_outbound"]);
+    assert_eq!(until_idle(domain_only).await, DrainSummary::default());
     assert_eq!(seen.len(), 0);
     assert_eq!(bus.store().stats().await.unwrap().pending_events, 1);
     // ... the audit lane delivers them.
-    let audit = bus.drain().pools(["audit"]).spawn();
-    eventually("the audit event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    audit.shutdown().await;
+    let audit = until_idle(bus.drain().pools(["audit"])).await;
+    assert_eq!((audit.events, audit.delivered), (1, 1), "{audit:?}");
     assert_eq!(seen.all(), vec!["salesforce".to_owned()]);
 }
 
@@ -430,12 +429,7 @@ async fn untyped_publish_checks_type_and_payload<B: Backend>(store: Store<B>) {
     .await
     .unwrap();
     bus.store().commit(tx).await.unwrap();
-    let drain = start(&bus);
-    eventually("the forwarded event is delivered", DEADLINE, || async {
-        seen.len() == 1
-    })
-    .await;
-    drain.shutdown().await;
+    assert_eq!(until_idle(bus.drain()).await.delivered, 1);
     assert_eq!(seen.all(), vec!["upsert".to_owned()]);
 }
 
@@ -580,13 +574,15 @@ async fn prune_keeps_what_is_still_owed<B: Backend>(store: Store<B>) {
         .await
         .unwrap();
     bus.store().commit(tx).await.unwrap();
-    let drain = start(&bus);
-    eventually("both processed, the payment dead", DEADLINE, || async {
-        let stats = bus.store().stats().await.unwrap();
-        stats.processed_events == 2 && stats.dead_letters == 1
-    })
-    .await;
-    drain.shutdown().await;
+    let summary = until_idle(drain_now(&bus)).await;
+    assert_eq!(
+        (summary.events, summary.dead_lettered),
+        (2, 1),
+        "{summary:?}"
+    );
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 2, "{stats:?}");
+    assert_eq!(stats.dead_letters, 1, "{stats:?}");
     assert_eq!(
         bus.store().prune(Duration::from_secs(3600)).await.unwrap(),
         0
@@ -671,6 +667,152 @@ async fn per_aggregate_order_holds_with_four_workers<B: Backend>(store: Store<B>
     assert_eq!(delivered, expected);
 }
 
+async fn run_until_idle_counts_every_outcome_exactly<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    bus.subscribe("search_index", |_: Envelope<ContactCreated>| async {
+        Ok::<_, herald::HandlerError>(())
+    });
+    bus.subscribe("welcome_mail", |e: Envelope<ContactCreated>| async move {
+        if e.attempt == 1 {
+            Err("smtp timeout")
+        } else {
+            Ok(())
+        }
+    });
+    bus.subscribe("ledger", |_: Envelope<StripePaymentReceived>| async {
+        Err("ledger down")
+    });
+    for n in 0..3 {
+        publish_one(&bus, Uuid::from_u128(100 + n)).await;
+    }
+    let mut tx = bus.store().begin().await.unwrap();
+    bus.publish_with(&mut tx, Publish::new(payment("evt_5")))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+
+    let summary = until_idle(drain_now(&bus)).await;
+    // Three contacts: search_index delivers at once, welcome_mail on its second attempt. The
+    // payment's ledger fails all five attempts of stripe_payment_received.yaml.
+    assert_eq!(
+        summary,
+        DrainSummary {
+            events: 4,
+            delivered: 3 + 3,
+            retried: 3 + 4,
+            dead_lettered: 1,
+            retries_scheduled: 0,
+        }
+    );
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.processed_events, 4, "{stats:?}");
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 0, "{stats:?}");
+    assert_eq!(stats.dead_letters, 1, "{stats:?}");
+    // Nothing is left for a second call.
+    assert_eq!(until_idle(drain_now(&bus)).await, DrainSummary::default());
+}
+
+async fn run_until_idle_does_not_wait_for_a_retry_due_later<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let attempts: Seen<(Uuid, u32)> = Seen::default();
+    let sink = attempts.clone();
+    bus.subscribe("crm", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push((e.id, e.attempt));
+            Err::<(), _>("crm down")
+        }
+    });
+    let in_an_hour = || {
+        bus.drain().retry(RetryTiming {
+            base: Duration::from_secs(3600),
+            cap: Duration::from_secs(3600),
+        })
+    };
+    let contact = Uuid::from_u128(200);
+    let first = publish_one(&bus, contact).await;
+    assert_eq!(
+        until_idle(in_an_hour()).await,
+        DrainSummary {
+            events: 1,
+            retried: 1,
+            retries_scheduled: 1,
+            ..DrainSummary::default()
+        }
+    );
+    // A later event of the same aggregate queues behind that retry, without an attempt.
+    publish_one(&bus, contact).await;
+    assert_eq!(
+        until_idle(in_an_hour()).await,
+        DrainSummary {
+            events: 1,
+            retries_scheduled: 1,
+            ..DrainSummary::default()
+        }
+    );
+    assert_eq!(attempts.all(), vec![(first, 1)]);
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+    assert_eq!(stats.retrying_deliveries, 2, "{stats:?}");
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+}
+
+/// The drain of `drained` never polls (its backstop comes after an hour); events are committed
+/// through `writer` (the same store, or another one on the same database) while it is idle.
+async fn an_idle_drain_is_woken_by_commits_of<B: Backend>(drained: &Store<B>, writer: &Store<B>) {
+    let bus = TypedEventBus::new(drained.clone());
+    let seen = Seen::default();
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.push(e.payload.contact_id);
+            Ok::<_, herald::HandlerError>(())
+        }
+    });
+    let writer = TypedEventBus::new(writer.clone());
+    let drain = bus.drain().poll_interval(Duration::from_secs(3600)).spawn();
+    // The first event shows the drain running (its first look may find it without a wake-up).
+    let first = Uuid::from_u128(300);
+    publish_one(&writer, first).await;
+    eventually("the first event is delivered", WAKE_DEADLINE, || async {
+        seen.len() == 1
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let second = Uuid::from_u128(301);
+    publish_one(&writer, second).await;
+    eventually(
+        "the idle drain is woken by the commit",
+        WAKE_DEADLINE,
+        || async { seen.len() == 2 },
+    )
+    .await;
+    // With an hour between polls, a lane that missed the stop would hold shutdown up that long.
+    tokio::time::timeout(DEADLINE, drain.shutdown())
+        .await
+        .expect("the drain stops");
+    assert_eq!(seen.all(), vec![first, second]);
+}
+
+async fn an_idle_drain_delivers_a_later_commit_at_once<B: Backend>(store: Store<B>) {
+    an_idle_drain_is_woken_by_commits_of(&store, &store).await;
+}
+
+/// Another process commits through a pool of its own: only `LISTEN/NOTIFY` can wake the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_commit_of_another_store_wakes_the_drain() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_a_commit_of_another_store_wakes_the_drain").await
+    else {
+        return;
+    };
+    let (drained, writer) = (schema.store(5).await, schema.store(5).await);
+    an_idle_drain_is_woken_by_commits_of(&drained, &writer).await;
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
     rollback_delivers_nothing,
     same_id_is_stored_and_delivered_once,
@@ -686,4 +828,7 @@ integration_tests::on_every_backend!(
     shutdown_releases_in_flight_claims,
     prune_keeps_what_is_still_owed,
     per_aggregate_order_holds_with_four_workers,
+    run_until_idle_counts_every_outcome_exactly,
+    run_until_idle_does_not_wait_for_a_retry_due_later,
+    an_idle_drain_delivers_a_later_commit_at_once,
 );

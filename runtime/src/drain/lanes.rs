@@ -18,38 +18,20 @@ pub(super) async fn event_lane<C: Catalog, B: Backend>(
     lane: Lane,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let owner = format!("{}/{lane}", shared.worker_id);
-    let store = &shared.store;
-    let mut woken = store.wakes().events.subscribe();
+    let owner = shared.event_owner(&lane);
+    let mut woken = shared.store.wakes().events.subscribe();
     while !*stopped.borrow() {
+        // Marked seen before the claim: a commit after this point wakes the next wait, one
+        // before it is in the claim.
         woken.borrow_and_update();
-        let claim = store.backend().claim_events(
-            &lane,
-            Claim {
-                owner: &owner,
-                limit: shared.config.batch_size,
-                lease: shared.config.lease,
-                now: store.now(),
-            },
-        );
-        let (batch, claim) = match claim.await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                pause_after_error(&error, &lane, &mut stopped).await;
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            drop(claim);
-            if idle(&mut woken, &mut stopped, shared.config.poll_interval).await {
-                break;
-            }
-            continue;
-        }
-        let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
-        let work = deliver_batch(&shared, &lane, claim, batch).instrument(span);
+        let work = claim_and_deliver(&shared, &lane, &owner);
         match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
-            Some(Ok(())) => {}
+            Some(Ok(Some(_))) => {}
+            Some(Ok(None)) => {
+                if idle(&mut woken, &mut stopped, shared.config.poll_interval).await {
+                    break;
+                }
+            }
             Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
             None => tracing::warn!(%lane, "shutdown timeout: abandoned an in-flight batch"),
         }
@@ -57,13 +39,57 @@ pub(super) async fn event_lane<C: Catalog, B: Backend>(
     release(&shared, &owner).await;
 }
 
-/// Runs one event's subscribers; returns the deliveries that must be tried again later.
+/// What one batch of the event lane did.
+pub(super) struct DeliveredBatch {
+    /// Events of the batch completed (still ours when the batch was acknowledged).
+    pub(super) events: u64,
+    /// Deliveries that succeeded on this first fan-out.
+    pub(super) delivered: u64,
+    /// The deliveries still owed, as recorded: failed ones, and those queued behind an
+    /// earlier event of their aggregate.
+    pub(super) pending: Vec<NewDelivery>,
+}
+
+/// The event lane's one step, shared by its loop and [`super::DrainBuilder::run_until_idle`]:
+/// claims a batch and delivers it. `None` when there was nothing to claim.
+pub(super) async fn claim_and_deliver<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    lane: &Lane,
+    owner: &str,
+) -> Result<Option<DeliveredBatch>, StoreError> {
+    let (batch, claim) = shared
+        .store
+        .backend()
+        .claim_events(
+            lane,
+            Claim {
+                owner,
+                limit: shared.config.batch_size,
+                lease: shared.config.lease,
+                now: shared.store.now(),
+            },
+        )
+        .await?;
+    if batch.is_empty() {
+        // Dropping the claim ends it (on PostgreSQL, its transaction).
+        return Ok(None);
+    }
+    let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
+    deliver_batch(shared, lane, claim, batch)
+        .instrument(span)
+        .await
+        .map(Some)
+}
+
+/// Runs one event's subscribers; returns how many deliveries succeeded, and the deliveries that
+/// must be tried again later.
 async fn fan_out<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     event: &StoredEvent,
     subscribers: &[Subscriber],
-) -> Vec<NewDelivery> {
+) -> (u64, Vec<NewDelivery>) {
     let policy = retry_policy::<C>(&event.event_type);
+    let mut delivered = 0;
     let mut pending = Vec::new();
     for subscriber in subscribers {
         let is_blocked = event
@@ -81,19 +107,21 @@ async fn fan_out<C: Catalog, B: Backend>(
         } else {
             deliver(shared, event, subscriber, 0, policy).await
         };
-        if let Some(state) = state {
-            pending.push(NewDelivery {
-                event_id: event.id,
-                event_position: event.position,
-                subscriber: subscriber.name.to_string(),
-                pool: event.pool.clone(),
-                aggregate_type: event.aggregate_type.clone(),
-                aggregate_id: event.aggregate_id.clone(),
-                state,
-            });
-        }
+        let Some(state) = state else {
+            delivered += 1;
+            continue;
+        };
+        pending.push(NewDelivery {
+            event_id: event.id,
+            event_position: event.position,
+            subscriber: subscriber.name.to_string(),
+            pool: event.pool.clone(),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            state,
+        });
     }
-    pending
+    (delivered, pending)
 }
 
 async fn deliver_batch<C: Catalog, B: Backend>(
@@ -101,18 +129,23 @@ async fn deliver_batch<C: Catalog, B: Backend>(
     lane: &Lane,
     claim: B::EventClaim,
     batch: Vec<StoredEvent>,
-) -> Result<(), StoreError> {
+) -> Result<DeliveredBatch, StoreError> {
     let backend = shared.store.backend();
     let subscribers = shared.subscribers.by_type();
     let none = Vec::new();
     // At most one event per aggregate is in a batch (the claim takes heads only), so the
     // events of a batch can be delivered concurrently without reordering anything.
-    let pending = join_all(batch.iter().map(|event| {
+    let fanned_out = join_all(batch.iter().map(|event| {
         let subscribers = subscribers.get(event.event_type.as_str()).unwrap_or(&none);
         fan_out(shared, event, subscribers)
     }))
     .await;
-    let pending: Vec<NewDelivery> = pending.into_iter().flatten().collect();
+    let mut delivered = 0;
+    let mut pending = Vec::new();
+    for (succeeded, owed) in fanned_out {
+        delivered += succeeded;
+        pending.extend(owed);
+    }
     let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
     let completed = backend
         .complete_events(claim, &positions, &pending, shared.store.now())
@@ -127,5 +160,9 @@ async fn deliver_batch<C: Catalog, B: Backend>(
             "lease expired during the batch; another worker delivers those events again"
         );
     }
-    Ok(())
+    Ok(DeliveredBatch {
+        events: completed,
+        delivered,
+        pending,
+    })
 }

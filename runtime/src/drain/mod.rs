@@ -1,11 +1,15 @@
 //! The drain: one lane per pool claims batches of committed events and delivers them to the
 //! subscribers of this process ([`lanes`]); a retry lane per pool re-delivers what failed
-//! ([`retries`]); [`deliver`] is one attempt and the decision that follows it.
+//! ([`retries`]); [`deliver`] is one attempt and the decision that follows it. [`idle`] runs the
+//! lanes' steps in the calling task until nothing is claimable, for tests.
 
 mod deliver;
+mod idle;
 mod lanes;
 mod retries;
 pub(crate) mod subscribers;
+
+pub use idle::DrainSummary;
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -51,8 +55,10 @@ impl Default for DrainConfig {
     }
 }
 
-/// Configures and starts a drain; from [`crate::EventBus::drain`].
-#[must_use = "a drain does nothing until it is spawned"]
+/// Configures and starts a drain; from [`crate::EventBus::drain`]. [`DrainBuilder::spawn`] starts
+/// it as a background service; [`DrainBuilder::run_until_idle`] drains in the calling task and
+/// returns, for tests.
+#[must_use = "a drain does nothing until it is spawned or run until idle"]
 pub struct DrainBuilder<C: Catalog, B: Backend> {
     store: Store<B>,
     subscribers: Subscribers,
@@ -158,6 +164,68 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
 
     /// Starts the lanes on the current tokio runtime.
     pub fn spawn(self) -> ServiceHandle {
+        let (shared, lanes) = self.build();
+        ServiceHandle::spawn("drain", move |stopped| run(shared, lanes, stopped))
+    }
+
+    /// Delivers everything that can be delivered now, in the calling task, then returns what it
+    /// did: the test helper that replaces "spawn a drain, poll until the subscriber has seen
+    /// it", after Oban's `drain_queue` and River's test helpers.
+    ///
+    /// Every lane of the drain (each pool's events and its retries) is claimed and delivered
+    /// with the code of the spawned drain, batch after batch, until one look at every lane
+    /// finds nothing claimable: no pending event, no retry due. Subscribers run as they would
+    /// in the service (retries, dead letters and per-aggregate order included), and the claims
+    /// still held at the end, if any, are released.
+    ///
+    /// A retry whose backoff ends later is **not waited for**: it is counted in
+    /// [`DrainSummary::retries_scheduled`] and delivered by a later call once due. To run every
+    /// attempt of a failing subscriber in one call, make retries due at once with
+    /// `.retry(RetryTiming { base: Duration::ZERO, cap: Duration::ZERO })`. Events and
+    /// deliveries that another worker holds under a live lease are that worker's, and are not
+    /// waited for either.
+    ///
+    /// ```
+    /// # use herald::{Catalog, Envelope, EventDescriptor, HandlerError, InCatalog, Registry};
+    /// # #[derive(Debug, Clone, herald::serde::Serialize, herald::serde::Deserialize,
+    /// #     herald::schemars::JsonSchema, herald::Event)]
+    /// # #[serde(crate = "herald::serde")]
+    /// # #[schemars(crate = "herald::schemars")]
+    /// # #[event(type = "contact_created", direction = "change", aggregate = "contact")]
+    /// # struct ContactCreated { name: String }
+    /// # struct App;
+    /// # static REGISTRY: Registry = Registry::new(&[EventDescriptor::of::<ContactCreated>()]);
+    /// # impl Catalog for App { fn registry() -> &'static Registry { &REGISTRY } }
+    /// # impl InCatalog<App> for ContactCreated {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = herald::memory();
+    /// let bus = herald::EventBus::<App, _>::new(store.clone());
+    /// bus.subscribe("welcome_mail", |e: Envelope<ContactCreated>| async move {
+    ///     println!("welcome, {}", e.payload.name);
+    ///     Ok::<_, HandlerError>(())
+    /// });
+    /// let mut tx = store.begin().await?;
+    /// bus.publish(&mut tx, "c-1", ContactCreated { name: "Ada".into() }).await?;
+    /// store.commit(tx).await?;
+    ///
+    /// let summary = bus.drain().run_until_idle().await?;
+    /// assert_eq!(summary.events, 1);
+    /// assert_eq!(summary.delivered, 1);
+    /// assert_eq!(summary.retries_scheduled, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The first error of the database; what the call held by then is released (or expires
+    /// with its lease).
+    pub async fn run_until_idle(self) -> Result<DrainSummary, StoreError> {
+        let (shared, lanes) = self.build();
+        idle::run(&shared, &lanes).await
+    }
+
+    fn build(self) -> (Arc<Lanes<C, B>>, Vec<Lane>) {
         let lanes = self.lanes();
         let shared = Arc::new(Lanes::<C, B> {
             store: self.store,
@@ -166,7 +234,7 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
             worker_id: self.worker_id,
             catalog: PhantomData,
         });
-        ServiceHandle::spawn("drain", move |stopped| run(shared, lanes, stopped))
+        (shared, lanes)
     }
 }
 
@@ -177,6 +245,18 @@ struct Lanes<C: Catalog, B: Backend> {
     config: DrainConfig,
     worker_id: String,
     catalog: PhantomData<fn() -> C>,
+}
+
+impl<C: Catalog, B: Backend> Lanes<C, B> {
+    /// The lease owner of `lane`'s event claims.
+    fn event_owner(&self, lane: &Lane) -> String {
+        format!("{}/{lane}", self.worker_id)
+    }
+
+    /// The lease owner of `lane`'s retry claims.
+    fn retry_owner(&self, lane: &Lane) -> String {
+        format!("{}/{lane}/retry", self.worker_id)
+    }
 }
 
 async fn run<C: Catalog, B: Backend>(
@@ -211,6 +291,11 @@ async fn idle(
     stopped: &mut watch::Receiver<bool>,
     interval: Duration,
 ) -> bool {
+    // A stop that came during the lane's last step was seen there (by `finish_or_abandon`) and
+    // is no longer a change: without this look the lane would sleep a whole poll interval.
+    if *stopped.borrow() {
+        return true;
+    }
     tokio::select! {
         _ = woken.changed() => false,
         _ = tokio::time::sleep(interval) => false,
@@ -238,7 +323,7 @@ async fn finish_or_abandon<T>(
 async fn release<C: Catalog, B: Backend>(shared: &Lanes<C, B>, owner: &str) {
     match shared.store.backend().release(owner).await {
         Ok(0) => {}
-        Ok(released) => tracing::info!(owner, released, "released claims on shutdown"),
+        Ok(released) => tracing::info!(owner, released, "released claims"),
         Err(error) => {
             tracing::warn!(owner, %error, "could not release claims; they expire with their lease")
         }

@@ -20,41 +20,23 @@ pub(super) async fn retry_lane<C: Catalog, B: Backend>(
     lane: Lane,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let owner = format!("{}/{lane}/retry", shared.worker_id);
-    let store = &shared.store;
+    let owner = shared.retry_owner(&lane);
     // Retries are due at times the lane knows only by looking; it looks at least this often.
     let interval = shared
         .config
         .poll_interval
         .min(shared.config.retry.base.max(Duration::from_millis(10)));
-    let mut woken = store.wakes().retries.subscribe();
+    let mut woken = shared.store.wakes().retries.subscribe();
     while !*stopped.borrow() {
         woken.borrow_and_update();
-        let claim = store.backend().claim_deliveries(
-            &lane,
-            Claim {
-                owner: &owner,
-                limit: shared.config.batch_size,
-                lease: shared.config.lease,
-                now: store.now(),
-            },
-        );
-        let claimed = match claim.await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                pause_after_error(&error, &lane, &mut stopped).await;
-                continue;
-            }
-        };
-        if claimed.is_empty() {
-            if idle(&mut woken, &mut stopped, interval).await {
-                break;
-            }
-            continue;
-        }
-        let work = redeliver(&shared, &owner, claimed);
+        let work = claim_and_redeliver(&shared, &lane, &owner);
         match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
-            Some(Ok(())) => {}
+            Some(Ok(Some(_))) => {}
+            Some(Ok(None)) => {
+                if idle(&mut woken, &mut stopped, interval).await {
+                    break;
+                }
+            }
             Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
             None => tracing::warn!(%lane, "shutdown timeout: abandoned in-flight retries"),
         }
@@ -62,11 +44,38 @@ pub(super) async fn retry_lane<C: Catalog, B: Backend>(
     release(&shared, &owner).await;
 }
 
+/// The retry lane's one step, shared by its loop and [`super::DrainBuilder::run_until_idle`]:
+/// claims the deliveries due now and tries each again. Returns what became of each, or `None`
+/// when none was due.
+pub(super) async fn claim_and_redeliver<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    lane: &Lane,
+    owner: &str,
+) -> Result<Option<Vec<DeliveryOutcome>>, StoreError> {
+    let claimed = shared
+        .store
+        .backend()
+        .claim_deliveries(
+            lane,
+            Claim {
+                owner,
+                limit: shared.config.batch_size,
+                lease: shared.config.lease,
+                now: shared.store.now(),
+            },
+        )
+        .await?;
+    if claimed.is_empty() {
+        return Ok(None);
+    }
+    redeliver(shared, owner, claimed).await.map(Some)
+}
+
 async fn redeliver<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     owner: &str,
     claimed: Vec<ClaimedDelivery>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<DeliveryOutcome>, StoreError> {
     let mut by_type: HashMap<String, Vec<Subscriber>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(claimed.len());
     // In position order, one at a time: a claim may hold consecutive heads of several
@@ -107,5 +116,6 @@ async fn redeliver<C: Catalog, B: Backend>(
         .store
         .backend()
         .finish_deliveries(owner, &outcomes, shared.store.now())
-        .await
+        .await?;
+    Ok(outcomes)
 }

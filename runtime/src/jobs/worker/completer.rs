@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::store::{AttemptResult, Backend};
+use crate::store::{AttemptResult, Backend, StoreError};
 
 /// Writes ended attempts in batches: whatever has arrived while the previous write ran.
 pub(super) async fn record_results<B: Backend>(
@@ -17,21 +17,8 @@ pub(super) async fn record_results<B: Backend>(
     while completions.recv_many(&mut batch, 1000).await > 0 {
         let mut pause = Duration::from_millis(50);
         loop {
-            match shared
-                .store
-                .backend()
-                .finish_runs(&batch, shared.store.now())
-                .await
-            {
-                Ok(recorded) => {
-                    if recorded < batch.len() as u64 {
-                        tracing::warn!(
-                            fenced = batch.len() as u64 - recorded,
-                            "results of attempts that no longer held their run were discarded"
-                        );
-                    }
-                    break;
-                }
+            match record(&shared, &batch).await {
+                Ok(_) => break,
                 Err(error) => {
                     // Keep the results and try again: they are lost only if the process dies,
                     // and then the leases expire and the runs are rescued.
@@ -43,4 +30,24 @@ pub(super) async fn record_results<B: Backend>(
         }
         batch.clear();
     }
+}
+
+/// Records ended attempts in one write; returns how many still held their run (the others were
+/// canceled or rescued meanwhile, and their results are discarded).
+pub(super) async fn record<B: Backend>(
+    shared: &Shared<B>,
+    results: &[AttemptResult],
+) -> Result<u64, StoreError> {
+    let recorded = shared
+        .store
+        .backend()
+        .finish_runs(results, shared.store.now())
+        .await?;
+    if recorded < results.len() as u64 {
+        tracing::warn!(
+            fenced = results.len() as u64 - recorded,
+            "results of attempts that no longer held their run were discarded"
+        );
+    }
+    Ok(recorded)
 }

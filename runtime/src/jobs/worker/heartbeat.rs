@@ -1,22 +1,18 @@
 //! The heartbeat: renews the leases of the attempts in flight, and stops those that are no
 //! longer theirs (canceled, or rescued by another worker).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::Shared;
 use crate::store::Backend;
 
-pub(super) async fn heartbeat<B: Backend>(
-    shared: Arc<Shared<B>>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    // Keeps beating during shutdown until the worker aborts it, so that attempts finishing
-    // within the shutdown timeout keep their leases.
-    let _ = &mut stopped;
+/// Beats until dropped (or its task aborted): it does not watch for shutdown, so that attempts
+/// finishing within the shutdown timeout keep their leases.
+pub(super) async fn heartbeat<B: Backend>(shared: Arc<Shared<B>>) -> Infallible {
     loop {
         tokio::time::sleep(shared.config.heartbeat).await;
         let held: Vec<(Uuid, u32)> = shared

@@ -1,13 +1,16 @@
 //! The job worker, split by role: the [`producer`] claims due runs per pool, the [`executor`]
 //! runs each attempt under its timeout, the [`completer`] records results in batches, the
 //! [`heartbeat`] renews leases and stops fenced attempts, and the [`rescuer`] gives expired runs
-//! back.
+//! back. [`idle`] runs the same parts in the calling task until nothing is due, for tests.
 
 mod completer;
 mod executor;
 mod heartbeat;
+mod idle;
 mod producer;
 pub(crate) mod rescuer;
+
+pub use idle::WorkerSummary;
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +26,7 @@ use crate::jobs::job::States;
 use crate::jobs::set::Runners;
 use crate::retry::RetryTiming;
 use crate::service::ServiceHandle;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, StoreError};
 
 /// Worker settings; every field has a production default.
 #[derive(Debug, Clone)]
@@ -148,6 +151,65 @@ impl<B: Backend> Worker<B> {
     /// none of the registered jobs runs in is reported (its runs would wait for another
     /// worker).
     pub fn spawn(self) -> ServiceHandle {
+        let (shared, pools) = self.build();
+        ServiceHandle::spawn("worker", move |stopped| run(shared, pools, stopped))
+    }
+
+    /// Runs every run that is due now, in the calling task, then returns what happened: the
+    /// test helper that replaces "spawn a worker, poll until the run has ended", after Oban's
+    /// `drain_queue` and River's test helpers.
+    ///
+    /// Due runs of the worker's pools are claimed and executed with the service's code (the
+    /// job's timeout, panics caught, retries scheduled by its backoff, results recorded and
+    /// fenced as the service records them), at most each pool's concurrency at once, until one
+    /// look at every pool claims nothing. Runs whose lease expired are rescued first, as the
+    /// service's rescuer would. The heartbeat runs meanwhile, so an attempt may outlive its
+    /// lease. A run that an attempt enqueues due now (a child, say) is run too.
+    ///
+    /// A run scheduled later — `RunAt::In(..)`, or a retry whose backoff has not ended — is
+    /// **not waited for**; retries this call scheduled are counted in
+    /// [`WorkerSummary::retries_scheduled`]. To run every attempt of a failing job in one call,
+    /// make retries due at once with `.retry(RetryTiming { base: Duration::ZERO, cap:
+    /// Duration::ZERO })`.
+    ///
+    /// ```
+    /// # use herald::{Catalog, JobContext, JobError, Jobs, Registry, job_handler};
+    /// # struct App;
+    /// # static REGISTRY: Registry = Registry::new(&[]);
+    /// # impl Catalog for App { fn registry() -> &'static Registry { &REGISTRY } }
+    /// #[job_handler(retries = 3)]
+    /// async fn send_welcome(_ctx: JobContext, name: String) -> Result<(), JobError> {
+    ///     println!("welcome, {name}");
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = herald::memory();
+    /// let bus = herald::EventBus::<App, _>::new(store.clone())
+    ///     .with_jobs(Jobs::new().register::<SendWelcome>());
+    /// let mut tx = store.begin().await?;
+    /// store.jobs().start::<SendWelcome>(&mut tx, "Ada".to_owned()).await?;
+    /// store.commit(tx).await?;
+    ///
+    /// let summary = bus.worker().run_until_idle().await?;
+    /// assert_eq!(summary.completed, 1);
+    /// assert_eq!(summary.retries_scheduled, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The first error of the database; the runs the call still holds by then are released
+    /// without spending their attempt.
+    pub async fn run_until_idle(self) -> Result<WorkerSummary, StoreError> {
+        let (shared, pools) = self.build();
+        idle::run(shared, pools).await
+    }
+
+    /// The shared state of a worker and the pools it runs, with a warning for pools none of its
+    /// jobs runs in.
+    fn build(self) -> (Arc<Shared<B>>, Vec<String>) {
         let known: Vec<&'static str> = {
             let mut pools: Vec<&'static str> = self.jobs.values().map(|job| job.pool).collect();
             pools.sort_unstable();
@@ -188,7 +250,7 @@ impl<B: Backend> Worker<B> {
             in_flight: Mutex::default(),
             healthy: AtomicBool::new(true),
         });
-        ServiceHandle::spawn("worker", move |stopped| run(shared, pools, stopped))
+        (shared, pools)
     }
 }
 
@@ -225,7 +287,7 @@ async fn run<B: Backend>(
     shared.store.ensure_listening().await;
     let (results, completions) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(completer::record_results(shared.clone(), completions));
-    let heartbeat = tokio::spawn(heartbeat::heartbeat(shared.clone(), stopped.clone()));
+    let heartbeat = tokio::spawn(heartbeat::heartbeat(shared.clone()));
     let rescuer = tokio::spawn(rescuer::rescue(shared.clone(), stopped.clone()));
     let mut lanes = Vec::new();
     for pool in pools {
@@ -249,9 +311,15 @@ async fn run<B: Backend>(
     }
     heartbeat.abort();
     rescuer.abort();
+    release(&shared).await;
+}
+
+/// Puts the runs this worker still holds back to pending, so that they run again elsewhere
+/// without waiting for their lease.
+async fn release<B: Backend>(shared: &Shared<B>) {
     match shared.store.backend().release_runs(&shared.owner).await {
         Ok(0) => {}
-        Ok(released) => tracing::info!(released, "released running jobs on shutdown"),
+        Ok(released) => tracing::info!(released, "released running jobs"),
         Err(error) => {
             tracing::warn!(%error, "could not release runs; they are rescued after their lease")
         }

@@ -18,24 +18,8 @@ pub(super) async fn pool_lane<B: Backend>(
     results: mpsc::UnboundedSender<AttemptResult>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let capacity = shared
-        .config
-        .concurrency
-        .get(&pool)
-        .copied()
-        .unwrap_or(shared.config.default_concurrency);
-    let uncapped: Vec<&'static str> = shared
-        .jobs
-        .iter()
-        .filter(|(_, runner)| runner.pool == pool && runner.concurrency.is_none())
-        .map(|(name, _)| *name)
-        .collect();
-    let capped: Vec<(&'static str, u32)> = shared
-        .jobs
-        .iter()
-        .filter(|(_, runner)| runner.pool == pool)
-        .filter_map(|(name, runner)| Some((*name, runner.concurrency?)))
-        .collect();
+    let plan = PoolPlan::new(&shared, pool);
+    let capacity = plan.capacity;
     let mut woken = shared.store.wakes().jobs.subscribe();
     let finished = Arc::new(Notify::new());
     let mut running: JoinSet<()> = JoinSet::new();
@@ -46,7 +30,7 @@ pub(super) async fn pool_lane<B: Backend>(
         if room > 0 && shared.healthy.load(Ordering::Relaxed) {
             woken.borrow_and_update();
             let limit = room.min(shared.config.batch_size);
-            match claim(&shared, &pool, &uncapped, &capped, limit).await {
+            match plan.claim(&shared, limit).await {
                 Ok(runs) => {
                     claimed_any = !runs.is_empty();
                     for run in runs {
@@ -54,7 +38,7 @@ pub(super) async fn pool_lane<B: Backend>(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%pool, %error, "claiming runs failed; retrying shortly");
+                    tracing::warn!(pool = %plan.pool, %error, "claiming runs failed; retrying shortly");
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
@@ -75,36 +59,77 @@ pub(super) async fn pool_lane<B: Backend>(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(%pool, abandoned = running.len(), "shutdown timeout: stopping running jobs");
+        tracing::warn!(pool = %plan.pool, abandoned = running.len(), "shutdown timeout: stopping running jobs");
         running.shutdown().await;
     }
 }
 
-async fn claim<B: Backend>(
-    shared: &Shared<B>,
-    pool: &str,
-    uncapped: &[&'static str],
-    capped: &[(&'static str, u32)],
-    limit: u32,
-) -> Result<Vec<ClaimedRun>, StoreError> {
-    let backend = shared.store.backend();
-    let claim = |limit| Claim {
-        owner: shared.owner.as_str(),
-        limit,
-        lease: shared.config.lease,
-        now: shared.store.now(),
-    };
-    let mut runs = if uncapped.is_empty() {
-        Vec::new()
-    } else {
-        backend.claim_runs(pool, uncapped, claim(limit)).await?
-    };
-    for &(job, cap) in capped {
-        let room = limit.saturating_sub(runs.len() as u32);
-        if room == 0 {
-            break;
+/// What a worker claims in one pool: how many runs at once, and which jobs, with or without a
+/// cap across workers.
+pub(super) struct PoolPlan {
+    pub(super) pool: String,
+    /// Runs of the pool executing at once in this worker.
+    pub(super) capacity: usize,
+    uncapped: Vec<&'static str>,
+    capped: Vec<(&'static str, u32)>,
+}
+
+impl PoolPlan {
+    pub(super) fn new<B: Backend>(shared: &Shared<B>, pool: String) -> Self {
+        let capacity = shared
+            .config
+            .concurrency
+            .get(&pool)
+            .copied()
+            .unwrap_or(shared.config.default_concurrency);
+        let uncapped = shared
+            .jobs
+            .iter()
+            .filter(|(_, runner)| runner.pool == pool && runner.concurrency.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        let capped = shared
+            .jobs
+            .iter()
+            .filter(|(_, runner)| runner.pool == pool)
+            .filter_map(|(name, runner)| Some((*name, runner.concurrency?)))
+            .collect();
+        Self {
+            pool,
+            capacity,
+            uncapped,
+            capped,
         }
-        runs.extend(backend.claim_capped(pool, job, cap, claim(room)).await?);
     }
-    Ok(runs)
+
+    /// Claims up to `limit` due runs of the pool's jobs, the capped ones within their caps.
+    pub(super) async fn claim<B: Backend>(
+        &self,
+        shared: &Shared<B>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let backend = shared.store.backend();
+        let pool = &self.pool;
+        let claim = |limit| Claim {
+            owner: shared.owner.as_str(),
+            limit,
+            lease: shared.config.lease,
+            now: shared.store.now(),
+        };
+        let mut runs = if self.uncapped.is_empty() {
+            Vec::new()
+        } else {
+            backend
+                .claim_runs(pool, &self.uncapped, claim(limit))
+                .await?
+        };
+        for &(job, cap) in &self.capped {
+            let room = limit.saturating_sub(runs.len() as u32);
+            if room == 0 {
+                break;
+            }
+            runs.extend(backend.claim_capped(pool, job, cap, claim(room)).await?);
+        }
+        Ok(runs)
+    }
 }

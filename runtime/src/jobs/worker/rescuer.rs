@@ -34,9 +34,9 @@ pub(crate) fn decide(run: &ExpiredRun) -> Rescue {
     }
 }
 
-/// One round: lists the expired runs, decides, writes. Runs another worker rescued first are
-/// not counted.
-pub(crate) async fn rescue_expired<B: Backend>(store: &Store<B>) -> Result<Rescued, StoreError> {
+/// Lists the expired runs, decides, writes, until none is left. Runs another worker rescued
+/// first are not counted.
+async fn rescue_all<B: Backend>(store: &Store<B>) -> Result<Rescued, StoreError> {
     let now = store.now();
     let mut rescued = Rescued::default();
     loop {
@@ -70,17 +70,23 @@ pub(super) async fn rescue<B: Backend>(shared: Arc<Shared<B>>, mut stopped: watc
             _ = tokio::time::sleep(interval) => {}
             _ = stopped.changed() => return,
         }
-        match rescue_expired(&shared.store).await {
-            Ok(rescued) if rescued.retried + rescued.failed > 0 => {
-                tracing::warn!(
-                    retried = rescued.retried,
-                    failed = rescued.failed,
-                    "rescued runs whose lease expired"
-                );
-                shared.store.wakes().jobs.notify();
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "rescuing expired runs failed"),
+        if let Err(error) = rescue_expired(&shared).await {
+            tracing::warn!(%error, "rescuing expired runs failed");
         }
     }
+}
+
+/// One pass of the rescuer, shared with [`super::Worker::run_until_idle`]: expired runs go back
+/// to pending (or fail, after their last attempt), and the workers are woken to claim them.
+pub(super) async fn rescue_expired<B: Backend>(shared: &Shared<B>) -> Result<Rescued, StoreError> {
+    let rescued = rescue_all(&shared.store).await?;
+    if rescued.retried + rescued.failed > 0 {
+        tracing::warn!(
+            retried = rescued.retried,
+            failed = rescued.failed,
+            "rescued runs whose lease expired"
+        );
+        shared.store.wakes().jobs.notify();
+    }
+    Ok(rescued)
 }
