@@ -167,3 +167,17 @@ impl RunFilter {
         self
     }
 }
+
+/// Pending runs of one job in one pool that were due before a given time: what waits for a
+/// worker. A job with due runs that no running worker knows shows up here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRuns {
+    /// The pool the runs wait in.
+    pub pool: String,
+    /// The job they are runs of.
+    pub job: String,
+    /// How many are waiting.
+    pub runs: u64,
+    /// When the longest-waiting one became due.
+    pub oldest_due_at: DateTime<Utc>,
+}

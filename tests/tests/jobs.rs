@@ -670,6 +670,45 @@ async fn postgres_an_enqueue_of_another_store_wakes_the_worker() {
     schema.drop().await;
 }
 
+async fn runs_no_worker_knows_stay_pending_and_are_listed<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    // Enqueued by a release that has `deduped`; this worker's release only has `always_fails`.
+    let orphan = start::<B, Deduped>(
+        &store,
+        Keyed {
+            key: "orphan".into(),
+            n: 1,
+        },
+    )
+    .await;
+    let summary = test_worker(&store, &probe, JobBindings::new().register::<AlwaysFails>())
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!(summary.completed + summary.failed + summary.retried, 0);
+    let run = run_of(&store, orphan).await;
+    assert_eq!(
+        (run.status, run.attempt),
+        (RunStatus::Pending, 0),
+        "left for a worker that knows it"
+    );
+    let due = store.jobs().due(Duration::ZERO).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (due[0].pool.as_str(), due[0].job.as_str(), due[0].runs),
+        ("batch", "deduped", 1)
+    );
+    assert!(
+        store
+            .jobs()
+            .due(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not waiting for an hour yet"
+    );
+}
+
 integration_tests::on_every_backend!(
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
@@ -686,4 +725,5 @@ integration_tests::on_every_backend!(
     run_until_idle_does_not_wait_for_later_runs,
     run_until_idle_keeps_a_long_run_by_heartbeat,
     an_idle_worker_starts_a_later_run_at_once,
+    runs_no_worker_knows_stay_pending_and_are_listed,
 );

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::job::{Job, RunAt};
-use crate::store::{Backend, NewRun, RunFilter, RunInfo, Store, StoreError};
+use crate::store::{Backend, DueRuns, NewRun, RunFilter, RunInfo, Store, StoreError};
 
 /// Why a run was not enqueued. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -153,5 +153,16 @@ impl<B: Backend> JobClient<B> {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunInfo>, StoreError> {
         self.store.backend().list_runs(filter).await
+    }
+
+    /// Pending runs that have been due for at least `waiting`, per pool and job: what no worker
+    /// has taken. A job that shows up here for long has no worker that knows it in its pool.
+    pub async fn due(&self, waiting: std::time::Duration) -> Result<Vec<DueRuns>, StoreError> {
+        let now = self.store.now();
+        let before = chrono::Duration::from_std(waiting)
+            .ok()
+            .and_then(|waiting| now.checked_sub_signed(waiting))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.store.backend().due_runs(before).await
     }
 }

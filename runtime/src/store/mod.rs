@@ -31,7 +31,9 @@ pub use sqlite::SqliteBackend;
 pub(crate) use wake::Wakes;
 
 use crate::clock::{Clock, SystemClock};
-pub(crate) use crate::ops::{DeadLetter, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
+pub(crate) use crate::ops::{
+    DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus,
+};
 
 /// A store on the embedded default, SQLite.
 #[cfg(feature = "sqlite")]

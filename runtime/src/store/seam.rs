@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::wake::Wakes;
-use crate::ops::{DeadLetter, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
+use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
 
 /// Which rows a drain lane claims: the domain events of one pool, or the audit events (which
 /// have no pool).
@@ -358,6 +358,8 @@ pub trait JobStore: Send + Sync + 'static {
     fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool>;
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>>;
     fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>>;
+    /// Pending runs due before `due_before`, counted per pool and job.
+    fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>>;
 }
 
 pub(crate) type Fut<'a, T> =

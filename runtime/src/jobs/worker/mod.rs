@@ -9,6 +9,7 @@ mod heartbeat;
 mod idle;
 mod producer;
 pub(crate) mod rescuer;
+mod watchdog;
 
 pub use idle::WorkerSummary;
 
@@ -48,6 +49,9 @@ pub struct WorkerConfig {
     /// On shutdown, how long running attempts may take before they are stopped and their runs
     /// released (not failed: they run again elsewhere).
     pub shutdown_timeout: Duration,
+    /// Runs of a job this worker does not know, due in its pools for longer than this, are
+    /// reported (and checked for this often).
+    pub unclaimed_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -61,6 +65,7 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_secs(5),
             retry: RetryTiming::default(),
             shutdown_timeout: Duration::from_secs(30),
+            unclaimed_after: Duration::from_secs(60),
         }
     }
 }
@@ -139,6 +144,13 @@ impl<B: Backend> Worker<B> {
 
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long runs of a job this worker does not know may wait in its pools before it says
+    /// so (default a minute); [`crate::JobClient::due`] lists them at any time.
+    pub fn unclaimed_after(mut self, after: Duration) -> Self {
+        self.config.unclaimed_after = after;
         self
     }
 
@@ -289,6 +301,11 @@ async fn run<B: Backend>(
     let recorder = tokio::spawn(completer::record_results(shared.clone(), completions));
     let heartbeat = tokio::spawn(heartbeat::heartbeat(shared.clone()));
     let rescuer = tokio::spawn(rescuer::rescue(shared.clone(), stopped.clone()));
+    let watchdog = tokio::spawn(watchdog::watch_unknown_jobs(
+        shared.clone(),
+        pools.clone(),
+        stopped.clone(),
+    ));
     let mut lanes = Vec::new();
     for pool in pools {
         lanes.push(tokio::spawn(producer::pool_lane(
@@ -311,6 +328,7 @@ async fn run<B: Backend>(
     }
     heartbeat.abort();
     rescuer.abort();
+    watchdog.abort();
     release(&shared).await;
 }
 

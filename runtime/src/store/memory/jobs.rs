@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryBackend;
+use crate::ops::DueRuns;
 use crate::store::{
     AttemptResult, Claim, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
     RunStatus,
@@ -415,6 +416,27 @@ impl JobStore for MemoryBackend {
                 .take(filter.limit as usize)
                 .cloned()
                 .collect())
+        })
+    }
+
+    fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>> {
+        Box::pin(async move {
+            let mut due: BTreeMap<(String, String), DueRuns> = BTreeMap::new();
+            for run in self.jobs().runs.values() {
+                if run.info.status != RunStatus::Pending || run.info.run_at > due_before {
+                    continue;
+                }
+                let key = (run.info.pool.clone(), run.info.job.clone());
+                let entry = due.entry(key).or_insert_with(|| DueRuns {
+                    pool: run.info.pool.clone(),
+                    job: run.info.job.clone(),
+                    runs: 0,
+                    oldest_due_at: run.info.run_at,
+                });
+                entry.runs += 1;
+                entry.oldest_due_at = entry.oldest_due_at.min(run.info.run_at);
+            }
+            Ok(due.into_values().collect())
         })
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
-use crate::ops::{RunFilter, RunInfo, RunStatus};
+use crate::ops::{DueRuns, RunFilter, RunInfo, RunStatus};
 use crate::store::{ClaimedRun, ExpiredRun, NewRun, Rescue, StoreError, corrupt};
 
 /// Inserts one run, or finds the live run its dedupe key collapses onto.
@@ -330,4 +330,30 @@ pub(crate) fn claimed_run<R: Columns>(row: &R) -> Result<ClaimedRun, StoreError>
         max_attempts: to_u32(row.int("max_attempts")?),
         root_id: row.uuid("root_id")?,
     })
+}
+
+/// Pending runs due before `due_before`, counted per pool and job.
+pub(crate) async fn due_runs<D: Dialect>(
+    connection: &mut D::Connection,
+    due_before: DateTime<Utc>,
+) -> Result<Vec<DueRuns>, StoreError> {
+    let rows = D::fetch_all(
+        connection,
+        Statement::new(
+            "SELECT pool, job, count(*) AS runs, min(run_at) AS oldest FROM herald_jobs \
+             WHERE status = 'pending' AND run_at <= $1 GROUP BY pool, job ORDER BY pool, job",
+        )
+        .time(due_before),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DueRuns {
+                pool: row.text("pool")?,
+                job: row.text("job")?,
+                runs: u64::try_from(row.int("runs")?).unwrap_or(0),
+                oldest_due_at: row.time("oldest")?,
+            })
+        })
+        .collect()
 }
