@@ -132,6 +132,11 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         event: Publish<serde_json::Value>,
     ) -> Result<Uuid, PublishError> {
         let descriptor = C::registry().validate(event_type, &event.payload)?;
+        if !event.payload.is_object() {
+            return Err(PublishError::NotAnObject {
+                event_type: descriptor.meta.event_type,
+            });
+        }
         let row = self
             .outbox
             .row(&descriptor.meta, event, |payload| Ok(payload.to_string()))?;

@@ -181,3 +181,42 @@ pub struct DueRuns {
     /// When the longest-waiting one became due.
     pub oldest_due_at: DateTime<Utc>,
 }
+
+/// How long [`crate::Store::prune`] keeps what is finished. Events of an aggregate's stream
+/// (appended by [`crate::AggregateStore`]) are the source of truth and are never pruned, nor is
+/// an event with a retry or dead letter outstanding, nor a run whose tree still has a live run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Processed events older than this go.
+    pub events: std::time::Duration,
+    /// Completed runs (and their steps) older than this go.
+    pub completed_runs: std::time::Duration,
+    /// Failed, timed-out and canceled runs, kept for inspection, go after this.
+    pub failed_runs: std::time::Duration,
+}
+
+impl Retention {
+    /// The same age for everything.
+    pub fn all(age: std::time::Duration) -> Self {
+        Self {
+            events: age,
+            completed_runs: age,
+            failed_runs: age,
+        }
+    }
+
+    /// Keeps failed, timed-out and canceled runs this long instead.
+    pub fn failed_runs(mut self, age: std::time::Duration) -> Self {
+        self.failed_runs = age;
+        self
+    }
+}
+
+/// What [`crate::Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Processed events.
+    pub events: u64,
+    /// Finished runs (their steps go with them).
+    pub runs: u64,
+}

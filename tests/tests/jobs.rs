@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use herald::ops::{RunFilter, RunInfo, RunStatus};
-use herald::testing::SilentRunClaim;
+use herald::testing::{RawRun, SilentRunClaim};
 use herald::uuid::Uuid;
 use herald::{
     Backend, Jobs, RetryTiming, RunAt, ServiceHandle, Start, Store, Worker, WorkerSummary,
@@ -709,6 +709,32 @@ async fn runs_no_worker_knows_stay_pending_and_are_listed<B: Backend>(store: Sto
     );
 }
 
+async fn an_input_that_can_never_decode_fails_at_once<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let mut tx = store.begin().await.unwrap();
+    let garbled = RawRun::new("deduped", "batch", herald::serde_json::json!({ "key": 7 }))
+        .insert(&store, &mut tx)
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let summary = test_worker(&store, &probe, JobBindings::new().register::<Deduped>())
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!((summary.failed, summary.retried), (1, 0), "{summary:?}");
+    let run = run_of(&store, garbled).await;
+    assert_eq!(
+        (run.status, run.attempt),
+        (RunStatus::Failed, 1),
+        "no attempt is wasted"
+    );
+    let error = run.last_error.unwrap_or_default();
+    assert!(
+        error.contains("does not decode as the input of `deduped`"),
+        "{error}"
+    );
+}
+
 integration_tests::on_every_backend!(
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
@@ -726,4 +752,5 @@ integration_tests::on_every_backend!(
     run_until_idle_keeps_a_long_run_by_heartbeat,
     an_idle_worker_starts_a_later_run_at_once,
     runs_no_worker_knows_stay_pending_and_are_listed,
+    an_input_that_can_never_decode_fails_at_once,
 );

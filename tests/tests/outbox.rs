@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::chrono::Utc;
-use herald::ops::Redrive;
+use herald::ops::{Redrive, Retention};
 use herald::testing::SilentEventClaim;
 use herald::uuid::Uuid;
 use herald::{
@@ -492,6 +492,66 @@ async fn aggregate_ids_follow_the_yaml<B: Backend>(store: Store<B>) {
             event_type: "stripe_payment_received"
         }
     ));
+    assert!(
+        unexpected
+            .to_string()
+            .contains("publish_with(&mut tx, Publish::new(payload))"),
+        "{unexpected}"
+    );
+}
+
+/// Payloads that could not be stored alike on every database, or never decoded by a
+/// subscriber, are refused before anything is written.
+async fn unstorable_payloads_are_refused_in_heralds_words<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let mut tx = bus.store().begin().await.unwrap();
+    let mut with_nul = payment("evt_nul");
+    with_nul.customer_id = "cus\u{0}1".to_owned();
+    let nul = bus
+        .publish_with(&mut tx, Publish::new(with_nul))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        nul,
+        PublishError::NulCharacter {
+            event_type: "stripe_payment_received"
+        }
+    ));
+    assert!(nul.to_string().contains("NUL character"), "{nul}");
+
+    let positional = herald::serde_json::json!(["evt_5", "cus_1", 1.0, "eur", Utc::now()]);
+    let array = bus
+        .publish_json(&mut tx, "stripe_payment_received", Publish::new(positional))
+        .await
+        .unwrap_err();
+    assert!(matches!(array, PublishError::NotAnObject { .. }), "{array}");
+
+    let mut deep = herald::serde_json::json!(1);
+    for _ in 0..200 {
+        deep = herald::serde_json::json!({ "nested": deep });
+    }
+    let counts = herald::serde_json::json!({
+        "integration_id": Uuid::nil(), "provider": "hubspot", "counts": deep, "duration_ms": 1.0
+    });
+    let too_deep = bus
+        .publish_json(
+            &mut tx,
+            "crm_sync_completed",
+            Publish::new(counts).aggregate_id(Uuid::nil()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_deep, PublishError::TooDeep { limit: 128, .. }),
+        "{too_deep}"
+    );
+
+    // The transaction is still usable: nothing reached the database.
+    bus.publish_with(&mut tx, Publish::new(payment("evt_fine")))
+        .await
+        .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    assert_eq!(bus.store().stats().await.unwrap().pending_events, 1);
 }
 
 async fn an_expired_lease_is_reclaimed<B: Backend>(store: Store<B>) {
@@ -583,12 +643,11 @@ async fn prune_keeps_what_is_still_owed<B: Backend>(store: Store<B>) {
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(stats.processed_events, 2, "{stats:?}");
     assert_eq!(stats.dead_letters, 1, "{stats:?}");
-    assert_eq!(
-        bus.store().prune(Duration::from_secs(3600)).await.unwrap(),
-        0
-    );
+    let hour = Retention::all(Duration::from_secs(3600));
+    assert_eq!(bus.store().prune(&hour).await.unwrap().events, 0);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(bus.store().prune(Duration::ZERO).await.unwrap(), 1);
+    let now = Retention::all(Duration::ZERO);
+    assert_eq!(bus.store().prune(&now).await.unwrap().events, 1);
     let stats = bus.store().stats().await.unwrap();
     assert_eq!(stats.processed_events, 1, "the dead letter's event stays");
 }
@@ -831,4 +890,5 @@ integration_tests::on_every_backend!(
     run_until_idle_counts_every_outcome_exactly,
     run_until_idle_does_not_wait_for_a_retry_due_later,
     an_idle_drain_delivers_a_later_commit_at_once,
+    unstorable_payloads_are_refused_in_heralds_words,
 );

@@ -29,7 +29,17 @@ pub(crate) struct Runner {
     pub(crate) retry: RetryPolicy,
     pub(crate) timeout: Duration,
     pub(crate) concurrency: Option<u32>,
-    pub(crate) run: fn(JobContext, String) -> BoxFuture<'static, Result<String, String>>,
+    pub(crate) run: fn(JobContext, String) -> BoxFuture<'static, Result<String, RunFailure>>,
+}
+
+/// Why an attempt did not complete.
+#[derive(Debug)]
+pub(crate) enum RunFailure {
+    /// The job returned an error: retried while attempts are left.
+    Failed(String),
+    /// The stored input can never become the job's input: no attempt would do better, so the
+    /// run fails at once.
+    Undecodable(String),
 }
 
 /// The runners of a job set by job name.
@@ -38,19 +48,24 @@ pub(crate) type Runners = HashMap<&'static str, Arc<Runner>>;
 fn run_erased<J: Job>(
     ctx: JobContext,
     input: String,
-) -> BoxFuture<'static, Result<String, String>> {
+) -> BoxFuture<'static, Result<String, RunFailure>> {
     Box::pin(async move {
         let input: J::Input = serde_json::from_str(&input).map_err(|error| {
-            format!(
-                "stored input does not decode as the input of `{}`: {error}",
+            RunFailure::Undecodable(format!(
+                "stored input does not decode as the input of `{}`: {error}; failed without \
+                 retrying, since no attempt can decode it",
                 J::NAME
-            )
+            ))
         })?;
         let output = J::run(ctx, input)
             .await
-            .map_err(|error| error.to_string())?;
-        serde_json::to_string(&output)
-            .map_err(|error| format!("output of `{}` cannot be serialized: {error}", J::NAME))
+            .map_err(|error| RunFailure::Failed(error.to_string()))?;
+        serde_json::to_string(&output).map_err(|error| {
+            RunFailure::Failed(format!(
+                "output of `{}` cannot be serialized: {error}",
+                J::NAME
+            ))
+        })
     })
 }
 

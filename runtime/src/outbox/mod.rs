@@ -1,6 +1,7 @@
 //! The transactional outbox: events, and the job runs they trigger, written as rows of the
 //! caller's transaction.
 
+mod checks;
 mod publish;
 
 use std::sync::Arc;
@@ -51,6 +52,9 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
         tx: &mut B::Transaction<'_>,
         rows: Vec<NewEvent>,
     ) -> Result<Vec<Uuid>, PublishError> {
+        for row in &rows {
+            checks::check_payload_text(row.event_type, &row.payload)?;
+        }
         let span = match rows.as_slice() {
             [row] => tracing::debug_span!(
                 "herald.publish",

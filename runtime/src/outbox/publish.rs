@@ -39,9 +39,28 @@ pub enum PublishError {
     },
     #[error(
         "`{event_type}` declares no `aggregate:` in its YAML, so it cannot carry an aggregate \
-         id: add the aggregate to the event, or publish it without one"
+         id: publish it with `publish_with(&mut tx, Publish::new(payload))`, or add the \
+         aggregate to the event"
     )]
     UnexpectedAggregateId { event_type: &'static str },
+    #[error(
+        "payload of `{event_type}` is not a JSON object: event payloads are objects of named \
+         fields (an array would be read as the fields in declaration order)"
+    )]
+    NotAnObject { event_type: &'static str },
+    #[error(
+        "payload of `{event_type}` contains a NUL character (\\u0000) in a string, which \
+         PostgreSQL cannot store: remove it or encode the value (base64, hex)"
+    )]
+    NulCharacter { event_type: &'static str },
+    #[error(
+        "payload of `{event_type}` nests deeper than {limit} levels, more than a subscriber can \
+         decode: flatten it or store the document elsewhere and publish a reference"
+    )]
+    TooDeep {
+        event_type: &'static str,
+        limit: usize,
+    },
     #[error("the input of job `{job}`, triggered by `{event_type}`, cannot be built: {source}")]
     TriggerInput {
         event_type: &'static str,

@@ -32,7 +32,7 @@ pub(crate) use wake::Wakes;
 
 use crate::clock::{Clock, SystemClock};
 pub(crate) use crate::ops::{
-    DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus,
+    DeadLetter, DueRuns, OutboxStats, Pruned, Redrive, Retention, RunFilter, RunInfo, RunStatus,
 };
 
 /// A store on the embedded default, SQLite.
@@ -48,7 +48,25 @@ pub type MemoryStore = Store<MemoryBackend>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// A Herald table is missing: the database was never migrated.
+    #[error(
+        "the table `{table}` does not exist: call `store.migrate().await?` once at start-up, \
+         before publishing or starting a drain or a worker"
+    )]
+    NotMigrated { table: String },
+    /// The database holds migrations this build of Herald does not know.
+    #[error(
+        "this database was migrated by a newer Herald (migration {applied}; this build knows \
+         migrations up to {known}): upgrade this process, or point it at another database"
+    )]
+    NewerSchema { applied: i64, known: i64 },
+    /// A table with one of Herald's names exists but is not Herald's.
+    #[error(
+        "a table named `{table}` exists but was not created by Herald's migrations: rename it, \
+         or give Herald a schema (search_path) or database of its own"
+    )]
+    ForeignTable { table: String },
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,
@@ -61,6 +79,29 @@ pub enum StoreError {
     /// Another writer appended the same aggregate sequence number first.
     #[error("another writer appended to this aggregate first")]
     Conflict,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match missing_herald_table(&error) {
+            Some(table) => StoreError::NotMigrated { table },
+            None => StoreError::Database(error),
+        }
+    }
+}
+
+/// The Herald table a statement failed on because it does not exist: SQLite says
+/// `no such table: herald_events`, PostgreSQL `relation "herald_events" does not exist` (42P01).
+fn missing_herald_table(error: &sqlx::Error) -> Option<String> {
+    let database = error.as_database_error()?;
+    let message = database.message();
+    let table = match message.strip_prefix("no such table: ") {
+        Some(table) => table.trim(),
+        None if database.code().as_deref() == Some("42P01") => message.split('"').nth(1)?,
+        None => return None,
+    };
+    let table = table.rsplit('.').next().unwrap_or(table);
+    table.starts_with("herald_").then(|| table.to_owned())
 }
 
 /// Stops the `LISTEN` task when the last clone of its store goes away.
@@ -181,15 +222,35 @@ impl<B: Backend> Store<B> {
         Ok(count)
     }
 
-    /// Deletes processed events older than `age` (and never one with a retry or dead letter
-    /// outstanding); returns how many.
-    pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
-        let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-        let before = self
-            .now()
-            .checked_sub_signed(age)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        self.backend.prune(before).await
+    /// Deletes what is finished and older than `retention` says: processed events (never one of
+    /// an aggregate's stream, nor one with a retry or dead letter outstanding) and finished job
+    /// runs with their steps (never a run whose tree still has a pending or running run).
+    pub async fn prune(&self, retention: &Retention) -> Result<Pruned, StoreError> {
+        let ago = |age: Duration| {
+            chrono::Duration::from_std(age)
+                .ok()
+                .and_then(|age| self.now().checked_sub_signed(age))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
+        Ok(Pruned {
+            events: self.backend.prune(ago(retention.events)).await?,
+            runs: self
+                .backend
+                .prune_runs(RunStatus::Completed, ago(retention.completed_runs))
+                .await?
+                + self
+                    .backend
+                    .prune_runs(RunStatus::Failed, ago(retention.failed_runs))
+                    .await?
+                + self
+                    .backend
+                    .prune_runs(RunStatus::TimedOut, ago(retention.failed_runs))
+                    .await?
+                + self
+                    .backend
+                    .prune_runs(RunStatus::Canceled, ago(retention.failed_runs))
+                    .await?,
+        })
     }
 
     pub async fn stats(&self) -> Result<OutboxStats, StoreError> {

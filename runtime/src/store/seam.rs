@@ -96,7 +96,7 @@ pub struct ProjectedEvent {
 pub(crate) fn conflict_or(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(error),
+        _ => StoreError::from(error),
     }
 }
 
@@ -360,6 +360,9 @@ pub trait JobStore: Send + Sync + 'static {
     fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>>;
     /// Pending runs due before `due_before`, counted per pool and job.
     fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>>;
+    /// Deletes runs in the final `status` that finished before `finished_before`, with their
+    /// steps, unless their tree still has a live run; returns how many.
+    fn prune_runs(&self, status: RunStatus, finished_before: DateTime<Utc>) -> Fut<'_, u64>;
 }
 
 pub(crate) type Fut<'a, T> =

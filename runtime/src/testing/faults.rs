@@ -7,7 +7,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::store::{
-    AttemptOutcome, AttemptResult, Backend, Claim, Lane, NewEvent, Store, StoreError,
+    AttemptOutcome, AttemptResult, Backend, Claim, Lane, NewEvent, NewRun, Store, StoreError,
 };
 
 /// A claim of events by a worker that then goes silent, as one that crashed or stalled in the
@@ -189,5 +189,49 @@ impl RawEvent {
             .insert_events(tx, std::slice::from_ref(&self.row), store.now())
             .await?;
         Ok(self.row.id)
+    }
+}
+
+/// A run row written the way another release would have written it — an input this code's
+/// job can no longer decode — for tests of what the worker does with it.
+#[derive(Debug, Clone)]
+#[must_use = "a RawRun does nothing until it is inserted"]
+pub struct RawRun {
+    run: NewRun,
+}
+
+impl RawRun {
+    /// A run of `job` in `pool` with this input and three attempts.
+    pub fn new(job: &'static str, pool: &'static str, input: serde_json::Value) -> Self {
+        let id = Uuid::now_v7();
+        Self {
+            run: NewRun {
+                id,
+                job,
+                pool,
+                input: input.to_string(),
+                max_attempts: 3,
+                run_at: None,
+                dedupe_key: None,
+                scope_type: None,
+                scope_id: None,
+                event_id: None,
+                parent_id: None,
+                root_id: id,
+            },
+        }
+    }
+
+    /// Writes the row in the caller's transaction, as enqueueing would; returns its id.
+    pub async fn insert<B: Backend>(
+        self,
+        store: &Store<B>,
+        tx: &mut B::Transaction<'_>,
+    ) -> Result<Uuid, StoreError> {
+        let ids = store
+            .backend()
+            .insert_runs(tx, std::slice::from_ref(&self.run), store.now())
+            .await?;
+        Ok(ids.first().copied().unwrap_or(self.run.id))
     }
 }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{InFlight, Shared};
 use crate::clock::later;
 use crate::jobs::JobContext;
-use crate::jobs::set::Runner;
+use crate::jobs::set::{RunFailure, Runner};
 use crate::service::panic_message;
 use crate::store::{AttemptOutcome, AttemptResult, Backend, ClaimedRun, JobStore};
 
@@ -74,7 +74,11 @@ async fn execute<B: Backend>(
             tracing::debug!("job completed");
             return AttemptOutcome::Completed { output };
         }
-        Ok(Ok(Err(error))) => error,
+        Ok(Ok(Err(RunFailure::Failed(error)))) => error,
+        Ok(Ok(Err(RunFailure::Undecodable(error)))) => {
+            tracing::error!(%error, "job input cannot be decoded");
+            return AttemptOutcome::Failed { error };
+        }
         Ok(Err(panic)) => format!("job panicked: {}", panic_message(&panic)),
         Err(_) => {
             let error = format!("timed out after {:?}", runner.timeout);

@@ -309,7 +309,47 @@ async fn a_canceled_tree_stops_its_live_runs_and_can_be_retried<B: Backend>(stor
     );
 }
 
+async fn pruning_runs_keeps_trees_with_a_live_run<B: Backend>(store: Store<B>) {
+    let (lone, parent) = (run("j", t0()), run("j", t0()));
+    let mut child = run("j", at(600));
+    child.parent_id = Some(parent.id);
+    child.root_id = parent.id;
+    insert_runs(&store, &[lone.clone(), parent.clone(), child.clone()]).await;
+    let claimed = store
+        .backend()
+        .claim_runs("batch", &["j"], claim("w1", t0()))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "the child is not due yet");
+    let results: Vec<_> = claimed.iter().map(|run| completed(run.id, 1)).collect();
+    store
+        .backend()
+        .finish_runs(&results, at(1))
+        .await
+        .expect("finish");
+    let pruned = store
+        .backend()
+        .prune_runs(RunStatus::Completed, at(3600))
+        .await
+        .expect("prune");
+    assert_eq!(
+        pruned, 1,
+        "only the lone run: the parent's child is still pending"
+    );
+    assert!(
+        store
+            .backend()
+            .get_run(lone.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(status(&store, parent.id).await, RunStatus::Completed);
+    assert_eq!(status(&store, child.id).await, RunStatus::Pending);
+}
+
 on_every_backend!(
+    pruning_runs_keeps_trees_with_a_live_run,
     runs_are_claimed_when_due_in_run_at_order,
     a_dedupe_key_collapses_onto_the_live_run,
     a_cap_holds_across_workers,

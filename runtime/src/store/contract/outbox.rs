@@ -253,7 +253,28 @@ async fn a_taken_aggregate_sequence_is_a_conflict<B: Backend>(store: Store<B>) {
     assert!(matches!(outcome, Err(StoreError::Conflict)), "{outcome:?}");
 }
 
+async fn pruning_never_deletes_an_aggregates_stream<B: Backend>(store: Store<B>) {
+    let mut streamed = event(Some("a"));
+    streamed.aggregate_sequence = Some(1);
+    let plain = event(Some("b"));
+    insert_events(&store, &[streamed.clone(), plain.clone()]).await;
+    let claimed = claim_events(&store, claim("w1", t0())).await;
+    assert_eq!(complete(&store, claimed, &[]).await, 2);
+    let pruned = store.backend().prune(at(3600)).await.expect("prune");
+    assert_eq!(pruned, 1, "only the event outside any stream");
+    let stream = store
+        .backend()
+        .load_stream("contact", "a", 0)
+        .await
+        .expect("load the stream");
+    assert_eq!(
+        stream.iter().map(|event| event.id).collect::<Vec<_>>(),
+        vec![streamed.id]
+    );
+}
+
 on_every_backend!(
+    pruning_never_deletes_an_aggregates_stream,
     inserting_an_id_twice_stores_it_once,
     claims_take_the_head_of_each_aggregate_in_position_order,
     a_held_claim_is_not_claimed_again_until_given_back,

@@ -419,6 +419,33 @@ impl JobStore for MemoryBackend {
         })
     }
 
+    fn prune_runs(&self, status: RunStatus, finished_before: DateTime<Utc>) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let mut jobs = self.jobs();
+            let live_roots: std::collections::HashSet<Uuid> = jobs
+                .runs
+                .values()
+                .filter(|run| !run.info.status.is_final())
+                .map(|run| run.info.root_id)
+                .collect();
+            let doomed: Vec<Uuid> = jobs
+                .runs
+                .values()
+                .filter(|run| {
+                    run.info.status == status
+                        && run.info.finished_at.is_some_and(|at| at < finished_before)
+                        && !live_roots.contains(&run.info.root_id)
+                })
+                .map(|run| run.info.id)
+                .collect();
+            for id in &doomed {
+                jobs.runs.remove(id);
+            }
+            jobs.steps.retain(|(run, _), _| !doomed.contains(run));
+            Ok(doomed.len() as u64)
+        })
+    }
+
     fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>> {
         Box::pin(async move {
             let mut due: BTreeMap<(String, String), DueRuns> = BTreeMap::new();

@@ -801,6 +801,7 @@ impl Backend for MemoryBackend {
             let before = state.rows.len();
             state.rows.retain(|position, row| {
                 !(row.status == Status::Processed
+                    && row.sequence.is_none()
                     && row.processed_at.is_some_and(|at| at < processed_before)
                     && !with_deliveries.contains(position))
             });

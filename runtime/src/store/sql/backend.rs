@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::migrate::{self, Migration};
 use super::{Dialect, jobs, outbox};
-use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo};
+use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
 use crate::store::wake::Wakes;
 use crate::store::{
     AttemptResult, Backend, Checkpoint, Claim, ClaimedDelivery, ClaimedRun, DeliveryOutcome,
@@ -444,6 +444,13 @@ impl<S: SqlJobStore> JobStore for S {
         Box::pin(async move {
             let mut connection = self.pool().acquire().await?;
             jobs::get_run::<S::Dialect>(&mut connection, run).await
+        })
+    }
+
+    fn prune_runs(&self, status: RunStatus, finished_before: DateTime<Utc>) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            jobs::prune_runs::<S::Dialect>(&mut connection, status, finished_before).await
         })
     }
 

@@ -357,3 +357,33 @@ pub(crate) async fn due_runs<D: Dialect>(
         })
         .collect()
 }
+
+/// Deletes finished runs whose whole tree is finished, in slices; their steps go with them
+/// (`ON DELETE CASCADE`).
+pub(crate) async fn prune_runs<D: Dialect>(
+    connection: &mut D::Connection,
+    status: RunStatus,
+    finished_before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut pruned = 0;
+    loop {
+        let deleted = D::execute(
+            connection,
+            Statement::new(
+                "DELETE FROM herald_jobs WHERE id IN ( \
+                   SELECT j.id FROM herald_jobs j \
+                   WHERE j.status = $1 AND j.finished_at < $2 \
+                     AND NOT EXISTS (SELECT 1 FROM herald_jobs live \
+                       WHERE live.root_id = j.root_id AND live.status IN ('pending', 'running')) \
+                   LIMIT 5000)",
+            )
+            .text(status.as_str())
+            .time(finished_before),
+        )
+        .await?;
+        pruned += deleted;
+        if deleted == 0 {
+            return Ok(pruned);
+        }
+    }
+}

@@ -14,6 +14,19 @@ pub struct Migration {
     pub(crate) script: &'static str,
 }
 
+/// The table a `CREATE TABLE` found already there: SQLite says `table herald_events already
+/// exists`, PostgreSQL `relation "herald_events" already exists` (42P07).
+fn existing_table(error: &sqlx::Error) -> Option<String> {
+    let database = error.as_database_error()?;
+    let message = database.message();
+    let table = match message.strip_prefix("table ") {
+        Some(rest) => rest.strip_suffix(" already exists")?,
+        None if database.code().as_deref() == Some("42P07") => message.split('"').nth(1)?,
+        None => return None,
+    };
+    Some(table.to_owned())
+}
+
 /// Applies, in order, the migrations this database has not recorded yet. The caller runs it
 /// in a transaction that serializes concurrent migrators (a write lock or an advisory lock).
 pub(crate) async fn apply<D: Dialect>(
@@ -23,24 +36,40 @@ pub(crate) async fn apply<D: Dialect>(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     D::execute(connection, Statement::new(create_table)).await?;
+    // `IF NOT EXISTS` kept a table of that name that may not be ours: its columns tell.
     let applied: Vec<i64> = D::fetch_all(
         connection,
-        Statement::new("SELECT version FROM herald_migrations"),
+        Statement::new("SELECT version, name, applied_at FROM herald_migrations"),
     )
-    .await?
+    .await
+    .map_err(|_| StoreError::ForeignTable {
+        table: "herald_migrations".to_owned(),
+    })?
     .iter()
     .map(|row| row.int("version"))
     .collect::<Result<_, _>>()?;
+    let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    if let Some(&newest) = applied.iter().max()
+        && newest > known
+    {
+        return Err(StoreError::NewerSchema {
+            applied: newest,
+            known,
+        });
+    }
     for migration in migrations {
         if applied.contains(&migration.version) {
             continue;
         }
         D::execute_script(connection, migration.script)
             .await
-            .map_err(|source| StoreError::Migration {
-                version: migration.version,
-                name: migration.name,
-                source,
+            .map_err(|source| match existing_table(&source) {
+                Some(table) => StoreError::ForeignTable { table },
+                None => StoreError::Migration {
+                    version: migration.version,
+                    name: migration.name,
+                    source,
+                },
             })?;
         D::execute(
             connection,

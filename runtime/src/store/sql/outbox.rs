@@ -211,7 +211,8 @@ pub(crate) async fn redrive<D: Dialect>(
     .await?)
 }
 
-/// Deletes processed events older than `before` that owe no delivery, in slices so that a
+/// Deletes processed events older than `before` that owe no delivery and belong to no
+/// aggregate's stream (the source of truth of event-sourced aggregates), in slices so that a
 /// large backlog never holds a lock for long.
 pub(crate) async fn prune<D: Dialect>(
     connection: &mut D::Connection,
@@ -225,6 +226,7 @@ pub(crate) async fn prune<D: Dialect>(
                 "DELETE FROM herald_events WHERE position IN ( \
                    SELECT e.position FROM herald_events e \
                    WHERE e.status = 'processed' AND e.processed_at < $1 \
+                     AND e.aggregate_sequence IS NULL \
                      AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
                                      WHERE d.event_id = e.id) \
                    LIMIT 5000)",
