@@ -469,12 +469,12 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// A database the outbox can live in. Implemented by [`SqliteBackend`], [`PostgresBackend`] and
-/// [`MemoryBackend`] only; applications pick one through [`crate::sqlite`], [`crate::postgres`]
-/// or [`crate::memory`].
+/// A database the outbox can live in. Implemented by [`crate::SqliteBackend`],
+/// [`crate::PostgresBackend`] and [`crate::MemoryBackend`] only; applications pick one through
+/// [`crate::sqlite`], [`crate::postgres`] or [`crate::memory`].
 ///
 /// The methods are the outbox's storage operations; applications call them through
-/// [`Store`], [`crate::EventBus`] and the drain, not directly.
+/// [`crate::Store`], [`crate::EventBus`] and the drain, not directly.
 pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// The caller's transaction that publishing writes into: a plain `sqlx::Transaction` for
     /// the SQL backends.

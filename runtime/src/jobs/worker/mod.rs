@@ -90,8 +90,8 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Hands `state` to every job, which reads it with [`JobContext::state`]: a connection
-    /// pool, an HTTP client, a bus to publish follow-up events with.
+    /// Hands `state` to every job, which reads it with [`crate::JobContext::state`]: a
+    /// connection pool, an HTTP client, a bus to publish follow-up events with.
     pub fn state<T: Send + Sync + 'static>(mut self, state: T) -> Self {
         self.states.insert(TypeId::of::<T>(), Arc::new(state));
         self
