@@ -1,6 +1,7 @@
 /// A column of an entity, as declared in `entities/*.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldMeta {
+    /// The field's name, as in the YAML and the generated struct.
     pub name: &'static str,
     /// The YAML field type: `string`, `integer`, `decimal`, `boolean`, `uuid`, `date`,
     /// `datetime`, `json` or `enum`.
@@ -9,7 +10,10 @@ pub struct FieldMeta {
     pub required: bool,
     /// May be `null`.
     pub nullable: bool,
+    /// For a `string` field: the most characters it may hold.
     pub max_length: Option<u32>,
+    /// Declared `index: true`: the application's schema should index the column (the runtime
+    /// creates no table for entities).
     pub index: bool,
 }
 
@@ -18,9 +22,11 @@ pub struct FieldMeta {
 pub struct EntityMeta {
     /// The `entity` of the YAML file, e.g. `contact`; also the aggregate type of its events.
     pub name: &'static str,
+    /// One per field of the entity struct, in order.
     pub fields: &'static [FieldMeta],
     /// The change events this entity declares it emits.
     pub emits: &'static [&'static str],
+    /// The YAML's `description`, if any.
     pub description: Option<&'static str>,
 }
 
@@ -30,5 +36,6 @@ pub struct EntityMeta {
     note = "declare it in `entities/*.yaml` and regenerate, or add `#[derive(herald::Entity)]`"
 )]
 pub trait Entity {
+    /// The entity's metadata, from its YAML (through `#[derive(herald::Entity)]`).
     const META: EntityMeta;
 }

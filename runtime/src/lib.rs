@@ -10,6 +10,8 @@
 //! The root holds what an application uses; [`ops`] what operators look at (dead letters, run
 //! queries, totals); [`testing`] what tests use.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod aggregate;
 mod bus;
 mod clock;

@@ -7,19 +7,28 @@ use uuid::Uuid;
 /// A delivery that ran out of attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
+    /// The event whose delivery failed: with `subscriber`, what [`Redrive`] names.
     pub event_id: Uuid,
+    /// The event's type, e.g. `contact_created`.
     pub event_type: String,
+    /// The subscriber whose handler kept failing, by the name it was registered under.
     pub subscriber: String,
+    /// The aggregate of the event, if it has one.
     pub aggregate_type: Option<String>,
+    /// The aggregate's id, if the event has an aggregate.
     pub aggregate_id: Option<String>,
+    /// Attempts made, all failed: the event's `max_attempts`.
     pub attempts: u32,
+    /// The error of the last attempt, as the handler returned it (or the panic message).
     pub last_error: String,
 }
 
 /// Which dead letters to re-drive.
 #[derive(Debug, Clone, Default)]
 pub struct Redrive {
+    /// Only the dead letters of this event (`None`: of every event).
     pub event_id: Option<Uuid>,
+    /// Only those of this subscriber (`None`: of every subscriber).
     pub subscriber: Option<String>,
 }
 
@@ -29,6 +38,8 @@ impl Redrive {
         Self::default()
     }
 
+    /// The dead letters of one event, for every subscriber unless narrowed with
+    /// [`Redrive::subscriber`].
     pub fn event(event_id: Uuid) -> Self {
         Self {
             event_id: Some(event_id),
@@ -36,6 +47,7 @@ impl Redrive {
         }
     }
 
+    /// Narrows to the dead letters of one subscriber.
     pub fn subscriber(mut self, subscriber: impl Into<String>) -> Self {
         self.subscriber = Some(subscriber.into());
         self
@@ -45,9 +57,14 @@ impl Redrive {
 /// Counts of the outbox rows, for dashboards and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
+    /// Events not yet processed by a drain, claimed ones included: the backlog.
     pub pending_events: u64,
+    /// Processed events not yet pruned (see [`crate::Store::prune`]).
     pub processed_events: u64,
+    /// Deliveries owed after the first fan-out and not dead-lettered: waiting for a retry (or
+    /// queued behind an earlier event of their aggregate), or being retried now.
     pub retrying_deliveries: u64,
+    /// Deliveries that ran out of attempts, until re-driven: see [`crate::Store::dead_letters`].
     pub dead_letters: u64,
 }
 
@@ -56,15 +73,20 @@ pub struct OutboxStats {
 pub enum RunStatus {
     /// Waiting for a worker; with a future `run_at` it is scheduled (or backing off).
     Pending,
+    /// Claimed by a worker, which is running an attempt under a lease.
     Running,
+    /// Its last attempt succeeded; the output is stored.
     Completed,
     /// Out of attempts, with its last error.
     Failed,
+    /// An attempt ran longer than the job's `TIMEOUT`; a timeout is not retried.
     TimedOut,
+    /// Canceled with [`crate::JobClient::cancel`] (itself or an ancestor) before it ended.
     Canceled,
 }
 
 impl RunStatus {
+    /// The status as stored in the `status` column, e.g. `timed_out`.
     pub const fn as_str(self) -> &'static str {
         match self {
             RunStatus::Pending => "pending",
@@ -76,6 +98,8 @@ impl RunStatus {
         }
     }
 
+    /// The status stored as `status`, the inverse of [`RunStatus::as_str`]; `None` for a string
+    /// that is no status.
     pub fn parse(status: &str) -> Option<Self> {
         Some(match status {
             "pending" => RunStatus::Pending,
@@ -98,34 +122,60 @@ impl RunStatus {
 /// A run as the query API shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
+    /// The run's id: what [`crate::JobClient`]'s `get`, `cancel` and `retry` take.
     pub id: Uuid,
+    /// The job's [`crate::Job::NAME`].
     pub job: String,
+    /// The worker pool that runs it.
     pub pool: String,
+    /// Where the run stands.
     pub status: RunStatus,
+    /// The job's input, as stored.
     pub input: serde_json::Value,
+    /// The job's output, once completed.
     pub output: Option<serde_json::Value>,
+    /// Attempts started so far: 0 until first claimed, and again after a retry by hand.
     pub attempt: u32,
+    /// Attempts allowed, from the job's retry policy when the run was enqueued.
     pub max_attempts: u32,
+    /// When the run is (or was) due: its enqueue time unless scheduled, later while it backs off.
     pub run_at: DateTime<Utc>,
+    /// The job's dedupe key for this input: while the run is live, enqueues with the same key
+    /// collapse onto it.
     pub dedupe_key: Option<String>,
+    /// The type of the aggregate the run concerns, if any: what [`RunFilter::scope`] matches.
     pub scope_type: Option<String>,
+    /// The id of the aggregate the run concerns, with `scope_type`.
     pub scope_id: Option<String>,
+    /// The event that enqueued it: its trigger, or the first event of the aggregate decision that
+    /// queued it.
     pub event_id: Option<Uuid>,
+    /// The run that spawned it with [`crate::JobContext::spawn_child`].
     pub parent_id: Option<Uuid>,
+    /// The top-level run of its tree (its own id when it has no parent): what [`RunFilter::root`]
+    /// matches.
     pub root_id: Uuid,
+    /// The error of its latest attempt, if that one failed or stalled (`None` once an attempt
+    /// completes); kept by a retry by hand.
     pub last_error: Option<String>,
+    /// When it was enqueued.
     pub created_at: DateTime<Utc>,
+    /// When it reached its final status; cleared by a retry by hand.
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// Which runs to list; every set field must match. Newest first.
 #[derive(Debug, Clone)]
 pub struct RunFilter {
+    /// Only runs with this status.
     pub status: Option<RunStatus>,
+    /// Only runs of this job, by [`crate::Job::NAME`].
     pub job: Option<String>,
     /// The aggregate (type, id) the run concerns: its trigger event's aggregate.
     pub scope: Option<(String, String)>,
+    /// Only the runs of the tree under this top-level run (itself included).
     pub root: Option<Uuid>,
+    /// At most this many runs (100 by default).
     pub limit: u32,
 }
 
@@ -142,26 +192,31 @@ impl Default for RunFilter {
 }
 
 impl RunFilter {
+    /// Only runs with this status.
     pub fn status(mut self, status: RunStatus) -> Self {
         self.status = Some(status);
         self
     }
 
+    /// Only runs of the job with this [`crate::Job::NAME`].
     pub fn job(mut self, job: impl Into<String>) -> Self {
         self.job = Some(job.into());
         self
     }
 
+    /// Only runs concerning the aggregate (`scope_type`, `scope_id`).
     pub fn scope(mut self, scope_type: impl Into<String>, scope_id: impl Into<String>) -> Self {
         self.scope = Some((scope_type.into(), scope_id.into()));
         self
     }
 
+    /// Only runs of the tree whose top-level run is `root`.
     pub fn root(mut self, root: Uuid) -> Self {
         self.root = Some(root);
         self
     }
 
+    /// At most `limit` runs.
     pub fn limit(mut self, limit: u32) -> Self {
         self.limit = limit;
         self

@@ -1,11 +1,11 @@
-//! What every background service (drain, job worker, projector) shares: the handle that stops
-//! it, and the rendering of a panic in user code.
+//! What the background services (drain, job worker) share: the handle that stops them, and the
+//! rendering of a panic in user code.
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A running background service: a drain, a job worker or a projector. Dropping it leaves the
-/// service running; [`ServiceHandle::shutdown`] stops it gracefully.
+/// A running background service: a drain or a job worker (a projector has its own handle).
+/// Dropping it leaves the service running; [`ServiceHandle::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct ServiceHandle {
     service: &'static str,

@@ -58,7 +58,9 @@ pub trait Aggregate: Default + Send + Sync + 'static {
 /// configuration) travels in the command; values only known after a side effect are published
 /// by the job that performs it, as a follow-up event.
 pub trait Decide: Aggregate {
+    /// What the aggregate is asked to do.
     type Command: Send;
+    /// Why it refuses a command: returned as [`ExecuteError::Rejected`].
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The events the command produces (none is fine), and the jobs to enqueue with them.
@@ -68,6 +70,7 @@ pub trait Decide: Aggregate {
         jobs: &mut JobQueue,
     ) -> Result<Vec<Self::Event>, Self::Error>;
 
+    /// Folds one of its events into the state; pure, and it cannot fail: an event is a fact.
     fn apply(&mut self, event: &Self::Event);
 }
 
@@ -81,6 +84,7 @@ pub struct JobQueue {
 }
 
 impl JobQueue {
+    /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }
@@ -90,6 +94,7 @@ impl JobQueue {
         self.start_at::<J>(input, RunAt::Now);
     }
 
+    /// Enqueues a run of `J`, due `at`, with the decision's events.
     pub fn start_at<J: Job>(&mut self, input: J::Input, at: RunAt) {
         match new_run::<J>(&input, None, None) {
             Ok(run) => self.runs.push((run, at)),

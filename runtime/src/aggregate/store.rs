@@ -22,48 +22,74 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
     /// The aggregate refused the command.
     #[error(transparent)]
     Rejected(E),
+    /// Every attempt lost the race for the next sequence numbers to another writer.
     #[error(
         "{aggregate} {id}: {attempts} attempts lost the race against concurrent writers; try \
          again later"
     )]
     Concurrency {
+        /// The aggregate type.
         aggregate: &'static str,
+        /// The aggregate's id.
         id: String,
+        /// How many load-decide-append attempts were made.
         attempts: u32,
     },
+    /// The stream holds an event type that the registry does not know, or that is not one of
+    /// this aggregate's.
     #[error(
         "{aggregate} {id}: its stream holds an event of type `{event_type}` that this code does \
          not know; restore the event type, or upcast it into a known one"
     )]
     UnknownEventType {
+        /// The aggregate type.
         aggregate: &'static str,
+        /// The aggregate's id.
         id: String,
+        /// The unknown event type.
         event_type: String,
     },
+    /// A stored event is older than its type's version, and an upcaster on the way is missing.
     #[error(
         "{aggregate} {id}: event {event_id} (`{event_type}` version {stored}) has no upcaster \
          from version {missing} to the current version {current}"
     )]
     MissingUpcaster {
+        /// The aggregate type.
         aggregate: &'static str,
+        /// The aggregate's id.
         id: String,
+        /// The stored event.
         event_id: Uuid,
+        /// Its type.
         event_type: String,
+        /// The version it was stored with.
         stored: u32,
+        /// The version no upcaster starts from.
         missing: u32,
+        /// The version the code reads.
         current: u32,
     },
+    /// A stored event cannot be read (its JSON, an upcaster or its decoding failed); also, with
+    /// a nil `event_id`, a state that cannot be serialized for a snapshot.
     #[error("{aggregate} {id}: event {event_id} cannot be read: {reason}")]
     Undecodable {
+        /// The aggregate type.
         aggregate: &'static str,
+        /// The aggregate's id.
         id: String,
+        /// The event that cannot be read; nil when a snapshot could not be serialized.
         event_id: Uuid,
+        /// What went wrong.
         reason: String,
     },
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The new events could not be written to the outbox.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The decision's jobs could not be enqueued.
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
 }
@@ -73,6 +99,7 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
 pub struct Executed<A: Aggregate> {
     /// The state after the new events.
     pub state: A,
+    /// The events the command decided, as appended.
     pub events: Vec<A::Event>,
     /// The stream's last sequence number after the append.
     pub sequence: i64,
@@ -83,7 +110,9 @@ pub struct Executed<A: Aggregate> {
 /// An aggregate as loaded: its state and the sequence number it is at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
+    /// The fold of its events, from the latest snapshot when snapshots are on.
     pub state: A,
+    /// The sequence number of the last event folded; 0 for a new aggregate.
     pub sequence: i64,
 }
 

@@ -102,31 +102,38 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
         self
     }
 
+    /// Replaces every [`DrainConfig`] setting, those of earlier calls such as
+    /// [`DrainBuilder::lease`] included.
     pub fn config(mut self, config: DrainConfig) -> Self {
         self.config = config;
         self
     }
 
+    /// Events claimed per round trip, at most (at least 1).
     pub fn batch_size(mut self, size: u32) -> Self {
         self.config.batch_size = size.max(1);
         self
     }
 
+    /// How often an idle lane looks without being woken: see [`DrainConfig::poll_interval`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.config.poll_interval = interval;
         self
     }
 
+    /// How long a claim stays ours: see [`DrainConfig::lease`].
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self
     }
 
+    /// Delays between delivery attempts.
     pub fn retry(mut self, retry: RetryTiming) -> Self {
         self.config.retry = retry;
         self
     }
 
+    /// How long in-flight deliveries may take on shutdown before they are abandoned.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self

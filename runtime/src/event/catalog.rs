@@ -7,6 +7,7 @@ use crate::event::registry::Registry;
 /// The registry a typed bus is generated for. The generator implements it on the application's
 /// `AppEvent` enum.
 pub trait Catalog: Send + Sync + 'static {
+    /// The registry of every event type of the application.
     fn registry() -> &'static Registry;
 }
 

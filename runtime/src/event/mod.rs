@@ -15,10 +15,14 @@ pub use herald_vocabulary::{Backoff, Direction, RetryPolicy, Tier};
 /// has neither (so neither can be set wrongly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Routing {
+    /// A domain event: delivered in its pool, and it may trigger jobs.
     Domain {
+        /// Whether it comes from outside, changes the application's own state, or goes outside.
         direction: Direction,
+        /// The pool whose drain lanes deliver it: `events_<direction>` unless its YAML names one.
         pool: &'static str,
     },
+    /// An audit event: a record, delivered in the `audit` lane, that never triggers work.
     Audit,
 }
 
@@ -27,7 +31,9 @@ pub enum Routing {
 pub struct EventMeta {
     /// The `type` of the YAML file, e.g. `contact_created`.
     pub event_type: &'static str,
+    /// The payload's schema version: stored with each event, so older payloads can be upcast.
     pub version: u32,
+    /// Domain (with its direction and pool) or audit.
     pub routing: Routing,
     /// The aggregate (entity) the event concerns, if any; always set for `change` events.
     pub aggregate: Option<&'static str>,
@@ -35,11 +41,14 @@ pub struct EventMeta {
     pub source: Option<&'static str>,
     /// The external system an outbound event goes to.
     pub destination: Option<&'static str>,
+    /// How deliveries of this event to a failing subscriber are retried.
     pub retry: RetryPolicy,
+    /// The YAML's `description`, if any.
     pub description: Option<&'static str>,
 }
 
 impl EventMeta {
+    /// Domain or audit, from the routing.
     pub const fn tier(&self) -> Tier {
         match self.routing {
             Routing::Domain { .. } => Tier::Domain,
@@ -47,6 +56,7 @@ impl EventMeta {
         }
     }
 
+    /// The domain event's direction; `None` for an audit event.
     pub const fn direction(&self) -> Option<Direction> {
         match self.routing {
             Routing::Domain { direction, .. } => Some(direction),
@@ -54,6 +64,7 @@ impl EventMeta {
         }
     }
 
+    /// The pool that delivers the event; `None` for an audit event.
     pub const fn pool(&self) -> Option<&'static str> {
         match self.routing {
             Routing::Domain { pool, .. } => Some(pool),
@@ -72,6 +83,7 @@ impl EventMeta {
 pub trait Event:
     Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static
 {
+    /// The event type's metadata, from its YAML (through `#[event(...)]`).
     const META: EventMeta;
 }
 

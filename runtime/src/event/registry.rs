@@ -3,11 +3,18 @@ use crate::event::{Event, EventMeta};
 /// Why an untyped payload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
+    /// No event type of the registry has this name.
     #[error("unknown event type `{event_type}`: it is not in the registry")]
-    UnknownType { event_type: String },
+    UnknownType {
+        /// The name given.
+        event_type: String,
+    },
+    /// The payload does not deserialize into the event type's payload struct.
     #[error("payload of `{event_type}` does not match its schema: {source}")]
     Invalid {
+        /// The event type.
         event_type: &'static str,
+        /// What `serde_json` reported.
         #[source]
         source: serde_json::Error,
     },
@@ -19,10 +26,12 @@ pub enum PayloadError {
 pub struct UnknownEventType(String);
 
 impl UnknownEventType {
+    /// The error for the name `event_type`.
     pub fn new(event_type: impl Into<String>) -> Self {
         Self(event_type.into())
     }
 
+    /// The name that matched no event type.
     pub fn event_type(&self) -> &str {
         &self.0
     }
@@ -31,12 +40,14 @@ impl UnknownEventType {
 /// One event type of a [`Registry`]: its metadata, and its payload checks without its Rust type.
 #[derive(Clone, Copy)]
 pub struct EventDescriptor {
+    /// The event type's metadata.
     pub meta: EventMeta,
     check: fn(&serde_json::Value) -> Result<(), serde_json::Error>,
     schema: fn() -> schemars::Schema,
 }
 
 impl EventDescriptor {
+    /// The descriptor of `E`; `const`, so that the generated registry is a `static`.
     pub const fn of<E: Event>() -> Self {
         Self {
             meta: E::META,
@@ -89,6 +100,7 @@ impl Registry {
         Self { events }
     }
 
+    /// The descriptor of `event_type`, if the registry has it.
     pub fn get(&self, event_type: &str) -> Option<&'static EventDescriptor> {
         let events: &'static [EventDescriptor] = self.events;
         events
@@ -112,15 +124,18 @@ impl Registry {
         Ok(descriptor)
     }
 
+    /// Every descriptor, sorted by event type.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'static EventDescriptor> {
         let events: &'static [EventDescriptor] = self.events;
         events.iter()
     }
 
+    /// How many event types the registry has.
     pub fn len(&self) -> usize {
         self.events.len()
     }
 
+    /// Whether the registry has no event type.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }

@@ -9,11 +9,15 @@ use crate::store::{Backend, DueRuns, NewRun, RunFilter, RunInfo, Store, StoreErr
 /// Why a run was not enqueued. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
+    /// The database refused the insert.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The input does not serialize to JSON.
     #[error("input of job `{job}` cannot be serialized: {source}")]
     Serialize {
+        /// The job's name.
         job: &'static str,
+        /// What `serde_json` reported.
         #[source]
         source: serde_json::Error,
     },
@@ -29,6 +33,7 @@ pub struct Start<I> {
 }
 
 impl<I> Start<I> {
+    /// A run with this input, due at once, concerning no aggregate.
     pub fn new(input: I) -> Self {
         Self {
             input,
@@ -107,6 +112,7 @@ impl<B: Backend> JobClient<B> {
         self.start_with::<J>(tx, Start::new(input)).await
     }
 
+    /// Enqueues a run of `J` with the options of `start`, like [`JobClient::start`].
     pub async fn start_with<J: Job>(
         &self,
         tx: &mut B::Transaction<'_>,
@@ -146,6 +152,7 @@ impl<B: Backend> JobClient<B> {
         Ok(retried)
     }
 
+    /// The run `run`, if it exists.
     pub async fn get(&self, run: Uuid) -> Result<Option<RunInfo>, StoreError> {
         self.store.backend().get_run(run).await
     }

@@ -34,6 +34,7 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// The worker pool that runs it (`batch` by default, or `interactive`, or your own; never
     /// an `events_*` pool, which belong to event delivery).
     const POOL: &'static str;
+    /// How many attempts a run gets, and the backoff between them.
     const RETRY: RetryPolicy;
     /// An attempt that runs longer ends the run `timed_out`.
     const TIMEOUT: Duration;
@@ -42,8 +43,11 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// The events that enqueue a run when published, with how each becomes the input.
     const TRIGGERS: &'static [Trigger];
 
+    /// What a run is started with, stored as JSON in its row.
     type Input: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What a completed run returns, stored as JSON in its row.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// What a failed attempt returns; its message is stored as the run's `last_error`.
     type Error: Display + Send + 'static;
     /// The trigger events as a tuple, for compile-time checks against a registry.
     type Triggers: TriggerEvents;
@@ -51,6 +55,8 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// Runs with the same key collapse onto the live one (pending or running).
     fn dedupe_key(input: &Self::Input) -> Option<String>;
 
+    /// One attempt: the job's work. Make it safe to repeat (an attempt may run again after a
+    /// crash), with [`JobContext::step`] and [`JobContext::idempotency_key`].
     fn run(
         ctx: JobContext,
         input: Self::Input,
@@ -62,6 +68,7 @@ pub trait Job: Send + Sync + Sized + 'static {
 pub struct JobError(Box<dyn std::error::Error + Send + Sync>);
 
 impl JobError {
+    /// An error with only this message.
     pub fn msg(message: impl Display) -> Self {
         Self(message.to_string().into())
     }
@@ -82,8 +89,11 @@ impl Display for JobError {
 /// When a run becomes due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunAt {
+    /// Due at once.
     Now,
+    /// Due at this instant.
     At(DateTime<Utc>),
+    /// Due this long after enqueueing, by the store's clock.
     In(Duration),
 }
 
@@ -132,10 +142,12 @@ fn fenced(run: Uuid) -> JobError {
 }
 
 impl JobContext {
+    /// The run this attempt belongs to.
     pub fn run_id(&self) -> Uuid {
         self.run_id
     }
 
+    /// The top-level run of this run's tree (its own id when it has no parent).
     pub fn root_id(&self) -> Uuid {
         self.root_id
     }

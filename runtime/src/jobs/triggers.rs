@@ -8,6 +8,7 @@ use crate::event::catalog::{Catalog, InCatalog};
 /// How an event enqueues a job: the event type, and the input built from its payload.
 #[derive(Clone, Copy)]
 pub struct Trigger {
+    /// The type of the event that enqueues the run.
     pub event_type: &'static str,
     input: fn(&str) -> Result<String, serde_json::Error>,
 }

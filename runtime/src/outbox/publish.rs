@@ -14,57 +14,91 @@ use crate::store::{NewEvent, StoreError};
 /// Why an event was not published. Nothing was written when publishing fails.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An untyped payload ([`crate::EventBus::publish_json`]) names no event type or does not
+    /// match its schema.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// The payload does not serialize to JSON.
     #[error("payload of `{event_type}` cannot be serialized: {source}")]
     Serialize {
+        /// The event type.
         event_type: &'static str,
+        /// What `serde_json` reported.
         #[source]
         source: serde_json::Error,
     },
+    /// A multi-tenant store got an event with no tenant and no explicit
+    /// [`Publish::without_tenant`].
     #[error(
         "`{event_type}` was published without a tenant, but this store is multi-tenant: \
          set `.tenant(..)`, or `.without_tenant()` for an event that belongs to no tenant"
     )]
-    TenantRequired { event_type: &'static str },
+    TenantRequired {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// The event type belongs to an aggregate, but no aggregate id was given.
     #[error(
         "`{event_type}` belongs to the aggregate `{aggregate}` but was published without an \
          aggregate id: use `publish(tx, id, payload)` or `Publish::aggregate_id`"
     )]
     MissingAggregateId {
+        /// The event type.
         event_type: &'static str,
+        /// The aggregate its YAML names.
         aggregate: &'static str,
     },
+    /// An aggregate id was given to an event type that has no aggregate.
     #[error(
         "`{event_type}` declares no `aggregate:` in its YAML, so it cannot carry an aggregate \
          id: publish it with `publish_with(&mut tx, Publish::new(payload))`, or add the \
          aggregate to the event"
     )]
-    UnexpectedAggregateId { event_type: &'static str },
+    UnexpectedAggregateId {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// An untyped payload is not a JSON object.
     #[error(
         "payload of `{event_type}` is not a JSON object: event payloads are objects of named \
          fields (an array would be read as the fields in declaration order)"
     )]
-    NotAnObject { event_type: &'static str },
+    NotAnObject {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// A string in the payload holds a NUL character.
     #[error(
         "payload of `{event_type}` contains a NUL character (\\u0000) in a string, which \
          PostgreSQL cannot store: remove it or encode the value (base64, hex)"
     )]
-    NulCharacter { event_type: &'static str },
+    NulCharacter {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// The payload nests deeper than a subscriber's decoder accepts.
     #[error(
         "payload of `{event_type}` nests deeper than {limit} levels, more than a subscriber can \
          decode: flatten it or store the document elsewhere and publish a reference"
     )]
     TooDeep {
+        /// The event type.
         event_type: &'static str,
+        /// The deepest nesting accepted.
         limit: usize,
     },
+    /// A job's input could not be built from the event (its `From<&Event>` output does not
+    /// serialize, or the payload does not read back).
     #[error("the input of job `{job}`, triggered by `{event_type}`, cannot be built: {source}")]
     TriggerInput {
+        /// The triggering event's type.
         event_type: &'static str,
+        /// The job it triggers.
         job: &'static str,
+        /// What `serde_json` reported.
         #[source]
         source: serde_json::Error,
     },
@@ -92,6 +126,8 @@ pub struct Publish<P> {
 }
 
 impl<P> Publish<P> {
+    /// The event `payload` with defaults: a fresh id, the store's time, and no aggregate,
+    /// tenant, correlation or causation.
     pub fn new(payload: P) -> Self {
         Self {
             payload,
@@ -111,11 +147,14 @@ impl<P> Publish<P> {
         self
     }
 
+    /// The aggregate the event concerns; required exactly when its type declares an aggregate.
     pub fn aggregate_id(mut self, id: impl Display) -> Self {
         self.aggregate_id = Some(id.to_string());
         self
     }
 
+    /// The tenant the event belongs to (required on a multi-tenant store, unless
+    /// [`Publish::without_tenant`]).
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = TenantChoice::Some(tenant.into());
         self
@@ -127,11 +166,13 @@ impl<P> Publish<P> {
         self
     }
 
+    /// The id shared by a chain of events caused by one another (see [`Publish::caused_by`]).
     pub fn correlation_id(mut self, id: Uuid) -> Self {
         self.correlation_id = Some(id);
         self
     }
 
+    /// The id of the event that caused this one (see [`Publish::caused_by`]).
     pub fn causation_id(mut self, id: Uuid) -> Self {
         self.causation_id = Some(id);
         self

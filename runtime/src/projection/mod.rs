@@ -33,18 +33,27 @@ pub trait Projection<B: Backend>: Send + Sync + 'static {
 /// where they were.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The projection's `apply` failed on an event.
     #[error("projection `{projection}` failed on event {event_id} (position {position}): {error}")]
     Apply {
+        /// The projection's name.
         projection: String,
+        /// The event it failed on.
         event_id: uuid::Uuid,
+        /// That event's position in the outbox.
         position: i64,
+        /// What `apply` returned.
         error: HandlerError,
     },
+    /// The projection's `reset` failed.
     #[error("projection `{projection}` could not be reset: {error}")]
     Reset {
+        /// The projection's name.
         projection: String,
+        /// What `reset` returned.
         error: HandlerError,
     },
 }
@@ -57,6 +66,7 @@ pub struct Projector<P: Projection<B>, B: Backend> {
 }
 
 impl<P: Projection<B>, B: Backend> Projector<P, B> {
+    /// A projector of `projection` over `store`, folding 500 events per transaction.
     pub fn new(store: Store<B>, projection: P) -> Self {
         Self {
             store,
@@ -65,11 +75,13 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
         }
     }
 
+    /// Events folded per transaction, at most (at least 1).
     pub fn batch_size(mut self, size: u32) -> Self {
         self.batch_size = size.max(1);
         self
     }
 
+    /// The projection it runs, e.g. to query its read model.
     pub fn projection(&self) -> &P {
         &self.projection
     }
@@ -173,6 +185,7 @@ pub struct ProjectorHandle {
 }
 
 impl ProjectorHandle {
+    /// Stops the projector once its current catch-up (if any) ends, and waits for it.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         if let Err(error) = self.task.await {

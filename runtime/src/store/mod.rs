@@ -47,6 +47,7 @@ pub type MemoryStore = Store<MemoryBackend>;
 /// A failure of the database underneath the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused a statement or could not be reached.
     #[error("database error: {0}")]
     Database(sqlx::Error),
     /// A Herald table is missing: the database was never migrated.
@@ -54,28 +55,51 @@ pub enum StoreError {
         "the table `{table}` does not exist: call `store.migrate().await?` once at start-up, \
          before publishing or starting a drain or a worker"
     )]
-    NotMigrated { table: String },
+    NotMigrated {
+        /// The missing table.
+        table: String,
+    },
     /// The database holds migrations this build of Herald does not know.
     #[error(
         "this database was migrated by a newer Herald (migration {applied}; this build knows \
          migrations up to {known}): upgrade this process, or point it at another database"
     )]
-    NewerSchema { applied: i64, known: i64 },
+    NewerSchema {
+        /// The newest migration the database recorded.
+        applied: i64,
+        /// The newest migration this build embeds.
+        known: i64,
+    },
     /// A table with one of Herald's names exists but is not Herald's.
     #[error(
         "a table named `{table}` exists but was not created by Herald's migrations: rename it, \
          or give Herald a schema (search_path) or database of its own"
     )]
-    ForeignTable { table: String },
+    ForeignTable {
+        /// The table's name.
+        table: String,
+    },
+    /// An embedded migration script failed. [`Store::migrate`] applies its migrations in one
+    /// transaction, so that call applied none of them.
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
+        /// The migration's number, as recorded in `herald_migrations`.
         version: i64,
+        /// The migration's name, e.g. `outbox`.
         name: &'static str,
+        /// What the database said.
         #[source]
         source: sqlx::Error,
     },
+    /// A stored row cannot be read back as what the runtime wrote: a hand-edited row, or one
+    /// written by an incompatible release.
     #[error("stored event {event_id} is corrupt: {reason}")]
-    Corrupt { event_id: Uuid, reason: String },
+    Corrupt {
+        /// The id of the row: an event's, or a run's despite the name.
+        event_id: Uuid,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another writer appended the same aggregate sequence number first.
     #[error("another writer appended to this aggregate first")]
     Conflict,
@@ -200,10 +224,13 @@ impl<B: Backend> Store<B> {
         self.clock.now()
     }
 
+    /// Whether publishing requires a tenant: see [`Store::multi_tenant`].
     pub fn is_multi_tenant(&self) -> bool {
         self.settings.multi_tenant
     }
 
+    /// The backend underneath, for what only it offers (e.g. `pool()`, the SQL backends'
+    /// connection pool for the application's own queries).
     pub fn backend(&self) -> &B {
         &self.backend
     }
@@ -253,6 +280,7 @@ impl<B: Backend> Store<B> {
         })
     }
 
+    /// Counts of pending and processed events, owed deliveries and dead letters.
     pub async fn stats(&self) -> Result<OutboxStats, StoreError> {
         self.backend.stats().await
     }

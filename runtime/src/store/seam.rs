@@ -15,11 +15,14 @@ use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, 
 /// have no pool).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Lane {
+    /// The domain events of this delivery pool, e.g. `events_change`.
     Pool(String),
+    /// The audit-tier events: one lane for all of them, named `audit`.
     Audit,
 }
 
 impl Lane {
+    /// The pool column this lane claims; `None` for the audit lane, whose rows have none.
     pub fn pool(&self) -> Option<&str> {
         match self {
             Lane::Pool(pool) => Some(pool),
@@ -40,19 +43,31 @@ impl std::fmt::Display for Lane {
 /// An event ready to be inserted: everything publishing stamped on it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The event's id, also its idempotency key: inserting it again stores nothing.
     pub id: Uuid,
+    /// The event's type, from its metadata.
     pub event_type: &'static str,
+    /// The payload's schema version, from its metadata.
     pub version: u32,
+    /// `domain` or `audit`, as stored.
     pub tier: &'static str,
+    /// `inbound`, `change` or `outbound` for a domain event; `None` for an audit event.
     pub direction: Option<&'static str>,
+    /// The pool whose lane delivers it; `None` for an audit event.
     pub pool: Option<&'static str>,
+    /// The aggregate the event concerns, if its type declares one.
     pub aggregate_type: Option<&'static str>,
+    /// The id of that aggregate.
     pub aggregate_id: Option<String>,
+    /// The tenant it belongs to, if any.
     pub tenant_id: Option<String>,
+    /// The id shared by a chain of events caused by one another.
     pub correlation_id: Option<Uuid>,
+    /// The id of the event that caused this one.
     pub causation_id: Option<Uuid>,
     /// JSON text of the payload.
     pub payload: String,
+    /// When the fact happened: publish time unless the publisher said otherwise.
     pub occurred_at: DateTime<Utc>,
     /// The event's number in its aggregate's stream, for event-sourced aggregates; unique per
     /// aggregate, so a concurrent append of the same number fails.
@@ -62,10 +77,15 @@ pub struct NewEvent {
 /// One event of an aggregate's stream, as stored.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
+    /// The event's id.
     pub id: Uuid,
+    /// Its number in the aggregate's stream, from 1.
     pub sequence: i64,
+    /// The event's type.
     pub event_type: String,
+    /// The payload version it was stored with; older ones are upcast when loaded.
     pub version: u32,
+    /// JSON text of the payload.
     pub payload: String,
 }
 
@@ -73,21 +93,32 @@ pub struct StreamEvent {
 /// orders events; elsewhere the position alone does and `tx_id` stays 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Checkpoint {
+    /// The PostgreSQL transaction id of the last folded event; 0 on the other backends.
     pub tx_id: i64,
+    /// The outbox position of the last folded event; 0 before the first.
     pub position: i64,
 }
 
 /// A committed event as a projection reads it.
 #[derive(Debug, Clone)]
 pub struct ProjectedEvent {
+    /// The event's position in the outbox.
     pub position: i64,
+    /// The event's id.
     pub id: Uuid,
+    /// The event's type, to pick the events a projection folds.
     pub event_type: String,
+    /// The payload version it was stored with.
     pub version: u32,
+    /// The aggregate it concerns, if any.
     pub aggregate_type: Option<String>,
+    /// The id of that aggregate.
     pub aggregate_id: Option<String>,
+    /// The tenant it belongs to, if any.
     pub tenant_id: Option<String>,
+    /// The payload, parsed.
     pub payload: serde_json::Value,
+    /// When the fact happened.
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -103,17 +134,29 @@ pub(crate) fn conflict_or(error: sqlx::Error) -> StoreError {
 /// An event row as a drain lane claimed it.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
+    /// The event's position in the outbox: lanes claim in this order.
     pub position: i64,
+    /// The event's id.
     pub id: Uuid,
+    /// The event's type, to find its subscribers and retry policy.
     pub event_type: String,
+    /// The payload version it was stored with.
     pub version: u32,
+    /// The pool it is delivered in; `None` for an audit event.
     pub pool: Option<String>,
+    /// The aggregate it concerns, if any: its events are delivered in order.
     pub aggregate_type: Option<String>,
+    /// The id of that aggregate.
     pub aggregate_id: Option<String>,
+    /// The tenant it belongs to, if any.
     pub tenant_id: Option<String>,
+    /// The id shared by a chain of events caused by one another.
     pub correlation_id: Option<Uuid>,
+    /// The id of the event that caused this one.
     pub causation_id: Option<Uuid>,
+    /// JSON text of the payload.
     pub payload: String,
+    /// When the fact happened.
     pub occurred_at: DateTime<Utc>,
     /// How many times the row has been claimed, this claim included.
     pub claims: u32,
@@ -125,12 +168,19 @@ pub struct StoredEvent {
 /// A delivery that the first fan-out could not complete.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
+    /// The event owed.
     pub event_id: Uuid,
+    /// The event's position: the order of an aggregate's retries.
     pub event_position: i64,
+    /// The subscriber it is owed to, by name.
     pub subscriber: String,
+    /// The event's pool: the retry lane that claims the delivery.
     pub pool: Option<String>,
+    /// The event's aggregate, if any: later events of it queue behind this delivery.
     pub aggregate_type: Option<String>,
+    /// The id of that aggregate.
     pub aggregate_id: Option<String>,
+    /// When it is due again, or that it is dead-lettered.
     pub state: DeliveryState,
 }
 
@@ -139,27 +189,39 @@ pub struct NewDelivery {
 pub enum DeliveryState {
     /// Try (again) at `at`; `attempts` were made so far.
     Retry {
+        /// Attempts made so far; 0 when queued behind an earlier event without one.
         attempts: u32,
+        /// When it is next due.
         at: DateTime<Utc>,
+        /// The last attempt's error; `None` when no attempt was made.
         last_error: Option<String>,
     },
     /// Out of attempts: dead-lettered until re-driven.
-    Failed { attempts: u32, last_error: String },
+    Failed {
+        /// Attempts made, all failed.
+        attempts: u32,
+        /// The last attempt's error.
+        last_error: String,
+    },
 }
 
 /// A claimed retry of one subscriber's delivery, with its event.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
+    /// The subscriber to deliver to, by name.
     pub subscriber: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// The event to deliver.
     pub event: StoredEvent,
 }
 
 /// The result of a claimed retry.
 #[derive(Debug, Clone)]
 pub struct DeliveryOutcome {
+    /// The event of the delivery.
     pub event_id: Uuid,
+    /// The subscriber of the delivery.
     pub subscriber: String,
     /// `None`: delivered, the row goes away.
     pub state: Option<DeliveryState>,
@@ -168,48 +230,72 @@ pub struct DeliveryOutcome {
 /// A run to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// The run's id (UUID v7).
     pub id: Uuid,
+    /// The job's name.
     pub job: &'static str,
+    /// The job's pool: the workers that claim it.
     pub pool: &'static str,
     /// JSON text.
     pub input: String,
+    /// Attempts allowed, from the job's retry policy.
     pub max_attempts: u32,
+    /// When it becomes due; `None`: at once.
     pub run_at: Option<DateTime<Utc>>,
+    /// The job's dedupe key for this input: a live run of the job with the same key absorbs it.
     pub dedupe_key: Option<String>,
+    /// The type of the aggregate the run concerns, if any.
     pub scope_type: Option<String>,
+    /// The id of that aggregate.
     pub scope_id: Option<String>,
+    /// The event that enqueued it, if any.
     pub event_id: Option<Uuid>,
+    /// The run that spawned it, if any.
     pub parent_id: Option<Uuid>,
+    /// The top-level run of its tree: its own id when it has no parent.
     pub root_id: Uuid,
 }
 
 /// A run a worker claimed for one attempt.
 #[derive(Debug, Clone)]
 pub struct ClaimedRun {
+    /// The run's id.
     pub id: Uuid,
+    /// The job's name, to find its runner.
     pub job: String,
+    /// JSON text of the input.
     pub input: String,
     /// This attempt's number, 1-based; every write of the attempt is fenced on it.
     pub attempt: u32,
+    /// Attempts allowed: a failure of the last one fails the run instead of retrying it.
     pub max_attempts: u32,
+    /// The top-level run of its tree, for the attempt's [`crate::JobContext`].
     pub root_id: Uuid,
 }
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {
+    /// The job returned its output.
     Completed {
+        /// JSON text of the output.
         output: String,
     },
     /// Failed with attempts left: pending again at `at`.
     Retry {
+        /// When the run is due again.
         at: DateTime<Utc>,
+        /// The attempt's error.
         error: String,
     },
+    /// Failed (or panicked) on its last attempt.
     Failed {
+        /// The attempt's error.
         error: String,
     },
+    /// Ran past the job's timeout, which ends the run.
     TimedOut {
+        /// What the timeout was.
         error: String,
     },
 }
@@ -217,8 +303,11 @@ pub enum AttemptOutcome {
 /// The end of one attempt, to record.
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
+    /// The run.
     pub id: Uuid,
+    /// The attempt that ended: the write is fenced on it.
     pub attempt: u32,
+    /// How it ended.
     pub outcome: AttemptOutcome,
 }
 
@@ -261,7 +350,9 @@ impl AttemptOutcome {
 pub struct Claim<'a> {
     /// Names the worker in lease columns; its later writes are fenced on it.
     pub owner: &'a str,
+    /// At most this many rows.
     pub limit: u32,
+    /// How long the claim lasts unless renewed or completed.
     pub lease: Duration,
     /// The store's clock when claiming: what is due, and where the lease starts.
     pub now: DateTime<Utc>,
@@ -277,9 +368,11 @@ impl Claim<'_> {
 /// A running run whose lease expired: its worker crashed or stalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiredRun {
+    /// The run.
     pub id: Uuid,
     /// The attempt that stalled.
     pub attempt: u32,
+    /// Attempts allowed: whether the stalled one was its last.
     pub max_attempts: u32,
 }
 
@@ -287,9 +380,13 @@ pub struct ExpiredRun {
 /// failed) and the error it records. Written fenced on the attempt that expired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rescue {
+    /// The run.
     pub id: Uuid,
+    /// The attempt that expired: the write is fenced on it.
     pub attempt: u32,
+    /// Its next status: pending (to be retried) or failed.
     pub status: RunStatus,
+    /// The error recorded for the stalled attempt.
     pub error: String,
 }
 
@@ -306,15 +403,16 @@ pub struct Rescued {
 /// job's context can hold the store without knowing its backend.
 #[doc(hidden)]
 pub trait JobStore: Send + Sync + 'static {
-    /// Enqueues outside any caller transaction (a child run, or `start_now`). A child is only
-    /// inserted while its parent still runs the attempt `parent_attempt`; returns the live run's
-    /// id, or `None` when fenced.
+    /// Enqueues outside any caller transaction (a child run). A child is only inserted while
+    /// its parent still runs the attempt `parent_attempt`; returns the live run's id, or `None`
+    /// when fenced.
     fn insert_run_now<'a>(
         &'a self,
         run: &'a NewRun,
         parent_attempt: Option<u32>,
         now: DateTime<Utc>,
     ) -> Fut<'a, Option<Uuid>>;
+    /// Claims due runs of these jobs (uncapped ones) in `pool`, earliest due first.
     fn claim_runs<'a>(
         &'a self,
         pool: &'a str,
@@ -343,6 +441,7 @@ pub trait JobStore: Send + Sync + 'static {
     -> Fut<'a, Vec<Uuid>>;
     /// Puts runs this worker holds back to pending without spending their attempt.
     fn release_runs<'a>(&'a self, owner: &'a str) -> Fut<'a, u64>;
+    /// The stored output of step `step` of `run`, if an attempt completed it.
     fn step_output<'a>(&'a self, run: Uuid, step: &'a str) -> Fut<'a, Option<String>>;
     /// Stores a step's output if the attempt still holds the run; false when fenced.
     fn save_step<'a>(
@@ -353,10 +452,13 @@ pub trait JobStore: Send + Sync + 'static {
         output: &'a str,
         now: DateTime<Utc>,
     ) -> Fut<'a, bool>;
+    /// Cancels `run` and the live runs below it; returns how many were live.
     fn cancel_tree(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, u64>;
     /// Sends a failed, timed-out or canceled run back to pending with a fresh set of attempts.
     fn retry_run(&self, run: Uuid, now: DateTime<Utc>) -> Fut<'_, bool>;
+    /// Runs matching `filter`, newest first.
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> Fut<'a, Vec<RunInfo>>;
+    /// One run, if it exists.
     fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>>;
     /// Pending runs due before `due_before`, counted per pool and job.
     fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>>;
@@ -372,23 +474,27 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// A database the outbox can live in. Implemented by [`SqliteBackend`], [`PostgresBackend`] and
-/// [`MemoryBackend`] only; applications pick one through [`crate::sqlite`], [`crate::postgres`]
-/// or [`crate::memory`].
+/// A database the outbox can live in. Implemented by [`crate::SqliteBackend`],
+/// [`crate::PostgresBackend`] and [`crate::MemoryBackend`] only; applications pick one through
+/// [`crate::sqlite`], [`crate::postgres`] or [`crate::memory`].
 ///
 /// The methods are the outbox's storage operations; applications call them through
-/// [`Store`], [`crate::EventBus`] and the drain, not directly.
+/// [`crate::Store`], [`crate::EventBus`] and the drain, not directly.
 pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// The caller's transaction that publishing writes into: a plain `sqlx::Transaction` for
     /// the SQL backends.
     type Transaction<'c>: Send;
 
+    /// Opens the caller's transaction (see [`crate::Store::begin`]).
     #[doc(hidden)]
     fn begin(&self) -> Fut<'_, Self::Transaction<'static>>;
+    /// Commits a transaction from `begin`.
     #[doc(hidden)]
     fn commit<'a, 'c: 'a>(&'a self, tx: Self::Transaction<'c>) -> Fut<'a, ()>;
+    /// Applies the embedded migrations this database lacks.
     #[doc(hidden)]
     fn migrate(&self, now: DateTime<Utc>) -> Fut<'_, ()>;
+    /// Inserts events in the caller's transaction; returns the ids of those not stored before.
     #[doc(hidden)]
     fn insert_events<'a>(
         &'a self,
@@ -412,6 +518,8 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     #[doc(hidden)]
     type EventClaim: Send;
 
+    /// Claims `lane`'s next pending events, at most one per aggregate (the oldest it has open),
+    /// leased to `claim.owner`.
     #[doc(hidden)]
     fn claim_events<'a>(
         &'a self,
@@ -428,12 +536,14 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64>;
+    /// Claims `lane`'s due retries, at most one per subscriber and aggregate.
     #[doc(hidden)]
     fn claim_deliveries<'a>(
         &'a self,
         lane: &'a Lane,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>>;
+    /// Records the outcomes of claimed retries that `owner` still holds.
     #[doc(hidden)]
     fn finish_deliveries<'a>(
         &'a self,
@@ -441,8 +551,11 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         outcomes: &'a [DeliveryOutcome],
         now: DateTime<Utc>,
     ) -> Fut<'a, ()>;
+    /// Gives back the events and retries `owner` holds so that they are claimable at once;
+    /// returns how many.
     #[doc(hidden)]
     fn release<'a>(&'a self, owner: &'a str) -> Fut<'a, u64>;
+    /// The aggregate's events after `after_sequence`, in order.
     #[doc(hidden)]
     fn load_stream<'a>(
         &'a self,
@@ -450,12 +563,14 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         aggregate_id: &'a str,
         after_sequence: i64,
     ) -> Fut<'a, Vec<StreamEvent>>;
+    /// The aggregate's latest snapshot as (sequence, JSON state), if any.
     #[doc(hidden)]
     fn load_snapshot<'a>(
         &'a self,
         aggregate_type: &'a str,
         aggregate_id: &'a str,
     ) -> Fut<'a, Option<(i64, String)>>;
+    /// Stores a snapshot of the state at `sequence`, in the caller's transaction.
     #[doc(hidden)]
     fn save_snapshot<'a>(
         &'a self,
@@ -491,12 +606,16 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         after: Checkpoint,
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>>;
+    /// See [`crate::Store::dead_letters`].
     #[doc(hidden)]
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;
+    /// See [`crate::Store::redrive`].
     #[doc(hidden)]
     fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64>;
+    /// Deletes events processed before `processed_before` that owe no delivery; returns how many.
     #[doc(hidden)]
     fn prune(&self, processed_before: DateTime<Utc>) -> Fut<'_, u64>;
+    /// See [`crate::Store::stats`].
     #[doc(hidden)]
     fn stats(&self) -> Fut<'_, OutboxStats>;
     /// Starts whatever turns commits made elsewhere into wake-ups (PostgreSQL `LISTEN`).

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 /// Wakes drain lanes when events commit. A counter in a watch channel, so a lane that was busy
 /// when the wake-up came sees it on its next wait instead of losing it.
 #[derive(Debug, Clone)]
-pub struct Wake(Arc<watch::Sender<u64>>);
+pub(crate) struct Wake(Arc<watch::Sender<u64>>);
 
 impl Wake {
     pub(crate) fn new() -> Self {

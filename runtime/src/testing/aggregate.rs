@@ -71,7 +71,9 @@ impl<A: Decide> Then<A> {
 
 /// The state and the jobs after an accepted command.
 pub struct ThenState<A: Decide> {
+    /// The state after the decided events.
     pub state: A,
+    /// The jobs the decision enqueued.
     pub jobs: JobQueue,
 }
 

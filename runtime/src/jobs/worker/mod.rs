@@ -36,6 +36,7 @@ pub struct WorkerConfig {
     pub batch_size: u32,
     /// Runs executing at once, per pool (default 10 for every pool).
     pub concurrency: BTreeMap<String, usize>,
+    /// Runs executing at once in a pool without an entry in `concurrency`.
     pub default_concurrency: usize,
     /// How often an idle pool looks for due runs without being woken (scheduled runs, retries
     /// whose backoff ended, lost wake-ups).
@@ -45,6 +46,7 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How often leases are renewed (a third of the lease by default).
     pub heartbeat: Duration,
+    /// Delays between a failed attempt and the next, shaped by each job's backoff.
     pub retry: RetryTiming,
     /// On shutdown, how long running attempts may take before they are stopped and their runs
     /// released (not failed: they run again elsewhere).
@@ -93,8 +95,8 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Hands `state` to every job, which reads it with [`JobContext::state`]: a connection
-    /// pool, an HTTP client, a bus to publish follow-up events with.
+    /// Hands `state` to every job, which reads it with [`crate::JobContext::state`]: a
+    /// connection pool, an HTTP client, a bus to publish follow-up events with.
     pub fn state<T: Send + Sync + 'static>(mut self, state: T) -> Self {
         self.states.insert(TypeId::of::<T>(), Arc::new(state));
         self
@@ -116,32 +118,40 @@ impl<B: Backend> Worker<B> {
         self
     }
 
+    /// Replaces every [`WorkerConfig`] setting, those of earlier calls such as
+    /// [`Worker::concurrency`] and [`Worker::lease`] included.
     pub fn config(mut self, config: WorkerConfig) -> Self {
         self.config = config;
         self
     }
 
+    /// How long a claim lasts without a heartbeat (see [`WorkerConfig::lease`]); the heartbeat
+    /// becomes a third of it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self.config.heartbeat = lease / 3;
         self
     }
 
+    /// How often an idle pool looks for due runs without being woken.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.config.poll_interval = interval;
         self
     }
 
+    /// Delays between a failed attempt and the next.
     pub fn retry(mut self, retry: RetryTiming) -> Self {
         self.config.retry = retry;
         self
     }
 
+    /// Runs claimed per round trip, at most (at least 1).
     pub fn batch_size(mut self, size: u32) -> Self {
         self.config.batch_size = size.max(1);
         self
     }
 
+    /// How long running attempts may take on shutdown before they are stopped and released.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self
@@ -154,6 +164,7 @@ impl<B: Backend> Worker<B> {
         self
     }
 
+    /// Names this worker in lease columns (default: pid and a unique suffix).
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
         self

@@ -73,13 +73,21 @@ impl State {
 /// One committed event, as a test asserts on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// The event's id.
     pub id: Uuid,
+    /// The event's type, e.g. `contact_created`.
     pub event_type: String,
+    /// The aggregate it was published for, if any.
     pub aggregate_type: Option<String>,
+    /// The aggregate's id, if it has an aggregate.
     pub aggregate_id: Option<String>,
+    /// The tenant it was published for, if any.
     pub tenant_id: Option<String>,
+    /// The correlation id it was published with, if any.
     pub correlation_id: Option<Uuid>,
+    /// The id of the event that caused it, if any.
     pub causation_id: Option<Uuid>,
+    /// The payload as published, in JSON (`null` if it was not JSON).
     pub payload: serde_json::Value,
 }
 
@@ -93,6 +101,8 @@ impl RecordedEvent {
     }
 }
 
+/// The outbox in memory, behind a [`crate::MemoryStore`] from [`crate::memory`]: for unit
+/// tests, which also read what was published from it ([`MemoryBackend::published`]).
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
@@ -117,6 +127,9 @@ pub struct MemoryTransaction {
 }
 
 impl MemoryTransaction {
+    /// Writes what the transaction buffered, at once and all together; fails with
+    /// [`StoreError::Conflict`] when another transaction appended one of its aggregate sequence
+    /// numbers first, and then writes nothing.
     pub async fn commit(self) -> Result<(), StoreError> {
         // One lock for the check and the writes, as a database's commit is one step: two
         // appends of the same sequence cannot both pass the check.
@@ -198,6 +211,7 @@ impl MemoryTransaction {
         Ok(())
     }
 
+    /// Discards what the transaction buffered, as dropping it does.
     pub async fn rollback(self) -> Result<(), StoreError> {
         Ok(())
     }

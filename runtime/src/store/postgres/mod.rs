@@ -32,6 +32,8 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
 const EVENTS_CHANNEL: &str = "herald_events";
 const JOBS_CHANNEL: &str = "herald_jobs";
 
+/// The outbox on PostgreSQL, behind a [`crate::PostgresStore`] from [`crate::postgres`]: for
+/// many workers on many machines sharing one database.
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
     pool: PgPool,

@@ -4,6 +4,12 @@
 //! text), rows read through [`Columns`] into the runtime's types by one decoder per row type.
 //! What differs between the databases for a reason (claims: row locks against one writer's
 //! lock; bulk inserts: `UNNEST` against multi-row `VALUES`) stays in each backend's folder.
+//!
+//! This layer is sealed yet `pub` on purpose: the blanket `impl Backend for S: SqlJobStore`
+//! names `SqlBackend`'s associated types in a public interface (E0446 if it were
+//! `pub(crate)`), and [`Dialect`], [`Columns`], [`Statement`], `Migration` and the two dialect
+//! structs are reachable from there. `unreachable_pub` sees that and needs no `allow`; what
+//! that impl does not reach (such as [`Arg`]) is `pub(crate)`.
 
 pub(crate) mod backend;
 pub(crate) mod jobs;
@@ -18,7 +24,7 @@ use super::StoreError;
 
 /// A value bound to a shared statement. `None` binds SQL `NULL` of the variant's type.
 #[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
+pub(crate) enum Arg<'a> {
     Text(Option<&'a str>),
     Int(Option<i64>),
     Uuid(Option<Uuid>),

@@ -36,6 +36,8 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations (\
 /// Rows per multi-row INSERT: 13 bound values each stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
 
+/// The outbox on SQLite, behind a [`crate::SqliteStore`] from [`crate::sqlite`]: the embedded
+/// default, one database file and nothing to install.
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     /// The application's pool: publishes, enqueues and job completions commit with
