@@ -310,7 +310,7 @@ impl SqlBackend for PostgresBackend {
                            AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
                      AS blocked_subscribers \
                  FROM herald_events e \
-                 WHERE {lane} AND e.status <> 'processed' \
+                 WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= $3 \
                    AND NOT EXISTS (SELECT 1 FROM herald_events p \
                      WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
                        AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
@@ -329,6 +329,7 @@ impl SqlBackend for PostgresBackend {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lane.pool())
                 .bind(i64::from(limit))
+                .bind(claim.now)
                 .fetch_all(&mut *tx)
                 .await?;
             let events = rows

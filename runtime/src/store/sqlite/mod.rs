@@ -267,7 +267,7 @@ impl SqlBackend for SqliteBackend {
                  WHERE position IN ( \
                    SELECT e.position FROM herald_events e \
                    WHERE e.pool IS ?3 AND e.status <> 'processed' \
-                     AND (e.status = 'pending' \
+                     AND ((e.status = 'pending' AND e.next_attempt_at <= ?4) \
                        OR (e.status = 'processing' AND e.lease_expires_at < ?4)) \
                      AND NOT EXISTS (SELECT 1 FROM herald_events p \
                        WHERE p.pool IS e.pool AND p.aggregate_type = e.aggregate_type \
