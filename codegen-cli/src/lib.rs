@@ -60,6 +60,7 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
     let mut diagnostics = Diagnostics::default();
     let mut events = Vec::new();
     let mut entities = Vec::new();
+    let mut unreadable = Vec::new();
     for id in sources.ids() {
         let file = sources.file(id);
         let stem = sources.stem(id).unwrap_or_default().to_owned();
@@ -80,15 +81,19 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
                     format!("invalid YAML: {}", err.message),
                 )
                 .set_help("fix the YAML syntax; the file was not read further");
+                unreadable.push(id);
                 continue;
             }
         };
-        match file.kind {
-            FileKind::Event => events.extend(parse::event_file(&mut ctx, &root)),
-            FileKind::Entity => entities.extend(parse::entity_file(&mut ctx, &root)),
+        let read = match file.kind {
+            FileKind::Event => parse::event_file(&mut ctx, &root).map(|e| events.push(e)),
+            FileKind::Entity => parse::entity_file(&mut ctx, &root).map(|e| entities.push(e)),
+        };
+        if read.is_none() {
+            unreadable.push(id);
         }
     }
-    let model = check::check(sources, events, entities, &mut diagnostics);
+    let model = check::check(sources, events, entities, &unreadable, &mut diagnostics);
     if diagnostics.is_empty() {
         Ok(model)
     } else {
