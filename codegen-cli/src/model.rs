@@ -224,7 +224,8 @@ impl EntityField {
 }
 
 /// A column default. Decimals keep their canonical text, so that they stay exact.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DefaultValue {
     String(String),
     Integer(i64),
