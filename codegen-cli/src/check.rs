@@ -11,9 +11,10 @@ use herald_vocabulary::{DEFAULT_JOB_POOL, Keyword, MaxAttempts, Tier};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::model::{
-    BEHAVIORS, Backoff, Behavior, Choice, DefaultValue, Direction, ENTITY_TYPES, Entity,
-    EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES, PayloadField, PayloadType,
-    Query, QueryKind, Relationship, Retry, Routing, Scalar,
+    BEHAVIORS, Backoff, Behavior, Choice, DefaultValue, Direction, ENTITY_TYPES, EmitBinding,
+    Entity, EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES, PayloadField,
+    PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry, Routing, Scalar, Source,
+    Write,
 };
 use crate::names::{field_ident, variant_ident};
 use crate::parse::{
@@ -1127,6 +1128,24 @@ fn check_entity(
 
     let emits = check_emits(checker, &subject, file, &name.value, &raw.emits, events);
     valid &= emits.is_some();
+    let writes = raw.writes.as_ref().is_none_or(|w| w.value);
+    let emit_bindings = match &emits {
+        Some(emits) if writes => {
+            let bindings = check_emit_bindings(
+                checker,
+                &subject,
+                file,
+                &name.value,
+                raw,
+                emits,
+                &fields,
+                events,
+            );
+            valid &= bindings.is_some();
+            bindings.unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
 
     valid.then(|| Entity {
         struct_name: to_pascal_case(&name.value),
@@ -1138,9 +1157,10 @@ fn check_entity(
         fields,
         relationships,
         behaviors,
-        writes: raw.writes.as_ref().is_none_or(|w| w.value),
+        writes,
         queries: queries.unwrap_or_default(),
         emits: emits.unwrap_or_default(),
+        emit_bindings,
         origin: checker.sources.path(file).to_owned(),
     })
 }
@@ -1258,6 +1278,175 @@ fn check_emits(
     out.sort();
     out.dedup();
     valid.then_some(out)
+}
+
+/// The `emits:` events a repository write publishes (`<entity>_created`, `_updated`,
+/// `_deleted`), with each payload field bound to the row by name: `<entity>_id` to `id`,
+/// `created_by`/`updated_by` to the actor, a field named like a column to that column, any
+/// other to an argument of the write. A bound field must be able to hold every value of its
+/// column; otherwise the event would need a placeholder, which an immutable event must never
+/// carry.
+#[allow(clippy::too_many_arguments)]
+fn check_emit_bindings(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    entity: &str,
+    raw: &RawEntity,
+    emits: &[String],
+    fields: &[EntityField],
+    events: &KnownEvents<'_>,
+) -> Option<Vec<EmitBinding>> {
+    let mut valid = true;
+    let mut out = Vec::new();
+    for write in [Write::Insert, Write::Update, Write::Delete] {
+        let event_type = format!("{entity}_{}", write.suffix());
+        if !emits.contains(&event_type) {
+            continue;
+        }
+        let Some(event) = events.valid.get(event_type.as_str()) else {
+            continue;
+        };
+        let span = raw
+            .emits
+            .iter()
+            .find(|e| e.value == event_type)
+            .map_or(raw.span, |e| e.span);
+        let mut bindings = Vec::new();
+        for payload in &event.fields {
+            let source = if payload.key == format!("{entity}_id") {
+                Source::Id
+            } else if payload.key == "created_by" || payload.key == "updated_by" {
+                Source::Actor
+            } else if fields.iter().any(|f| f.key == payload.key) {
+                Source::Column(payload.key.clone())
+            } else {
+                Source::Argument
+            };
+            let column = match &source {
+                Source::Id => fields.iter().find(|f| f.key == "id"),
+                Source::Column(key) => fields.iter().find(|f| &f.key == key),
+                Source::Actor | Source::Argument => None,
+            };
+            let problem = match (&source, column) {
+                (Source::Actor, _) if payload.ty != PayloadType::Scalar(Scalar::Uuid) => {
+                    Some(format!(
+                        "is the actor of the write, a `uuid`, but the payload declares it `{}`",
+                        payload_type_name(payload)
+                    ))
+                }
+                (_, Some(column)) => binding_mismatch(column, payload),
+                _ => None,
+            };
+            if let (Some(problem), Some(column)) = (&problem, column) {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        span,
+                        "emits-type-mismatch",
+                        format!(
+                            "`{event_type}.{}` {problem} (column `{entity}.{}` is `{}`{})",
+                            payload.key,
+                            column.key,
+                            column.ty.as_str(),
+                            if column.optional() { " and may be null" } else { "" }
+                        ),
+                    )
+                    .set_label(format!("published by `{}`", write.method()))
+                    .set_help(match payload_type_for(column) {
+                        Some(declaration) => format!(
+                            "the repository fills `{}` from the column: declare it in {} as {declaration}, or give the payload field another name to make it an argument of `{}`",
+                            payload.key,
+                            event.origin,
+                            write.method()
+                        ),
+                        None => format!(
+                            "no payload type holds every `{}` value exactly: give the payload field another name in {}, which makes it an argument of `{}` set by the caller, or remove it",
+                            column.ty.as_str(),
+                            event.origin,
+                            write.method()
+                        ),
+                    });
+                valid = false;
+            } else if let Some(problem) = problem {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        span,
+                        "emits-type-mismatch",
+                        format!("`{event_type}.{}` {problem}", payload.key),
+                    )
+                    .set_label(format!("published by `{}`", write.method()))
+                    .set_help(format!(
+                        "declare `{}: {{ type: uuid }}` in {}, or rename it to make it an argument of `{}`",
+                        payload.key,
+                        event.origin,
+                        write.method()
+                    ));
+                valid = false;
+            }
+            bindings.push(PayloadSource {
+                key: payload.key.clone(),
+                source,
+            });
+        }
+        out.push(EmitBinding {
+            event: event_type,
+            write,
+            fields: bindings,
+        });
+    }
+    valid.then_some(out)
+}
+
+/// Why `payload` cannot carry every value of `column`, if it cannot.
+fn binding_mismatch(column: &EntityField, payload: &PayloadField) -> Option<String> {
+    let fits = matches!(
+        (&column.ty, payload.ty),
+        (EntityType::String { .. } | EntityType::Enum { .. }, PayloadType::Scalar(Scalar::String))
+            | (EntityType::Integer, PayloadType::Scalar(Scalar::Integer))
+            | (EntityType::Boolean, PayloadType::Scalar(Scalar::Boolean))
+            | (EntityType::Uuid, PayloadType::Scalar(Scalar::Uuid))
+            | (EntityType::DateTime, PayloadType::Scalar(Scalar::DateTime))
+            // Payloads have no exact number; a decimal's text is exact.
+            | (EntityType::Decimal, PayloadType::Scalar(Scalar::String))
+    );
+    if !fits {
+        return Some(format!(
+            "is `{}` in the payload",
+            payload_type_name(payload)
+        ));
+    }
+    (column.optional() && !payload.nullable).then(|| "cannot be null in the payload".to_owned())
+}
+
+fn payload_type_name(payload: &PayloadField) -> String {
+    match payload.ty {
+        PayloadType::Scalar(scalar) => scalar.as_str().to_owned(),
+        PayloadType::Json => "json".to_owned(),
+        PayloadType::Array(scalar) => format!("array of {}", scalar.as_str()),
+    }
+}
+
+/// The payload declaration that carries a column's values, if one does.
+fn payload_type_for(column: &EntityField) -> Option<String> {
+    let ty = match &column.ty {
+        EntityType::String { .. } | EntityType::Enum { .. } | EntityType::Decimal => "string",
+        EntityType::Integer => "integer",
+        EntityType::Boolean => "boolean",
+        EntityType::Uuid => "uuid",
+        EntityType::DateTime => "datetime",
+        // A payload `date` is an instant and a payload `json` an object: neither holds every
+        // calendar date or JSON value as it is.
+        EntityType::Date | EntityType::Json => return None,
+    };
+    Some(if column.optional() {
+        format!("`{{ type: {ty}, nullable: true }}`")
+    } else {
+        format!("`{{ type: {ty} }}`")
+    })
 }
 
 /// The columns a query names must exist, and be of a type the query can use.

@@ -141,7 +141,66 @@ pub struct Entity {
     pub queries: Vec<Query>,
     /// Sorted change event types.
     pub emits: Vec<String>,
+    /// How the writes of the entity's repository fill the payloads of the `emits:` events
+    /// named `<entity>_created`, `_updated` and `_deleted`, in that order. Empty for a
+    /// read-only entity: its events are the application's to publish.
+    pub emit_bindings: Vec<EmitBinding>,
     pub origin: String,
+}
+
+/// The event a write publishes, and where each of its payload fields comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmitBinding {
+    pub event: String,
+    pub write: Write,
+    /// In payload order.
+    pub fields: Vec<PayloadSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Write {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Write {
+    /// The event type suffix that binds an event to this write.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Write::Insert => "created",
+            Write::Update => "updated",
+            Write::Delete => "deleted",
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Write::Insert => "insert",
+            Write::Update => "update",
+            Write::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadSource {
+    /// The payload key.
+    pub key: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `<entity>_id`: the row's id.
+    Id,
+    /// The column of that name. For an update and a nullable payload field: the new value
+    /// when the write changed it, else null.
+    Column(String),
+    /// `created_by`/`updated_by`: the actor the write is made by.
+    Actor,
+    /// Matches no column: a typed argument of the write, never a placeholder.
+    Argument,
 }
 
 impl Entity {

@@ -212,3 +212,73 @@ fn both_forms_give_the_same_model() {
     short.entities[1].pattern = Some("Synced".into());
     assert_eq!(long, short);
 }
+
+/// The payloads of `<entity>_created`/`_updated`/`_deleted` are bound to the row by name; what
+/// matches no column is an argument of the write; a read-only entity binds nothing.
+#[test]
+fn emitted_payloads_are_bound_to_the_row_by_name() {
+    use herald_codegen::model::{Source, Write};
+    type Bound = Vec<(String, Source)>;
+    let model = herald_codegen::check(&example_sources()).expect("valid");
+    let bindings = |entity: &str| -> Vec<(Write, String, Bound)> {
+        let entity = model
+            .entities
+            .iter()
+            .find(|e| e.name == entity)
+            .expect("entity");
+        entity
+            .emit_bindings
+            .iter()
+            .map(|b| {
+                (
+                    b.write,
+                    b.event.clone(),
+                    b.fields
+                        .iter()
+                        .map(|f| (f.key.clone(), f.source.clone()))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let column = |c: &str| Source::Column(c.into());
+    assert_eq!(
+        bindings("contact"),
+        [
+            (
+                Write::Insert,
+                "contact_created".into(),
+                vec![
+                    ("contact_id".into(), Source::Id),
+                    ("account_id".into(), column("account_id")),
+                    ("created_by".into(), Source::Actor),
+                ]
+            ),
+            (
+                Write::Update,
+                "contact_updated".into(),
+                vec![
+                    ("contact_id".into(), Source::Id),
+                    ("email".into(), column("email")),
+                    ("name".into(), column("name")),
+                    ("tags".into(), Source::Argument),
+                    ("updated_by".into(), Source::Actor),
+                ]
+            ),
+        ]
+    );
+    assert_eq!(
+        bindings("account"),
+        [(
+            Write::Insert,
+            "account_created".into(),
+            vec![
+                ("account_id".into(), Source::Id),
+                ("name".into(), column("name")),
+                // An enum column fills a string with the choice's wire value.
+                ("plan".into(), column("plan")),
+            ]
+        )]
+    );
+    assert!(bindings("opportunity").is_empty());
+}
