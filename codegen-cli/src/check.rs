@@ -4,19 +4,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use herald_vocabulary::naming::{
-    closest, is_snake_case, suggest_snake_case, to_pascal_case, to_snake_case,
+    closest, is_snake_case, suggest_snake_case, to_pascal_case, to_plural, to_snake_case,
 };
 use herald_vocabulary::pool::{EventPoolError, check_event_pool};
 use herald_vocabulary::{DEFAULT_JOB_POOL, Keyword, MaxAttempts, Tier};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::model::{
-    BEHAVIORS, Backoff, Choice, Direction, ENTITY_TYPES, Entity, EntityField, EntityType, Event,
-    Model, PAYLOAD_TYPES, PayloadField, PayloadType, Relationship, Retry, Routing, Scalar,
+    BEHAVIORS, Backoff, Behavior, Choice, DefaultValue, Direction, ENTITY_TYPES, EmitBinding,
+    Entity, EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES, PayloadField,
+    PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry, Routing, Scalar, Source,
+    Write,
 };
 use crate::names::{field_ident, variant_ident};
-use crate::parse::{RawEntity, RawEntityField, RawEvent, RawPayloadField, RelationKind, Sp, list};
-use crate::source::{FileId, SourceMap};
+use crate::parse::{
+    RawDefault, RawEntity, RawEntityField, RawEvent, RawPayloadField, RawQuery, RelationKind, Sp,
+    list,
+};
+use crate::source::{FileId, FileKind, SourceMap};
 
 struct Checker<'a> {
     sources: &'a SourceMap,
@@ -41,23 +46,70 @@ impl Checker<'_> {
     }
 }
 
+/// The entity names a run knows, and those of files that failed before their entity could be
+/// checked: a reference to one of those is not reported again, its file's error says it all.
+pub(crate) struct EntityNames {
+    valid: BTreeSet<String>,
+    broken: BTreeSet<String>,
+}
+
+impl EntityNames {
+    fn contains(&self, name: &str) -> bool {
+        self.valid.contains(name)
+    }
+
+    /// Declared, but in a file with errors of its own.
+    fn is_broken(&self, name: &str) -> bool {
+        !self.valid.contains(name) && self.broken.contains(name)
+    }
+
+    fn known(&self) -> Vec<&str> {
+        self.valid.iter().map(String::as_str).collect()
+    }
+}
+
 /// Checks every declaration against every rule and builds the model when nothing is wrong.
+///
+/// `unreadable` lists the files that could not be read as declarations at all (a YAML syntax
+/// error, a document that is not a mapping): they are reported already, and what refers to
+/// them is not checked against them.
 pub fn check(
     sources: &SourceMap,
     events: Vec<RawEvent>,
     entities: Vec<RawEntity>,
+    unreadable: &[FileId],
     diagnostics: &mut Diagnostics,
 ) -> Model {
     let mut checker = Checker {
         sources,
         diagnostics,
     };
-    let entity_names = check_entity_names(&mut checker, &entities);
+    let entity_names = check_entity_names(&mut checker, &entities, unreadable);
 
     let all_events: Vec<&RawEvent> = events
         .iter()
         .chain(entities.iter().flat_map(|e| e.events.iter()))
         .collect();
+    // Every event type some file declares, valid or not, so that `emits:` of a type whose
+    // file has errors is not reported as undeclared on top of them.
+    let mut declared_events: BTreeSet<String> = all_events
+        .iter()
+        .filter_map(|e| e.type_.as_ref().map(|t| t.value.clone()))
+        .collect();
+    for raw in &events {
+        if raw.type_.is_none()
+            && let Some(stem) = sources.stem(raw.file)
+        {
+            declared_events.insert(stem.to_owned());
+        }
+    }
+    for &file in unreadable {
+        if sources.file(file).kind == FileKind::Event
+            && let Some(stem) = sources.stem(file)
+        {
+            declared_events.insert(stem.to_owned());
+        }
+    }
     let mut model_events = Vec::new();
     let mut first_declared: BTreeMap<String, Location> = BTreeMap::new();
     let mut struct_names: BTreeMap<String, (String, Location)> = BTreeMap::new();
@@ -116,11 +168,20 @@ pub fn check(
 
     let by_type: BTreeMap<&str, &Event> =
         model_events.iter().map(|e| (e.name.as_str(), e)).collect();
+    let known_events = KnownEvents {
+        valid: &by_type,
+        declared: &declared_events,
+    };
+    // Each entity on its own first; then what one entity says about another (a `has_many`
+    // needs the target's `belongs_to`), only between entities that passed the first step, so
+    // that one broken file does not make its neighbours report errors they do not have.
     let mut model_entities: Vec<Entity> = entities
         .iter()
-        .filter_map(|raw| check_entity(&mut checker, raw, &entity_names, &by_type))
+        .filter_map(|raw| check_entity(&mut checker, raw, &entity_names, &known_events))
         .collect();
     model_entities.sort_by(|a, b| a.name.cmp(&b.name));
+    check_back_references(&mut checker, &entities, &model_entities);
+    check_tables(&mut checker, &entities, &model_entities);
 
     Model {
         events: model_events,
@@ -128,13 +189,33 @@ pub fn check(
     }
 }
 
+/// The events an entity's `emits:` may name.
+struct KnownEvents<'a> {
+    valid: &'a BTreeMap<&'a str, &'a Event>,
+    /// Declared somewhere, valid or not.
+    declared: &'a BTreeSet<String>,
+}
+
 fn first_is_inline(entities: &[RawEntity], location: Location) -> bool {
     entities.iter().any(|e| e.file == location.file)
 }
 
-/// Entity names must be snake_case, equal to the file stem and unique. Returns the valid ones.
-fn check_entity_names(checker: &mut Checker<'_>, entities: &[RawEntity]) -> BTreeSet<String> {
+/// Entity names must be snake_case, equal to the file stem and unique. Returns the valid ones,
+/// and the names (or file stems) of the files whose name could not be read.
+fn check_entity_names(
+    checker: &mut Checker<'_>,
+    entities: &[RawEntity],
+    unreadable: &[FileId],
+) -> EntityNames {
     let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    let mut broken = BTreeSet::new();
+    for &file in unreadable {
+        if checker.sources.file(file).kind == FileKind::Entity
+            && let Some(stem) = checker.sources.stem(file)
+        {
+            broken.insert(stem.to_owned());
+        }
+    }
     for raw in entities {
         let stem = checker
             .sources
@@ -142,6 +223,11 @@ fn check_entity_names(checker: &mut Checker<'_>, entities: &[RawEntity]) -> BTre
             .unwrap_or_default()
             .to_owned();
         let Some(name) = &raw.name else {
+            broken.insert(stem.clone());
+            // An `entity:` that could not be read has its own error already.
+            if raw.has_entity_key {
+                continue;
+            }
             let subject = Subject::Entity(stem.clone());
             checker
                 .report(
@@ -152,16 +238,24 @@ fn check_entity_names(checker: &mut Checker<'_>, entities: &[RawEntity]) -> BTre
                     "the entity file has no `entity` key",
                 )
                 .set_help(format!(
-                    "add `entity: {}` naming the entity",
+                    "add `entity: {}` naming the entity (or `entity: {{ name: {} }}`)",
+                    to_snake_case(&stem),
                     to_snake_case(&stem)
                 ));
             continue;
         };
         let subject = Subject::Entity(name.value.clone());
         if !check_name(checker, &subject, raw.file, name, "entity name") {
+            broken.insert(stem);
+            broken.insert(name.value.clone());
             continue;
         }
         if name.value != stem {
+            let form = if raw.long_form {
+                format!("`name: {stem}`")
+            } else {
+                format!("`entity: {stem}`")
+            };
             checker
                 .report(
                     &subject,
@@ -172,9 +266,10 @@ fn check_entity_names(checker: &mut Checker<'_>, entities: &[RawEntity]) -> BTre
                 )
                 .set_label("does not match the file name")
                 .set_help(format!(
-                    "rename the file to `{}.yaml`, or write `entity: {stem}`",
+                    "rename the file to `{}.yaml`, or write {form}",
                     name.value
                 ));
+            broken.insert(stem.clone());
         }
         if let Some(first) = seen.get(&name.value) {
             let first = *first;
@@ -198,7 +293,10 @@ fn check_entity_names(checker: &mut Checker<'_>, entities: &[RawEntity]) -> BTre
             },
         );
     }
-    seen.into_keys().collect()
+    EntityNames {
+        valid: seen.into_keys().collect(),
+        broken,
+    }
 }
 
 /// snake_case names; `what` says what is named in the message.
@@ -228,11 +326,7 @@ fn check_name(
     false
 }
 
-fn check_event(
-    checker: &mut Checker<'_>,
-    raw: &RawEvent,
-    entities: &BTreeSet<String>,
-) -> Option<Event> {
+fn check_event(checker: &mut Checker<'_>, raw: &RawEvent, entities: &EntityNames) -> Option<Event> {
     let stem = checker
         .sources
         .stem(raw.file)
@@ -414,7 +508,7 @@ fn check_routing(
     checker: &mut Checker<'_>,
     subject: &Subject,
     raw: &RawEvent,
-    entities: &BTreeSet<String>,
+    entities: &EntityNames,
 ) -> Option<(Routing, Option<String>)> {
     let file = raw.file;
     let tier = match &raw.tier {
@@ -491,8 +585,10 @@ fn check_routing(
                     .set_help("add `aggregate: <entity>` naming the entity whose state changed");
                 valid = false;
             }
+            // The entity's own file has errors: they are reported there, not here.
+            Some(aggregate) if entities.is_broken(&aggregate.value) => {}
             Some(aggregate) if !entities.contains(&aggregate.value) => {
-                let known: Vec<&str> = entities.iter().map(String::as_str).collect();
+                let known = entities.known();
                 let help = match closest(&aggregate.value, &known) {
                     Some(near) => format!(
                         "did you mean `{near}`? Or declare `entities/{}.yaml`",
@@ -771,8 +867,8 @@ fn check_field_name(
 fn check_entity(
     checker: &mut Checker<'_>,
     raw: &RawEntity,
-    entity_names: &BTreeSet<String>,
-    events: &BTreeMap<&str, &Event>,
+    entity_names: &EntityNames,
+    events: &KnownEvents<'_>,
 ) -> Option<Entity> {
     let name = raw
         .name
@@ -781,6 +877,49 @@ fn check_entity(
     let subject = Subject::Entity(name.value.clone());
     let file = raw.file;
     let mut valid = true;
+
+    let plural = match &raw.plural {
+        Some(plural) => {
+            valid &= check_name(checker, &subject, file, plural, "plural");
+            plural.value.clone()
+        }
+        None => to_plural(&name.value),
+    };
+    let table = match &raw.table {
+        Some(table) => {
+            valid &= check_name(checker, &subject, file, table, "table name")
+                && check_table_name(checker, &subject, file, &table.value, table.span);
+            table.value.clone()
+        }
+        None => {
+            let span = raw.plural.as_ref().map_or(name.span, |p| p.span);
+            valid &= check_table_name(checker, &subject, file, &plural, span);
+            plural.clone()
+        }
+    };
+    let pattern = raw.pattern.as_ref().map(|pattern| {
+        let is_identifier = pattern
+            .value
+            .starts_with(|c: char| c.is_ascii_alphabetic())
+            && pattern
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_identifier {
+            checker
+                .report(
+                    &subject,
+                    file,
+                    pattern.span,
+                    "invalid-name",
+                    format!("pattern `{}` is not an identifier", pattern.value),
+                )
+                .set_help("name the family with letters, digits and underscores, e.g. `Base`, `Synced`, `Activity`, `Metadata`, `Knowledge` or your own");
+            valid = false;
+        }
+        pattern.value.clone()
+    });
+
     let mut fields = vec![EntityField {
         key: "id".into(),
         ident: "id".into(),
@@ -788,6 +927,7 @@ fn check_entity(
         required: true,
         nullable: false,
         index: false,
+        default: None,
         description: Some("Primary key.".into()),
     }];
     let mut field_spans: BTreeMap<String, Span> = BTreeMap::new();
@@ -836,13 +976,16 @@ fn check_entity(
             valid = false;
             continue;
         };
-        if !entity_names.contains(&target.value) {
-            let known: Vec<&str> = entity_names.iter().map(String::as_str).collect();
+        if !entity_names.contains(&target.value) && !entity_names.is_broken(&target.value) {
+            let known = entity_names.known();
             let help = match closest(&target.value, &known) {
                 Some(near) => format!(
                     "did you mean `{near}`? Or declare `entities/{}.yaml`",
                     target.value
                 ),
+                None if known.is_empty() => {
+                    format!("declare `entities/{}.yaml`", target.value)
+                }
                 None => format!(
                     "declare `entities/{}.yaml`, or name one of: {}",
                     target.value,
@@ -878,28 +1021,45 @@ fn check_entity(
                 .set_help("only `belongs_to` adds a column that can be null; remove `nullable`");
             valid = false;
         }
+        let foreign_key = match &raw_rel.foreign_key {
+            Some(fk) => {
+                if !check_name(checker, &subject, file, fk, "foreign key") {
+                    valid = false;
+                    continue;
+                }
+                fk.value.clone()
+            }
+            // The column that holds the other side's id, as the ancestor names it.
+            None if *kind == RelationKind::BelongsTo => format!("{}_id", raw_rel.name.value),
+            None => format!("{}_id", name.value),
+        };
         if *kind == RelationKind::BelongsTo {
-            let Some(ident) = check_field_name(checker, &subject, file, &raw_rel.name) else {
+            let Some(ident) = field_ident(&foreign_key) else {
                 valid = false;
                 continue;
             };
             let nullable = raw_rel.nullable.as_ref().is_some_and(|n| n.value);
             let field = EntityField {
-                key: format!("{}_id", raw_rel.name.value),
-                ident: format!("{ident}_id"),
+                key: foreign_key.clone(),
+                ident,
                 ty: EntityType::Uuid,
                 required: true,
                 nullable,
                 index: true,
+                default: None,
                 description: Some(format!(
                     "Added by relationship `{}` (belongs to `{}`).",
                     raw_rel.name.value, target.value
                 )),
             };
+            let span = raw_rel
+                .foreign_key
+                .as_ref()
+                .map_or(raw_rel.name.span, |f| f.span);
             valid &= add_field(
                 checker,
                 field,
-                raw_rel.name.span,
+                span,
                 &format!("relationship `{}` adds the field", raw_rel.name.value),
             );
         }
@@ -907,33 +1067,38 @@ fn check_entity(
             name: raw_rel.name.value.clone(),
             kind: *kind,
             target: target.value.clone(),
+            foreign_key,
         });
     }
 
+    let mut behaviors = Vec::new();
     for behavior in &raw.behaviors {
-        let added: &[(&str, EntityType, bool)] = match behavior.value.as_str() {
-            "timestamps" => &[
+        let Some(found) = Behavior::ALL
+            .into_iter()
+            .find(|b| b.as_str() == behavior.value)
+        else {
+            unknown_value(
+                checker,
+                &subject,
+                file,
+                behavior,
+                "unknown-behavior",
+                "behavior",
+                BEHAVIORS,
+            );
+            valid = false;
+            continue;
+        };
+        let added: &[(&str, EntityType, bool)] = match found {
+            Behavior::Timestamps => &[
                 ("created_at", EntityType::DateTime, false),
                 ("updated_at", EntityType::DateTime, false),
             ],
-            "soft_delete" => &[("deleted_at", EntityType::DateTime, true)],
-            "user_tracking" => &[
+            Behavior::SoftDelete => &[("deleted_at", EntityType::DateTime, true)],
+            Behavior::UserTracking => &[
                 ("created_by", EntityType::Uuid, true),
                 ("updated_by", EntityType::Uuid, true),
             ],
-            _ => {
-                unknown_value(
-                    checker,
-                    &subject,
-                    file,
-                    behavior,
-                    "unknown-behavior",
-                    "behavior",
-                    BEHAVIORS,
-                );
-                valid = false;
-                continue;
-            }
         };
         for (column, ty, nullable) in added {
             let field = EntityField {
@@ -943,6 +1108,7 @@ fn check_entity(
                 required: true,
                 nullable: *nullable,
                 index: false,
+                default: None,
                 description: Some(format!("Added by behavior `{}`.", behavior.value)),
             };
             valid &= add_field(
@@ -952,13 +1118,99 @@ fn check_entity(
                 &format!("behavior `{}` adds the field", behavior.value),
             );
         }
+        behaviors.push(found);
     }
+    behaviors.sort();
+    behaviors.dedup();
 
-    let mut emits = Vec::new();
-    for emitted in &raw.emits {
-        match events.get(emitted.value.as_str()) {
+    let queries = check_queries(checker, &subject, file, &raw.queries, &fields);
+    valid &= queries.is_some();
+
+    let emits = check_emits(checker, &subject, file, &name.value, &raw.emits, events);
+    valid &= emits.is_some();
+    let writes = raw.writes.as_ref().is_none_or(|w| w.value);
+    let emit_bindings = match &emits {
+        Some(emits) if writes => {
+            let bindings = check_emit_bindings(
+                checker,
+                &subject,
+                file,
+                &name.value,
+                raw,
+                emits,
+                &fields,
+                events,
+            );
+            valid &= bindings.is_some();
+            bindings.unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+
+    valid.then(|| Entity {
+        struct_name: to_pascal_case(&name.value),
+        name: name.value.clone(),
+        plural,
+        table,
+        pattern,
+        description: raw.description.as_ref().map(|d| d.value.clone()),
+        fields,
+        relationships,
+        behaviors,
+        writes,
+        queries: queries.unwrap_or_default(),
+        emits: emits.unwrap_or_default(),
+        emit_bindings,
+        origin: checker.sources.path(file).to_owned(),
+    })
+}
+
+/// Tables that belong to the runtime, to sqlx or to the database itself.
+fn check_table_name(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    table: &str,
+    span: Span,
+) -> bool {
+    const RESERVED: &[(&str, &str)] = &[
+        ("herald_", "Herald's own tables"),
+        ("_sqlx", "sqlx's migration bookkeeping"),
+        ("sqlite_", "SQLite's internal tables"),
+        ("pg_", "PostgreSQL's system catalogs"),
+    ];
+    let Some((prefix, whose)) = RESERVED.iter().find(|(p, _)| table.starts_with(p)) else {
+        return true;
+    };
+    checker
+        .report(
+            subject,
+            file,
+            span,
+            "reserved-table",
+            format!("table `{table}` starts with `{prefix}`, which is reserved for {whose}"),
+        )
+        .set_help("choose another `table:` (or `plural:`) for this entity");
+    false
+}
+
+/// `emits:` names change events of this entity. The sorted, deduplicated list, or `None`.
+fn check_emits(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    entity: &str,
+    emits: &[Sp<String>],
+    events: &KnownEvents<'_>,
+) -> Option<Vec<String>> {
+    let mut valid = true;
+    let mut out = Vec::new();
+    for emitted in emits {
+        match events.valid.get(emitted.value.as_str()) {
+            // The event's own file has errors; they are reported there.
+            None if events.declared.contains(&emitted.value) => {}
             None => {
-                let known: Vec<&str> = events.keys().copied().collect();
+                let known: Vec<&str> = events.valid.keys().copied().collect();
                 let help = match closest(&emitted.value, &known) {
                     Some(near) => format!(
                         "did you mean `{near}`? Or declare it in `events/{}.yaml` or this entity's `events:` block",
@@ -971,7 +1223,7 @@ fn check_entity(
                 };
                 checker
                     .report(
-                        &subject,
+                        subject,
                         file,
                         emitted.span,
                         "unknown-event",
@@ -997,14 +1249,14 @@ fn check_entity(
                     Routing::Audit => "audit",
                 };
                 checker
-                    .report(&subject, file, emitted.span, "emits-non-change", format!("`emits` names `{}`, which is a {kind} event", emitted.value))
+                    .report(subject, file, emitted.span, "emits-non-change", format!("`emits` names `{}`, which is a {kind} event", emitted.value))
                     .set_help("an entity emits only change events of its own aggregate; remove it from `emits`");
                 valid = false;
             }
-            Some(event) if event.aggregate.as_deref() != Some(name.value.as_str()) => {
+            Some(event) if event.aggregate.as_deref() != Some(entity) => {
                 checker
                     .report(
-                        &subject,
+                        subject,
                         file,
                         emitted.span,
                         "emits-foreign-event",
@@ -1015,27 +1267,666 @@ fn check_entity(
                         ),
                     )
                     .set_help(format!(
-                        "list it under entity `{}` instead, or set `aggregate: {}` in its YAML",
+                        "list it under entity `{}` instead, or set `aggregate: {entity}` in its YAML",
                         event.aggregate.as_deref().unwrap_or_default(),
-                        name.value
                     ));
                 valid = false;
             }
-            Some(_) => emits.push(emitted.value.clone()),
+            Some(_) => out.push(emitted.value.clone()),
         }
     }
-    emits.sort();
-    emits.dedup();
+    out.sort();
+    out.dedup();
+    valid.then_some(out)
+}
 
-    valid.then(|| Entity {
-        struct_name: to_pascal_case(&name.value),
-        name: name.value.clone(),
-        description: raw.description.as_ref().map(|d| d.value.clone()),
-        fields,
-        relationships,
-        emits,
-        origin: checker.sources.path(file).to_owned(),
+/// The `emits:` events a repository write publishes (`<entity>_created`, `_updated`,
+/// `_deleted`), with each payload field bound to the row by name: `<entity>_id` to `id`,
+/// `created_by`/`updated_by` to the actor, a field named like a column to that column, any
+/// other to an argument of the write. A bound field must be able to hold every value of its
+/// column; otherwise the event would need a placeholder, which an immutable event must never
+/// carry.
+#[allow(clippy::too_many_arguments)]
+fn check_emit_bindings(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    entity: &str,
+    raw: &RawEntity,
+    emits: &[String],
+    fields: &[EntityField],
+    events: &KnownEvents<'_>,
+) -> Option<Vec<EmitBinding>> {
+    let mut valid = true;
+    let mut out = Vec::new();
+    for write in [Write::Insert, Write::Update, Write::Delete] {
+        let event_type = format!("{entity}_{}", write.suffix());
+        if !emits.contains(&event_type) {
+            continue;
+        }
+        let Some(event) = events.valid.get(event_type.as_str()) else {
+            continue;
+        };
+        let span = raw
+            .emits
+            .iter()
+            .find(|e| e.value == event_type)
+            .map_or(raw.span, |e| e.span);
+        let mut bindings = Vec::new();
+        for payload in &event.fields {
+            let source = if payload.key == format!("{entity}_id") {
+                Source::Id
+            } else if payload.key == "created_by" || payload.key == "updated_by" {
+                Source::Actor
+            } else if fields.iter().any(|f| f.key == payload.key) {
+                Source::Column(payload.key.clone())
+            } else {
+                Source::Argument
+            };
+            let column = match &source {
+                Source::Id => fields.iter().find(|f| f.key == "id"),
+                Source::Column(key) => fields.iter().find(|f| &f.key == key),
+                Source::Actor | Source::Argument => None,
+            };
+            let problem = match (&source, column) {
+                (Source::Actor, _) if payload.ty != PayloadType::Scalar(Scalar::Uuid) => {
+                    Some(format!(
+                        "is the actor of the write, a `uuid`, but the payload declares it `{}`",
+                        payload_type_name(payload)
+                    ))
+                }
+                (_, Some(column)) => binding_mismatch(column, payload),
+                _ => None,
+            };
+            if let (Some(problem), Some(column)) = (&problem, column) {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        span,
+                        "emits-type-mismatch",
+                        format!(
+                            "`{event_type}.{}` {problem} (column `{entity}.{}` is `{}`{})",
+                            payload.key,
+                            column.key,
+                            column.ty.as_str(),
+                            if column.optional() { " and may be null" } else { "" }
+                        ),
+                    )
+                    .set_label(format!("published by `{}`", write.method()))
+                    .set_help(match payload_type_for(column) {
+                        Some(declaration) => format!(
+                            "the repository fills `{}` from the column: declare it in {} as {declaration}, or give the payload field another name to make it an argument of `{}`",
+                            payload.key,
+                            event.origin,
+                            write.method()
+                        ),
+                        None => format!(
+                            "no payload type holds every `{}` value exactly: give the payload field another name in {}, which makes it an argument of `{}` set by the caller, or remove it",
+                            column.ty.as_str(),
+                            event.origin,
+                            write.method()
+                        ),
+                    });
+                valid = false;
+            } else if let Some(problem) = problem {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        span,
+                        "emits-type-mismatch",
+                        format!("`{event_type}.{}` {problem}", payload.key),
+                    )
+                    .set_label(format!("published by `{}`", write.method()))
+                    .set_help(format!(
+                        "declare `{}: {{ type: uuid }}` in {}, or rename it to make it an argument of `{}`",
+                        payload.key,
+                        event.origin,
+                        write.method()
+                    ));
+                valid = false;
+            }
+            bindings.push(PayloadSource {
+                key: payload.key.clone(),
+                source,
+            });
+        }
+        out.push(EmitBinding {
+            event: event_type,
+            write,
+            fields: bindings,
+        });
+    }
+    valid.then_some(out)
+}
+
+/// Why `payload` cannot carry every value of `column`, if it cannot.
+fn binding_mismatch(column: &EntityField, payload: &PayloadField) -> Option<String> {
+    let fits = matches!(
+        (&column.ty, payload.ty),
+        (EntityType::String { .. } | EntityType::Enum { .. }, PayloadType::Scalar(Scalar::String))
+            | (EntityType::Integer, PayloadType::Scalar(Scalar::Integer))
+            | (EntityType::Boolean, PayloadType::Scalar(Scalar::Boolean))
+            | (EntityType::Uuid, PayloadType::Scalar(Scalar::Uuid))
+            | (EntityType::DateTime, PayloadType::Scalar(Scalar::DateTime))
+            // Payloads have no exact number; a decimal's text is exact.
+            | (EntityType::Decimal, PayloadType::Scalar(Scalar::String))
+    );
+    if !fits {
+        return Some(format!(
+            "is `{}` in the payload",
+            payload_type_name(payload)
+        ));
+    }
+    (column.optional() && !payload.nullable).then(|| "cannot be null in the payload".to_owned())
+}
+
+fn payload_type_name(payload: &PayloadField) -> String {
+    match payload.ty {
+        PayloadType::Scalar(scalar) => scalar.as_str().to_owned(),
+        PayloadType::Json => "json".to_owned(),
+        PayloadType::Array(scalar) => format!("array of {}", scalar.as_str()),
+    }
+}
+
+/// The payload declaration that carries a column's values, if one does.
+fn payload_type_for(column: &EntityField) -> Option<String> {
+    let ty = match &column.ty {
+        EntityType::String { .. } | EntityType::Enum { .. } | EntityType::Decimal => "string",
+        EntityType::Integer => "integer",
+        EntityType::Boolean => "boolean",
+        EntityType::Uuid => "uuid",
+        EntityType::DateTime => "datetime",
+        // A payload `date` is an instant and a payload `json` an object: neither holds every
+        // calendar date or JSON value as it is.
+        EntityType::Date | EntityType::Json => return None,
+    };
+    Some(if column.optional() {
+        format!("`{{ type: {ty}, nullable: true }}`")
+    } else {
+        format!("`{{ type: {ty} }}`")
     })
+}
+
+/// The columns a query names must exist, and be of a type the query can use.
+struct Columns<'a> {
+    checker_subject: &'a Subject,
+    file: FileId,
+    fields: &'a [EntityField],
+}
+
+impl Columns<'_> {
+    /// The field named `column`, or `None` once reported.
+    fn resolve<'f>(
+        &'f self,
+        checker: &mut Checker<'_>,
+        column: &Sp<String>,
+        what: &str,
+    ) -> Option<&'f EntityField> {
+        if let Some(field) = self.fields.iter().find(|f| f.key == column.value) {
+            return Some(field);
+        }
+        let keys: Vec<&str> = self.fields.iter().map(|f| f.key.as_str()).collect();
+        // The ancestor's docs sometimes name columns in camelCase (`accountId`).
+        let snake = to_snake_case(&column.value);
+        let near = keys
+            .iter()
+            .copied()
+            .find(|k| *k == snake)
+            .or_else(|| closest(&column.value, &keys));
+        let help = match near {
+            Some(near) => format!("did you mean `{near}`? The columns are: {}", list(&keys)),
+            None => format!("name one of the columns: {}", list(&keys)),
+        };
+        let Subject::Entity(entity) = self.checker_subject else {
+            return None;
+        };
+        checker
+            .report(
+                self.checker_subject,
+                self.file,
+                column.span,
+                "unknown-column",
+                format!(
+                    "{what} names column `{}`, which entity `{entity}` does not have",
+                    column.value
+                ),
+            )
+            .set_label("no such column")
+            .set_help(help);
+        None
+    }
+}
+
+const QUERY_SHAPES: &str = "a query is either a finder, `- by: [column, …]` (named `find_by_<columns>`, with `unique: true` for one row or none), or a named list, `- name: <name>` with `filters`, `search`, `paginate`";
+
+fn check_queries(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    raw: &[RawQuery],
+    fields: &[EntityField],
+) -> Option<Vec<Query>> {
+    let columns = Columns {
+        checker_subject: subject,
+        file,
+        fields,
+    };
+    let mut valid = true;
+    let mut out: Vec<Query> = Vec::new();
+    let mut names: BTreeMap<String, Span> = BTreeMap::new();
+    for query in raw {
+        let misplaced = |checker: &mut Checker<'_>, key: &str, span: Span, help: &str| {
+            let on = match (&query.by, &query.unique) {
+                (Some(_), Some(unique)) if unique.value => "a unique finder (`by:`)",
+                (Some(_), _) => "a finder (`by:`)",
+                (None, _) => "a named list (`name:`)",
+            };
+            checker
+                .report(
+                    subject,
+                    file,
+                    span,
+                    "misplaced-key",
+                    format!("`{key}` on {on}"),
+                )
+                .set_help(help.to_owned());
+        };
+        let (name, name_span, kind) = match (&query.by, &query.name) {
+            (Some(_), Some(name)) => {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        name.span,
+                        "query-kind",
+                        format!("query `{}` has both `by` and `name`", name.value),
+                    )
+                    .set_help(QUERY_SHAPES);
+                valid = false;
+                continue;
+            }
+            (None, None) => {
+                checker
+                    .report(
+                        subject,
+                        file,
+                        query.span,
+                        "query-kind",
+                        "a query has neither `by` nor `name`",
+                    )
+                    .set_help(QUERY_SHAPES);
+                valid = false;
+                continue;
+            }
+            (Some(by), None) => {
+                let mut ok = true;
+                for (key, span) in [
+                    ("filters", query.filters.as_ref().map(|f| f.span)),
+                    ("search", query.search.as_ref().map(|f| f.span)),
+                    ("paginate", query.paginate.as_ref().map(|f| f.span)),
+                ] {
+                    if let Some(span) = span {
+                        misplaced(
+                            checker,
+                            key,
+                            span,
+                            &format!(
+                                "`{key}` belongs to a named list: give it a `name:` instead of `by:`, or remove `{key}`"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                if by.value.is_empty() {
+                    checker
+                        .report(
+                            subject,
+                            file,
+                            by.span,
+                            "query-kind",
+                            "a finder with no columns",
+                        )
+                        .set_help("list the columns it looks rows up by, e.g. `by: [email]`");
+                    ok = false;
+                }
+                let mut by_columns = Vec::new();
+                for column in &by.value {
+                    match columns.resolve(checker, column, "`by`") {
+                        Some(field) if matches!(field.ty, EntityType::Json) => {
+                            checker
+                                .report(subject, file, column.span, "invalid-query-column", format!("finder by `{}`, a `json` column", column.value))
+                                .set_help("a finder compares columns for equality; JSON documents are not compared: look up by another column");
+                            ok = false;
+                        }
+                        Some(field) if by_columns.contains(&field.key) => {
+                            checker
+                                .report(
+                                    subject,
+                                    file,
+                                    column.span,
+                                    "invalid-query-column",
+                                    format!("`by` lists `{}` twice", column.value),
+                                )
+                                .set_help("list each column once");
+                            ok = false;
+                        }
+                        Some(field) => by_columns.push(field.key.clone()),
+                        None => ok = false,
+                    }
+                }
+                let unique = query.unique.as_ref().is_some_and(|u| u.value);
+                if unique && let Some(order) = &query.order {
+                    misplaced(
+                        checker,
+                        "order",
+                        order.span,
+                        "a unique finder returns one row or none, so there is nothing to sort: remove `order`",
+                    );
+                    ok = false;
+                }
+                if !ok {
+                    valid = false;
+                    continue;
+                }
+                (
+                    format!("find_by_{}", by_columns.join("_and_")),
+                    by.span,
+                    QueryKind::By {
+                        columns: by_columns,
+                        unique,
+                    },
+                )
+            }
+            (None, Some(name)) => {
+                let mut ok = check_name(checker, subject, file, name, "query name");
+                const RESERVED: &[&str] = &["insert", "get", "update", "delete", "list"];
+                if ok && RESERVED.contains(&name.value.as_str()) {
+                    checker
+                        .report(
+                            subject,
+                            file,
+                            name.span,
+                            "duplicate-query",
+                            format!(
+                                "query `{}` has the name of a method every repository has",
+                                name.value
+                            ),
+                        )
+                        .set_help(format!("choose another name: {} are taken", list(RESERVED)));
+                    ok = false;
+                }
+                if let Some(unique) = &query.unique {
+                    misplaced(
+                        checker,
+                        "unique",
+                        unique.span,
+                        "`unique` belongs to a finder: write `by: [column]` instead of `name:`, or remove `unique`",
+                    );
+                    ok = false;
+                }
+                let mut filters = Vec::new();
+                for column in query.filters.iter().flat_map(|f| &f.value) {
+                    match columns.resolve(checker, column, "`filters`") {
+                        Some(field) if matches!(field.ty, EntityType::Json) => {
+                            checker
+                                .report(subject, file, column.span, "invalid-query-column", format!("filter on `{}`, a `json` column", column.value))
+                                .set_help("filters compare columns for equality; JSON documents are not compared: filter on another column");
+                            ok = false;
+                        }
+                        Some(field) if !filters.contains(&field.key) => {
+                            filters.push(field.key.clone())
+                        }
+                        Some(_) => {}
+                        None => ok = false,
+                    }
+                }
+                let search = match &query.search {
+                    None => None,
+                    Some(column) => match columns.resolve(checker, column, "`search`") {
+                        Some(field) if matches!(field.ty, EntityType::String { .. }) => {
+                            Some(field.key.clone())
+                        }
+                        Some(field) => {
+                            checker
+                                .report(subject, file, column.span, "invalid-query-column", format!("free-text search on `{}`, a column of type `{}`", column.value, field.ty.as_str()))
+                                .set_help("`search` matches text case-insensitively: name a `string` column, and filter on the others with `filters`");
+                            ok = false;
+                            None
+                        }
+                        None => {
+                            ok = false;
+                            None
+                        }
+                    },
+                };
+                if !ok {
+                    valid = false;
+                    continue;
+                }
+                (
+                    name.value.clone(),
+                    name.span,
+                    QueryKind::List {
+                        filters,
+                        search,
+                        paginate: query.paginate.as_ref().is_some_and(|p| p.value),
+                    },
+                )
+            }
+        };
+        let order = match &query.order {
+            None => Vec::new(),
+            Some(order) => match check_order(checker, subject, file, order, &columns) {
+                Some(order) => order,
+                None => {
+                    valid = false;
+                    continue;
+                }
+            },
+        };
+        if let Some(first) = names.get(&name) {
+            let help = if query.by.is_some() {
+                "a finder is named after its columns, so two finders by the same columns are one: remove one of them"
+            } else {
+                "give one of them another `name`"
+            };
+            checker
+                .report(
+                    subject,
+                    file,
+                    name_span,
+                    "duplicate-query",
+                    format!("two queries are both named `{name}`"),
+                )
+                .set_help(help)
+                .add_related(Location { file, span: *first }, "the other one");
+            valid = false;
+            continue;
+        }
+        names.insert(name.clone(), name_span);
+        out.push(Query { name, kind, order });
+    }
+    valid.then_some(out)
+}
+
+/// `order: created_at desc` or `order: last_name, first_name asc`.
+fn check_order(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    order: &Sp<String>,
+    columns: &Columns<'_>,
+) -> Option<Vec<OrderBy>> {
+    let mut out = Vec::new();
+    let mut valid = true;
+    for part in order.value.split(',') {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        let (column, descending) = match words.as_slice() {
+            [column] => (*column, false),
+            [column, dir] if dir.eq_ignore_ascii_case("asc") => (*column, false),
+            [column, dir] if dir.eq_ignore_ascii_case("desc") => (*column, true),
+            _ => {
+                checker
+                    .report(subject, file, order.span, "invalid-order", format!("cannot read `{}` as an order", part.trim()))
+                    .set_help("write `order: <column>` or `order: <column> desc` (`asc` is the default); separate several with commas");
+                valid = false;
+                continue;
+            }
+        };
+        let column = Sp {
+            value: column.to_owned(),
+            span: order.span,
+        };
+        match columns.resolve(checker, &column, "`order`") {
+            Some(field) if matches!(field.ty, EntityType::Json | EntityType::Decimal) => {
+                let why = if matches!(field.ty, EntityType::Json) {
+                    "JSON documents have no order"
+                } else {
+                    "SQLite keeps decimals as exact text, which does not sort as numbers"
+                };
+                checker
+                    .report(
+                        subject,
+                        file,
+                        order.span,
+                        "invalid-query-column",
+                        format!(
+                            "`order` by `{}`, a column of type `{}`",
+                            column.value,
+                            field.ty.as_str()
+                        ),
+                    )
+                    .set_help(format!("{why}: order by another column"));
+                valid = false;
+            }
+            Some(field) => out.push(OrderBy {
+                column: field.key.clone(),
+                descending,
+            }),
+            None => valid = false,
+        }
+    }
+    valid.then_some(out)
+}
+
+/// A `has_many`/`has_one` is the inverse of a `belongs_to` on its target, with the same
+/// foreign key. Checked only between entities that are valid on their own.
+fn check_back_references(checker: &mut Checker<'_>, raws: &[RawEntity], entities: &[Entity]) {
+    for entity in entities {
+        let Some(raw) = raws
+            .iter()
+            .find(|r| r.name.as_ref().is_some_and(|n| n.value == entity.name))
+        else {
+            continue;
+        };
+        let subject = Subject::Entity(entity.name.clone());
+        for relationship in &entity.relationships {
+            if relationship.kind == RelationKind::BelongsTo {
+                continue;
+            }
+            let Some(target) = entities.iter().find(|e| e.name == relationship.target) else {
+                continue;
+            };
+            let back: Vec<&Relationship> = target
+                .relationships
+                .iter()
+                .filter(|r| r.kind == RelationKind::BelongsTo && r.target == entity.name)
+                .collect();
+            if back
+                .iter()
+                .any(|r| r.foreign_key == relationship.foreign_key)
+            {
+                continue;
+            }
+            let Some(raw_rel) = raw
+                .relationships
+                .iter()
+                .find(|r| r.name.value == relationship.name)
+            else {
+                continue;
+            };
+            let span = raw_rel
+                .foreign_key
+                .as_ref()
+                .map_or(raw_rel.name.span, |f| f.span);
+            let help = match back.first() {
+                Some(other) => format!(
+                    "`{}` points back through `{}`: write `foreign_key: {}` here",
+                    target.name, other.foreign_key, other.foreign_key
+                ),
+                None => format!(
+                    "add `{}: {{ type: belongs_to, target: {} }}` to the relationships of `{}` ({}; its foreign key is `{}_id` unless it says `foreign_key:`), or set `foreign_key:` here to the column of `{}` that points to `{}`",
+                    entity.name,
+                    entity.name,
+                    target.name,
+                    target.origin,
+                    entity.name,
+                    target.name,
+                    entity.name
+                ),
+            };
+            checker
+                .report(
+                    &subject,
+                    raw.file,
+                    span,
+                    "missing-back-reference",
+                    format!(
+                        "relationship `{}` ({} `{}`) needs `{}.{}` to point back at `{}`, but `{}` has no `belongs_to` relationship with that foreign key",
+                        relationship.name,
+                        relationship.kind.key(),
+                        target.name,
+                        target.name,
+                        relationship.foreign_key,
+                        entity.name,
+                        target.name
+                    ),
+                )
+                .set_help(help);
+        }
+    }
+}
+
+/// Two entities may not share a table.
+fn check_tables(checker: &mut Checker<'_>, raws: &[RawEntity], entities: &[Entity]) {
+    let mut seen: BTreeMap<&str, &Entity> = BTreeMap::new();
+    for entity in entities {
+        let Some(first) = seen.get(entity.table.as_str()) else {
+            seen.insert(&entity.table, entity);
+            continue;
+        };
+        let locate = |name: &str| {
+            raws.iter()
+                .find(|r| r.name.as_ref().is_some_and(|n| n.value == name))
+                .map(|r| {
+                    let span = r
+                        .table
+                        .as_ref()
+                        .or(r.plural.as_ref())
+                        .or(r.name.as_ref())
+                        .map_or(r.span, |s| s.span);
+                    Location { file: r.file, span }
+                })
+        };
+        let (Some(here), Some(there)) = (locate(&entity.name), locate(&first.name)) else {
+            continue;
+        };
+        checker
+            .report(
+                &Subject::Entity(entity.name.clone()),
+                here.file,
+                here.span,
+                "duplicate-table",
+                format!(
+                    "entities `{}` and `{}` both use table `{}`",
+                    first.name, entity.name, entity.table
+                ),
+            )
+            .set_help("give one of them another `table:`")
+            .add_related(there, "the other entity");
+    }
 }
 
 fn check_entity_field(
@@ -1046,6 +1937,11 @@ fn check_entity_field(
     raw: &RawEntityField,
 ) -> Option<EntityField> {
     let ident = check_field_name(checker, subject, file, &raw.name)?;
+    // An entity's field keys are its SQL columns too, where only snake_case reads the same
+    // in both databases without quoting.
+    if !check_name(checker, subject, file, &raw.name, "field name") {
+        return None;
+    }
     let Some(type_) = &raw.type_ else {
         checker
             .report(
@@ -1156,6 +2052,14 @@ fn check_entity_field(
             return None;
         }
     };
+    let default = match &raw.default {
+        None => None,
+        Some(default) => {
+            let checked = check_default(checker, subject, file, &raw.name.value, &ty, default);
+            valid &= checked.is_some();
+            checked
+        }
+    };
     valid.then(|| EntityField {
         key: raw.name.value.clone(),
         ident,
@@ -1163,8 +2067,96 @@ fn check_entity_field(
         required: raw.required.as_ref().is_none_or(|r| r.value),
         nullable: raw.nullable.as_ref().is_some_and(|n| n.value),
         index: raw.index.as_ref().is_some_and(|i| i.value),
+        default,
         description: raw.description.as_ref().map(|d| d.value.clone()),
     })
+}
+
+/// A `default:` must be a value of the field's type (and satisfy its checks), so that the
+/// column's DEFAULT never fails the column's own CHECK.
+fn check_default(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    file: FileId,
+    field: &str,
+    ty: &EntityType,
+    default: &Sp<RawDefault>,
+) -> Option<DefaultValue> {
+    let found = match &default.value {
+        RawDefault::Str(s) => format!("the string `{s}`"),
+        RawDefault::Int(i) => format!("the integer `{i}`"),
+        RawDefault::Float(f) => format!("the number `{f}`"),
+        RawDefault::Bool(b) => format!("`{b}`"),
+    };
+    let (value, expected) = match (ty, &default.value) {
+        (EntityType::String { max_length }, RawDefault::Str(s)) => match max_length {
+            Some(max) if s.chars().count() > *max as usize => (
+                None,
+                format!("a string of at most {max} characters (`max_length`)"),
+            ),
+            _ => (Some(DefaultValue::String(s.clone())), String::new()),
+        },
+        (EntityType::String { .. }, _) => (None, "a string".to_owned()),
+        (EntityType::Enum { choices, .. }, RawDefault::Str(s))
+            if choices.iter().any(|c| &c.value == s) =>
+        {
+            (Some(DefaultValue::String(s.clone())), String::new())
+        }
+        (EntityType::Enum { choices, .. }, _) => {
+            let values: Vec<&str> = choices.iter().map(|c| c.value.as_str()).collect();
+            (None, format!("one of the choices, {}", list(&values)))
+        }
+        (EntityType::Integer, RawDefault::Int(i)) => {
+            (Some(DefaultValue::Integer(*i)), String::new())
+        }
+        (EntityType::Integer, _) => (None, "a whole number".to_owned()),
+        (EntityType::Boolean, RawDefault::Bool(b)) => {
+            (Some(DefaultValue::Boolean(*b)), String::new())
+        }
+        (EntityType::Boolean, _) => (None, "`true` or `false`".to_owned()),
+        (EntityType::Decimal, RawDefault::Int(i)) => {
+            (Some(DefaultValue::Decimal(i.to_string())), String::new())
+        }
+        (EntityType::Decimal, RawDefault::Str(s)) if is_decimal_text(s) => {
+            (Some(DefaultValue::Decimal(s.clone())), String::new())
+        }
+        // A YAML float is binary: `0.1` is not exactly 0.1, and `1.50` has lost its zero.
+        (EntityType::Decimal, _) => (
+            None,
+            "a decimal written as a string, e.g. `\"0.10\"`, so that it stays exact".to_owned(),
+        ),
+        (EntityType::Uuid | EntityType::Date | EntityType::DateTime | EntityType::Json, _) => {
+            checker
+                .report(subject, file, default.span, "invalid-default", format!("field `{field}` of type `{}` cannot have a `default`", ty.as_str()))
+                .set_help("defaults are for `string`, `enum`, `integer`, `decimal` and `boolean` fields; remove `default`, or make the field `nullable: true`");
+            return None;
+        }
+    };
+    if value.is_none() {
+        checker
+            .report(
+                subject,
+                file,
+                default.span,
+                "invalid-default",
+                format!("`default` of field `{field}` is {found}, not a value of the field"),
+            )
+            .set_label(format!("expected {expected}"))
+            .set_help(format!("give `default` {expected}"));
+    }
+    value
+}
+
+/// `-12.50`: an optional minus, digits, and optionally a point and more digits. This is how
+/// exact decimals are written in the YAML and stored as text on SQLite.
+pub(crate) fn is_decimal_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && fraction.is_none_or(all_digits)
 }
 
 fn check_choices(

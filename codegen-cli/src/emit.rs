@@ -392,6 +392,22 @@ fn entity_items(entity: &Entity) -> TokenStream {
     let doc = doc_attrs(entity.description.as_deref());
     let name = format_ident!("{}", entity.struct_name);
     let entity_name = &entity.name;
+    // Only what differs from the derive's defaults, which are the generator's.
+    let mut identity = vec![quote!(name = #entity_name)];
+    if entity.plural != herald_vocabulary::naming::to_plural(&entity.name) {
+        let plural = &entity.plural;
+        identity.push(quote!(plural = #plural));
+    }
+    if entity.table != entity.plural {
+        let table = &entity.table;
+        identity.push(quote!(table = #table));
+    }
+    if let Some(pattern) = &entity.pattern {
+        identity.push(quote!(pattern = #pattern));
+    }
+    if !entity.writes {
+        identity.push(quote!(writes = false));
+    }
     let emits = &entity.emits;
     let emits = (!emits.is_empty()).then(|| quote!(, emits = [#(#emits),*]));
     let fields = entity.fields.iter().map(entity_field);
@@ -441,7 +457,7 @@ fn entity_items(entity: &Entity) -> TokenStream {
         )]
         #[serde(crate = #SERDE_ATTRS)]
         #[schemars(crate = "::herald::schemars")]
-        #[entity(name = #entity_name #emits)]
+        #[entity(#(#identity),* #emits)]
         pub struct #name {
             #(#fields)*
         }

@@ -20,6 +20,7 @@ mod builder;
 mod check;
 pub mod diagnostic;
 mod emit;
+pub mod migrate;
 pub mod model;
 mod names;
 pub mod output;
@@ -27,6 +28,7 @@ mod parse;
 pub mod scaffold;
 pub mod schema;
 pub mod source;
+pub mod sql;
 mod yaml;
 
 use std::io;
@@ -35,8 +37,10 @@ use std::path::Path;
 pub use builder::{BuildError, Builder};
 pub use diagnostic::{Diagnostic, Diagnostics, Subject};
 pub use emit::{GENERATED_MARKER, GeneratedFile, Layout};
+pub use migrate::{DatabaseFiles, MigrationError, MigrationOptions, MigrationsDir};
 pub use model::Model;
 pub use source::{FileId, FileKind, SourceMap};
+pub use sql::Database;
 
 /// How generated code is laid out and what its header says.
 #[derive(Debug, Clone)]
@@ -60,6 +64,7 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
     let mut diagnostics = Diagnostics::default();
     let mut events = Vec::new();
     let mut entities = Vec::new();
+    let mut unreadable = Vec::new();
     for id in sources.ids() {
         let file = sources.file(id);
         let stem = sources.stem(id).unwrap_or_default().to_owned();
@@ -80,15 +85,19 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
                     format!("invalid YAML: {}", err.message),
                 )
                 .set_help("fix the YAML syntax; the file was not read further");
+                unreadable.push(id);
                 continue;
             }
         };
-        match file.kind {
-            FileKind::Event => events.extend(parse::event_file(&mut ctx, &root)),
-            FileKind::Entity => entities.extend(parse::entity_file(&mut ctx, &root)),
+        let read = match file.kind {
+            FileKind::Event => parse::event_file(&mut ctx, &root).map(|e| events.push(e)),
+            FileKind::Entity => parse::entity_file(&mut ctx, &root).map(|e| entities.push(e)),
+        };
+        if read.is_none() {
+            unreadable.push(id);
         }
     }
-    let model = check::check(sources, events, entities, &mut diagnostics);
+    let model = check::check(sources, events, entities, &unreadable, &mut diagnostics);
     if diagnostics.is_empty() {
         Ok(model)
     } else {
@@ -100,13 +109,46 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
 /// Checks the sources and generates the Rust code for them.
 pub fn generate(sources: &SourceMap, options: &Options) -> Result<Vec<GeneratedFile>, Diagnostics> {
     let model = check(sources)?;
-    Ok(emit::emit(
-        &model,
+    Ok(generate_rust(&model, options))
+}
+
+/// The Rust code of a checked model.
+pub fn generate_rust(model: &Model, options: &Options) -> Vec<GeneratedFile> {
+    emit::emit(
+        model,
         &emit::EmitOptions {
             layout: options.layout,
             regenerate: &options.regenerate_command,
         },
-    ))
+    )
+}
+
+/// The SQL of the entities for each database: `schema.sql`, `snapshot.json` and, when the
+/// entities changed since the snapshot, the next migration. `dirs` is what each database's
+/// migrations directory holds. Every database's problems are returned at once; a database
+/// that has no entity tables and no snapshot yet gets no files.
+pub fn generate_sql(
+    model: &Model,
+    dirs: &[(Database, MigrationsDir)],
+    options: MigrationOptions<'_>,
+) -> Result<Vec<DatabaseFiles>, Vec<MigrationError>> {
+    let schema = sql::schema(model);
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (database, dir) in dirs {
+        if schema.tables.is_empty() && dir.snapshot.is_none() {
+            continue;
+        }
+        match migrate::database_files(&schema, *database, dir, options) {
+            Ok(files) => out.push(files),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Reads every `*.yaml`/`*.yml` file of the two directories, in name order so that output
@@ -126,6 +168,46 @@ pub fn load_sources(events_dir: &Path, entities_dir: &Path) -> io::Result<Source
         }
     }
     Ok(sources)
+}
+
+/// Reads a migrations directory: its snapshot and the names of its migrations (and whether
+/// Herald wrote them). A missing directory is an empty one.
+pub fn read_migrations_dir(dir: &Path) -> io::Result<MigrationsDir> {
+    let mut out = MigrationsDir::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(err) => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot list {}: {err}", dir.display()),
+            ));
+        }
+    };
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display()))
+        })
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !path.is_file() {
+            continue;
+        }
+        if name == migrate::SNAPSHOT_FILE {
+            out.snapshot = Some(read(&path)?);
+        } else if name.ends_with(".sql")
+            && let Some(migration) = migrate::ExistingMigration::from_file(name, &read(&path)?)
+        {
+            out.migrations.push(migration);
+        }
+    }
+    out.migrations
+        .sort_by(|a, b| (a.version, &a.file_name).cmp(&(b.version, &b.file_name)));
+    Ok(out)
 }
 
 /// The YAML files directly in `dir`, sorted.

@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
-use herald_codegen::output::{check_files, write_files};
+use herald_codegen::output::{OutputDir, Staleness, check_files, write_all};
 use herald_codegen::schema::{Format, json_schema_text};
-use herald_codegen::{Options, SourceMap, generate, load_sources, scaffold};
+use herald_codegen::{
+    Database, DatabaseFiles, MigrationError, MigrationOptions, Options, SourceMap, generate_rust,
+    generate_sql, load_sources, read_migrations_dir, scaffold,
+};
 use herald_vocabulary::Direction;
 use serde::Deserialize;
 
@@ -36,9 +39,18 @@ enum Command {
         /// Output directory [default: `out` of codegen.yaml].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Write nothing; fail listing the files that differ from what would be generated.
+        /// Directory of the migrations, one subdirectory per database [default: `migrations`
+        /// of codegen.yaml, else `migrations/` of the crate that holds the output directory].
+        #[arg(long)]
+        migrations: Option<PathBuf>,
+        /// Write nothing; fail listing the files that differ from what would be generated,
+        /// and the migrations that are missing.
         #[arg(long)]
         check: bool,
+        /// The entity changes since the snapshots are made by migrations written by hand:
+        /// record them in the snapshots instead of writing a migration.
+        #[arg(long)]
+        hand_written_migrations: bool,
     },
     /// Check the YAML and report every problem, writing nothing.
     Validate {
@@ -94,6 +106,10 @@ struct Config {
     events: Option<PathBuf>,
     entities: Option<PathBuf>,
     out: Option<PathBuf>,
+    /// `<migrations>/sqlite/` and `<migrations>/postgres/`.
+    migrations: Option<PathBuf>,
+    /// The databases that get SQL; both by default, `[]` for none.
+    databases: Option<Vec<String>>,
 }
 
 /// A failure of the command itself (not of the YAML): exit code 2.
@@ -112,46 +128,94 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, UsageError> {
     match command {
-        Command::Generate { dirs, out, check } => {
+        Command::Generate {
+            dirs,
+            out,
+            migrations,
+            check,
+            hand_written_migrations,
+        } => {
             let config = load_config()?;
             let out = out.or(config.out.clone()).ok_or_else(|| {
                 UsageError(format!(
                     "no output directory: pass `--out DIR` or set `out:` in {CONFIG_FILE}"
                 ))
             })?;
+            let databases = databases(&config)?;
+            let migrations = migrations
+                .or(config.migrations.clone())
+                .unwrap_or_else(|| default_migrations(&out));
             let Some(sources) = read_sources(&dirs, &config)? else {
                 return Ok(ExitCode::FAILURE);
             };
-            let files = match generate(&sources, &Options::default()) {
-                Ok(files) => files,
+            let model = match herald_codegen::check(&sources) {
+                Ok(model) => model,
                 Err(diagnostics) => return Ok(report(&diagnostics, &sources)),
             };
-            if check {
-                let stale = check_files(&out, &files).map_err(|e| io_error(&out, e))?;
-                if stale.is_empty() {
-                    eprintln!(
-                        "{} generated files in {} are up to date",
-                        files.len(),
-                        out.display()
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
-                eprintln!("error: the generated code in {} is stale:", out.display());
-                for file in &stale {
-                    eprintln!("  {file}");
-                }
-                eprintln!("help: run `cargo run -p codegen-cli generate` and commit the result");
-                return Ok(ExitCode::FAILURE);
+            let options = Options::default();
+            let files = generate_rust(&model, &options);
+            let mut dirs_read = Vec::new();
+            for database in &databases {
+                let dir = migrations.join(database.as_str());
+                let read = read_migrations_dir(&dir).map_err(|e| io_error(&dir, e))?;
+                dirs_read.push((*database, read));
             }
-            let summary = write_files(&out, &files).map_err(|e| io_error(&out, e))?;
+            let sql = match generate_sql(
+                &model,
+                &dirs_read,
+                MigrationOptions {
+                    regenerate: &options.regenerate_command,
+                    hand_written: hand_written_migrations,
+                },
+            ) {
+                Ok(sql) => sql,
+                Err(errors) => return Ok(report_migrations(&errors, &migrations)),
+            };
+            if check {
+                return check_output(&out, &files, &migrations, &sql);
+            }
+            let sql_dirs: Vec<PathBuf> = sql
+                .iter()
+                .map(|d| migrations.join(d.database.as_str()))
+                .collect();
+            let mut outputs = vec![OutputDir {
+                dir: &out,
+                files: &files,
+                prune: true,
+            }];
+            for (dir, database) in sql_dirs.iter().zip(&sql) {
+                outputs.push(OutputDir {
+                    dir,
+                    files: &database.files,
+                    prune: false,
+                });
+            }
+            let summary = write_all(&outputs).map_err(|e| io_error(&out, e))?;
+            let sql_count: usize = sql.iter().map(|d| d.files.len()).sum();
             eprintln!(
-                "generated {} files in {}: {} written, {} unchanged, {} removed",
+                "generated {} files in {} and {sql_count} in {}: {} written, {} unchanged, {} removed",
                 files.len(),
                 out.display(),
+                migrations.display(),
                 summary.written.len(),
                 summary.unchanged,
                 summary.removed.len()
             );
+            for (dir, database) in sql_dirs.iter().zip(&sql) {
+                if let Some(name) = &database.new_migration {
+                    eprintln!("new migration {}:", dir.join(name).display());
+                } else if hand_written_migrations && !database.changes.is_empty() {
+                    eprintln!(
+                        "recorded in {} as migrated by hand:",
+                        dir.join(herald_codegen::migrate::SNAPSHOT_FILE).display()
+                    );
+                }
+                if database.new_migration.is_some() || hand_written_migrations {
+                    for change in &database.changes {
+                        eprintln!("  {change}");
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { dirs } => {
@@ -235,6 +299,128 @@ fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, Usage
     load_sources(&events, &entities)
         .map(Some)
         .map_err(|err| UsageError(err.to_string()))
+}
+
+/// `databases:` of codegen.yaml, both by default.
+fn databases(config: &Config) -> Result<Vec<Database>, UsageError> {
+    let Some(names) = &config.databases else {
+        return Ok(Database::ALL.to_vec());
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let database = Database::parse(name).ok_or_else(|| {
+            UsageError(format!(
+                "{CONFIG_FILE}: unknown database `{name}` in `databases`; it lists `sqlite`, `postgres` or both"
+            ))
+        })?;
+        if !out.contains(&database) {
+            out.push(database);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `migrations/` beside the `Cargo.toml` of the crate that holds the generated code (the
+/// nearest one above `out`), else in the current directory.
+fn default_migrations(out: &Path) -> PathBuf {
+    out.ancestors()
+        .skip(1)
+        .find(|dir| dir.join("Cargo.toml").is_file())
+        .map_or_else(|| PathBuf::from("migrations"), |dir| dir.join("migrations"))
+}
+
+/// `--check`: the Rust and the SQL as they would be written, and the migrations that would be.
+fn check_output(
+    out: &Path,
+    files: &[herald_codegen::GeneratedFile],
+    migrations: &Path,
+    sql: &[DatabaseFiles],
+) -> Result<ExitCode, UsageError> {
+    let mut stale = check_files(out, files).map_err(|e| io_error(out, e))?;
+    let mut count = files.len();
+    for database in sql {
+        let dir = migrations.join(database.database.as_str());
+        let current: Vec<_> = database
+            .files
+            .iter()
+            .filter(|f| database.new_migration.as_deref() != f.path.to_str())
+            .cloned()
+            .collect();
+        count += current.len();
+        stale.extend(check_files(&dir, &current).map_err(|e| io_error(&dir, e))?);
+        if let Some(name) = &database.new_migration {
+            stale.push(Staleness::MissingMigration(dir.join(name)));
+        }
+    }
+    if stale.is_empty() {
+        eprintln!(
+            "{count} generated files in {} and {} are up to date",
+            out.display(),
+            migrations.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: the generated code or SQL is stale:");
+    for file in &stale {
+        eprintln!("  {file}");
+    }
+    eprintln!("help: run `cargo run -p codegen-cli generate` and commit the result");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Migration problems, with the directory they are in and what to do.
+fn report_migrations(errors: &[MigrationError], migrations: &Path) -> ExitCode {
+    for error in errors {
+        let dir = |database: &Database| migrations.join(database.as_str());
+        eprintln!("error: {error}");
+        match error {
+            MigrationError::Refused {
+                database,
+                refusals,
+                also,
+                next,
+            } => {
+                for refusal in refusals {
+                    eprintln!("  - {refusal}");
+                }
+                if !also.is_empty() {
+                    eprintln!(
+                        "  the same migration must make the other changes since the snapshot:"
+                    );
+                    for change in also {
+                        eprintln!("    {change}");
+                    }
+                }
+                eprintln!(
+                    "help: write these changes yourself as {}, then run `cargo run -p codegen-cli generate --hand-written-migrations`: it records the entities as migrated by that file, in {}, and writes no migration",
+                    dir(database).join(next).display(),
+                    dir(database)
+                        .join(herald_codegen::migrate::SNAPSHOT_FILE)
+                        .display()
+                );
+            }
+            MigrationError::BadSnapshot { database, .. } => eprintln!(
+                "help: restore {} from version control (it is written by `generate`, never by hand)",
+                dir(database)
+                    .join(herald_codegen::migrate::SNAPSHOT_FILE)
+                    .display()
+            ),
+            MigrationError::SnapshotMissing { database, .. } => eprintln!(
+                "help: restore {} from version control: it records the tables those migrations made, from which the next one is computed",
+                dir(database)
+                    .join(herald_codegen::migrate::SNAPSHOT_FILE)
+                    .display()
+            ),
+            MigrationError::NoHandWrittenMigration { database, next, .. } => eprintln!(
+                "help: write {} first (without the `@generated` header), then run this again",
+                dir(database).join(next).display()
+            ),
+        }
+        eprintln!();
+    }
+    eprintln!("error: the migrations were not brought up to date; nothing was written");
+    ExitCode::FAILURE
 }
 
 fn report(diagnostics: &herald_codegen::Diagnostics, sources: &SourceMap) -> ExitCode {

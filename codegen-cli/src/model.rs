@@ -124,13 +124,141 @@ pub const PAYLOAD_TYPES: &[&str] = &[
 pub struct Entity {
     pub name: String,
     pub struct_name: String,
+    /// `plural:`, else the English plural of the name.
+    pub plural: String,
+    /// `table:`, else the plural.
+    pub table: String,
+    /// `pattern:` (the ancestor's family: `Base`, `Synced`, … or the application's own),
+    /// kept as metadata: it changes nothing Herald generates.
+    pub pattern: Option<String>,
     pub description: Option<String>,
-    /// Declared fields first, then those added by relationships and behaviors.
+    /// `id` first, then the declared fields, then those added by relationships and behaviors.
     pub fields: Vec<EntityField>,
     pub relationships: Vec<Relationship>,
+    pub behaviors: Vec<Behavior>,
+    /// `generate: { writes: false }` makes a read-only entity.
+    pub writes: bool,
+    pub queries: Vec<Query>,
     /// Sorted change event types.
     pub emits: Vec<String>,
+    /// How the writes of the entity's repository fill the payloads of the `emits:` events
+    /// named `<entity>_created`, `_updated` and `_deleted`, in that order. Empty for a
+    /// read-only entity: its events are the application's to publish.
+    pub emit_bindings: Vec<EmitBinding>,
     pub origin: String,
+}
+
+/// The event a write publishes, and where each of its payload fields comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmitBinding {
+    pub event: String,
+    pub write: Write,
+    /// In payload order.
+    pub fields: Vec<PayloadSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Write {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Write {
+    /// The event type suffix that binds an event to this write.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Write::Insert => "created",
+            Write::Update => "updated",
+            Write::Delete => "deleted",
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Write::Insert => "insert",
+            Write::Update => "update",
+            Write::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadSource {
+    /// The payload key.
+    pub key: String,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `<entity>_id`: the row's id.
+    Id,
+    /// The column of that name. For an update and a nullable payload field: the new value
+    /// when the write changed it, else null.
+    Column(String),
+    /// `created_by`/`updated_by`: the actor the write is made by.
+    Actor,
+    /// Matches no column: a typed argument of the write, never a placeholder.
+    Argument,
+}
+
+impl Entity {
+    pub fn field(&self, key: &str) -> Option<&EntityField> {
+        self.fields.iter().find(|f| f.key == key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Behavior {
+    Timestamps,
+    SoftDelete,
+    UserTracking,
+}
+
+impl Behavior {
+    pub const ALL: [Behavior; 3] = [
+        Behavior::Timestamps,
+        Behavior::SoftDelete,
+        Behavior::UserTracking,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behavior::Timestamps => "timestamps",
+            Behavior::SoftDelete => "soft_delete",
+            Behavior::UserTracking => "user_tracking",
+        }
+    }
+}
+
+/// A declarative finder of `queries:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The method name: `find_by_email`, `find_by_user_id_and_account_id`, or the `name:`.
+    pub name: String,
+    pub kind: QueryKind,
+    /// The default sort (`order: created_at desc`), not a parameter.
+    pub order: Vec<OrderBy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryKind {
+    /// `by: [columns]`: equality on every column (ANDed); `unique` returns one row or none
+    /// and makes the index on those columns unique.
+    By { columns: Vec<String>, unique: bool },
+    /// `name:` with optional equality `filters`, a free-text `search` column and `paginate`.
+    List {
+        filters: Vec<String>,
+        search: Option<String>,
+        paginate: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBy {
+    pub column: String,
+    pub descending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,7 +269,27 @@ pub struct EntityField {
     pub required: bool,
     pub nullable: bool,
     pub index: bool,
+    /// `default:`, already checked against the type.
+    pub default: Option<DefaultValue>,
     pub description: Option<String>,
+}
+
+impl EntityField {
+    /// May hold no value: absent (`required: false`) or null (`nullable: true`). Such a column
+    /// is NULL-able; every other one is NOT NULL.
+    pub fn optional(&self) -> bool {
+        !self.required || self.nullable
+    }
+}
+
+/// A column default. Decimals keep their canonical text, so that they stay exact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultValue {
+    String(String),
+    Integer(i64),
+    Decimal(String),
+    Boolean(bool),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -194,9 +342,14 @@ pub struct Choice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relationship {
     pub name: String,
-    pub kind: crate::parse::RelationKind,
+    pub kind: RelationKind,
     pub target: String,
+    /// For `belongs_to`, the column of this entity that holds the target's id; for
+    /// `has_many`/`has_one`, the column of the target that holds this entity's id.
+    pub foreign_key: String,
 }
 
-/// The columns a behavior adds.
+pub use crate::parse::RelationKind;
+
+/// The behaviors an entity may list.
 pub const BEHAVIORS: &[&str] = &["timestamps", "soft_delete", "user_tracking"];

@@ -16,30 +16,51 @@ pub struct WriteSummary {
     pub removed: Vec<PathBuf>,
 }
 
-/// Writes `files` under `out_dir`.
-///
-/// Every changed file is first staged beside its destination; only when all are staged are
-/// they renamed into place, so an I/O error part-way leaves the earlier output as it was.
-/// Files that are unchanged are not touched (their mtimes stay, so cargo rebuilds nothing).
-/// Generated files that are no longer generated (a deleted event) are removed; files without
-/// the generated marker are never touched.
+/// Files to write under one directory.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputDir<'a> {
+    pub dir: &'a Path,
+    pub files: &'a [GeneratedFile],
+    /// Remove the generated `.rs` files under `dir` that are no longer generated. Off for
+    /// migrations directories, whose files are history.
+    pub prune: bool,
+}
+
+/// Writes `files` under `out_dir`, removing generated Rust files that are no longer generated.
 pub fn write_files(out_dir: &Path, files: &[GeneratedFile]) -> io::Result<WriteSummary> {
+    write_all(&[OutputDir {
+        dir: out_dir,
+        files,
+        prune: true,
+    }])
+}
+
+/// Writes the files of every directory as one change.
+///
+/// Every changed file is first staged beside its destination; only when all are staged, in
+/// every directory, are they renamed into place, so an I/O error part-way leaves the earlier
+/// output as it was. Files that are unchanged are not touched (their mtimes stay, so cargo
+/// rebuilds nothing). Generated files that are no longer generated (a deleted event) are
+/// removed where `prune` says so; files without the generated marker are never touched.
+pub fn write_all(outputs: &[OutputDir<'_>]) -> io::Result<WriteSummary> {
     let mut summary = WriteSummary::default();
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
     let stage =
         |staged: &mut Vec<(PathBuf, PathBuf)>, summary: &mut WriteSummary| -> io::Result<()> {
-            for file in files {
-                let destination = out_dir.join(&file.path);
-                if fs::read(&destination).is_ok_and(|old| old == file.contents.as_bytes()) {
-                    summary.unchanged += 1;
-                    continue;
+            for output in outputs {
+                for file in output.files {
+                    let destination = output.dir.join(&file.path);
+                    if fs::read(&destination).is_ok_and(|old| old == file.contents.as_bytes()) {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    if let Some(parent) = destination.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    let temporary = staging_path(&destination);
+                    fs::write(&temporary, &file.contents)?;
+                    staged.push((temporary, destination));
                 }
-                if let Some(parent) = destination.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let temporary = staging_path(&destination);
-                fs::write(&temporary, &file.contents)?;
-                staged.push((temporary, destination));
             }
             Ok(())
         };
@@ -53,12 +74,18 @@ pub fn write_files(out_dir: &Path, files: &[GeneratedFile]) -> io::Result<WriteS
         fs::rename(&temporary, &destination)?;
         summary.written.push(destination);
     }
-    let keep: BTreeSet<PathBuf> = files.iter().map(|f| out_dir.join(&f.path)).collect();
-    for path in generated_files_in(out_dir)? {
-        if !keep.contains(&path) {
-            fs::remove_file(&path)?;
-            remove_empty_parents(&path, out_dir);
-            summary.removed.push(path);
+    for output in outputs.iter().filter(|o| o.prune) {
+        let keep: BTreeSet<PathBuf> = output
+            .files
+            .iter()
+            .map(|f| output.dir.join(&f.path))
+            .collect();
+        for path in generated_files_in(output.dir)? {
+            if !keep.contains(&path) {
+                fs::remove_file(&path)?;
+                remove_empty_parents(&path, output.dir);
+                summary.removed.push(path);
+            }
         }
     }
     Ok(summary)
@@ -71,6 +98,9 @@ pub enum Staleness {
     Different(PathBuf),
     /// Generated earlier from a declaration that no longer exists.
     Extra(PathBuf),
+    /// The entities changed since the snapshot of a migrations directory: `generate` would
+    /// write this migration.
+    MissingMigration(PathBuf),
 }
 
 impl std::fmt::Display for Staleness {
@@ -79,6 +109,7 @@ impl std::fmt::Display for Staleness {
             Staleness::Missing(p) => write!(f, "missing:   {}", p.display()),
             Staleness::Different(p) => write!(f, "outdated:  {}", p.display()),
             Staleness::Extra(p) => write!(f, "leftover:  {}", p.display()),
+            Staleness::MissingMigration(p) => write!(f, "missing migration: {}", p.display()),
         }
     }
 }

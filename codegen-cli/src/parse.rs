@@ -40,9 +40,13 @@ pub const ENTITY_KEYS: &[&str] = &[
     "fields",
     "behaviors",
     "relationships",
+    "generate",
+    "queries",
     "events",
     "emits",
 ];
+/// The keys of `entity:` written as a mapping (the TypeScript ancestor's form).
+pub const ENTITY_IDENTITY_KEYS: &[&str] = &["name", "plural", "table", "pattern"];
 pub const ENTITY_FIELD_KEYS: &[&str] = &[
     "type",
     "required",
@@ -50,9 +54,91 @@ pub const ENTITY_FIELD_KEYS: &[&str] = &[
     "max_length",
     "index",
     "choices",
+    "default",
     "description",
 ];
-pub const RELATIONSHIP_KEYS: &[&str] = &["belongs_to", "has_many", "has_one", "nullable"];
+/// Both forms of a relationship: the ancestor's `type`/`target` and the short `belongs_to: x`.
+pub const RELATIONSHIP_KEYS: &[&str] = &[
+    "type",
+    "target",
+    "foreign_key",
+    "belongs_to",
+    "has_many",
+    "has_one",
+    "nullable",
+];
+pub const GENERATE_KEYS: &[&str] = &["writes"];
+pub const QUERY_KEYS: &[&str] = &[
+    "by", "unique", "order", "name", "filters", "search", "paginate",
+];
+
+/// Keys of the TypeScript ancestor's entity format that Herald does not implement, with what
+/// to do instead. They are refused by name, never taken for typos nor silently ignored: a
+/// team moving its YAML over must learn that the behaviour they relied on is not there.
+pub const UNSUPPORTED_ENTITY_KEYS: &[(&str, &str)] = &[
+    (
+        "eav",
+        "Herald has no EAV custom fields: remove `eav`, and keep such values in a `json` field or in an entity of their own",
+    ),
+    (
+        "eav_value_table",
+        "Herald has no EAV value tables: remove `eav_value_table` and declare the values as an ordinary entity (with `belongs_to` relationships and a `queries:` finder)",
+    ),
+    (
+        "eav_definition_table",
+        "Herald has no EAV value tables: remove `eav_definition_table` and relate the entities with a `belongs_to` relationship",
+    ),
+    (
+        "unique_indexes",
+        "remove `unique_indexes` and declare each one as a finder, `queries: [{ by: [a, b], unique: true }]`, which creates the unique index",
+    ),
+    (
+        "integration",
+        "Herald generates no integration providers or sinks: remove `integration` and publish outbound events instead",
+    ),
+    (
+        "detection",
+        "Herald generates no change detection: remove `detection`",
+    ),
+    (
+        "analytics",
+        "Herald generates no analytics: remove `analytics`",
+    ),
+    ("api", "Herald generates no HTTP surface: remove `api`"),
+    (
+        "tenant_scoped",
+        "Herald has no tenant-scoped repositories yet: remove `tenant_scoped` and add a tenant column (e.g. a `belongs_to` relationship) yourself",
+    ),
+];
+pub const UNSUPPORTED_IDENTITY_KEYS: &[(&str, &str)] = &[
+    (
+        "context",
+        "Herald has no bounded-context folders: remove `context`",
+    ),
+    (
+        "surface",
+        "Herald generates no integration surface: remove `surface`",
+    ),
+    ("sync", "Herald generates no frontend sync: remove `sync`"),
+    (
+        "config",
+        "Herald has no per-pattern configuration: remove `config` (`pattern` is kept as metadata only)",
+    ),
+];
+pub const UNSUPPORTED_FIELD_KEYS: &[(&str, &str)] = &[
+    (
+        "foreign_key",
+        "declare a relationship instead, `relationships: { <name>: { type: belongs_to, target: <entity> } }`: it adds the column and its foreign key",
+    ),
+    ("role", "Herald has no analytics field tags: remove `role`"),
+    ("agg", "Herald has no analytics field tags: remove `agg`"),
+    ("aggs", "Herald has no analytics field tags: remove `aggs`"),
+    (
+        "additivity",
+        "Herald has no analytics field tags: remove `additivity`",
+    ),
+    ("time", "Herald has no analytics field tags: remove `time`"),
+];
 
 #[derive(Debug, Clone)]
 pub struct RawEvent {
@@ -94,13 +180,46 @@ pub struct RawPayloadField {
 pub struct RawEntity {
     pub file: FileId,
     pub span: Span,
+    /// `entity: contact`, or `name:` of `entity:` written as a mapping.
     pub name: Option<Sp<String>>,
+    /// Whether the file has an `entity:` key at all (its problems are reported where read).
+    pub has_entity_key: bool,
+    /// `entity:` was written as a mapping.
+    pub long_form: bool,
+    pub plural: Option<Sp<String>>,
+    pub table: Option<Sp<String>>,
+    pub pattern: Option<Sp<String>>,
     pub description: Option<Sp<String>>,
     pub fields: Vec<RawEntityField>,
     pub behaviors: Vec<Sp<String>>,
     pub relationships: Vec<RawRelationship>,
+    pub writes: Option<Sp<bool>>,
+    pub queries: Vec<RawQuery>,
     pub events: Vec<RawEvent>,
     pub emits: Vec<Sp<String>>,
+}
+
+/// One entry of `queries:`: a finder (`by:`) or a named list (`name:`); which one it is and
+/// whether its keys fit is decided in `check`.
+#[derive(Debug, Clone)]
+pub struct RawQuery {
+    pub span: Span,
+    pub by: Option<Sp<Vec<Sp<String>>>>,
+    pub unique: Option<Sp<bool>>,
+    pub order: Option<Sp<String>>,
+    pub name: Option<Sp<String>>,
+    pub filters: Option<Sp<Vec<Sp<String>>>>,
+    pub search: Option<Sp<String>>,
+    pub paginate: Option<Sp<bool>>,
+}
+
+/// A scalar given as `default:`; its type is checked against the field's in `check`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawDefault {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -112,10 +231,11 @@ pub struct RawEntityField {
     pub max_length: Option<Sp<i64>>,
     pub index: Option<Sp<bool>>,
     pub choices: Option<Sp<Vec<Sp<String>>>>,
+    pub default: Option<Sp<RawDefault>>,
     pub description: Option<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RelationKind {
     BelongsTo,
     HasMany,
@@ -123,6 +243,12 @@ pub enum RelationKind {
 }
 
 impl RelationKind {
+    pub const ALL: [RelationKind; 3] = [
+        RelationKind::BelongsTo,
+        RelationKind::HasMany,
+        RelationKind::HasOne,
+    ];
+
     pub fn key(self) -> &'static str {
         match self {
             RelationKind::BelongsTo => "belongs_to",
@@ -135,8 +261,10 @@ impl RelationKind {
 #[derive(Debug, Clone)]
 pub struct RawRelationship {
     pub name: Sp<String>,
-    /// `None` when no or several of `belongs_to`/`has_many`/`has_one` were given (reported).
+    /// The kind and the target, read from either form; `None` when they could not be read
+    /// (reported).
     pub kind: Option<(RelationKind, Sp<String>)>,
+    pub foreign_key: Option<Sp<String>>,
     pub nullable: Option<Sp<bool>>,
 }
 
@@ -182,6 +310,8 @@ impl Ctx<'_> {
 struct MapReader {
     entries: Vec<Option<(Sp<String>, Node)>>,
     known: &'static [&'static str],
+    /// Keys of the TypeScript ancestor that Herald refuses by name, with what to do instead.
+    unsupported: &'static [(&'static str, &'static str)],
     /// Where in the file this mapping is, for messages ("in `retry`").
     context: &'static str,
 }
@@ -210,8 +340,14 @@ impl MapReader {
                 .map(Some)
                 .collect(),
             known,
+            unsupported: &[],
             context,
         })
+    }
+
+    fn refusing(mut self, unsupported: &'static [(&'static str, &'static str)]) -> Self {
+        self.unsupported = unsupported;
+        self
     }
 
     fn take(&mut self, key: &str) -> Option<(Sp<String>, Node)> {
@@ -278,6 +414,19 @@ impl MapReader {
     /// Reports every key that nothing took, with the closest known key as a suggestion.
     fn finish(self, ctx: &mut Ctx<'_>) {
         for (key, _) in self.entries.into_iter().flatten() {
+            if let Some((_, instead)) = self.unsupported.iter().find(|(k, _)| *k == key.value) {
+                ctx.report(
+                    "unsupported-key",
+                    key.span,
+                    format!(
+                        "`{}` in {} is a key of the TypeScript ancestor that Herald does not support",
+                        key.value, self.context
+                    ),
+                )
+                .set_label("not supported")
+                .set_help(*instead);
+                continue;
+            }
             let help = match closest(&key.value, self.known) {
                 Some(near) => format!(
                     "did you mean `{near}`? {} accepts: {}",
@@ -455,30 +604,53 @@ fn payload_field(ctx: &mut Ctx<'_>, name: Sp<String>, body: &Node) -> RawPayload
 }
 
 /// Reads an entity file. `None` when the document is not a mapping at all.
+///
+/// `entity:` is either the name (`entity: contact`) or, as the TypeScript ancestor writes it,
+/// a mapping of `name`, `plural`, `table` and `pattern`; both read into the same fields.
 pub fn entity_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEntity> {
-    let mut map = MapReader::new(ctx, root, ENTITY_KEYS, "an entity file")?;
-    let name = map.string(ctx, "entity");
-    if let Some(name) = &name {
-        ctx.subject = Subject::Entity(name.value.clone());
-    }
-    let entity_name = name.as_ref().map(|n| n.value.clone());
+    let mut map =
+        MapReader::new(ctx, root, ENTITY_KEYS, "an entity file")?.refusing(UNSUPPORTED_ENTITY_KEYS);
     let mut entity = RawEntity {
         file: ctx.file,
         span: root.span,
-        description: map.string(ctx, "description"),
+        name: None,
+        has_entity_key: false,
+        long_form: false,
+        plural: None,
+        table: None,
+        pattern: None,
+        description: None,
         fields: Vec::new(),
-        behaviors: map
-            .string_list(ctx, "behaviors")
-            .map(|b| b.value)
-            .unwrap_or_default(),
+        behaviors: Vec::new(),
         relationships: Vec::new(),
+        writes: None,
+        queries: Vec::new(),
         events: Vec::new(),
-        emits: map
-            .string_list(ctx, "emits")
-            .map(|e| e.value)
-            .unwrap_or_default(),
-        name,
+        emits: Vec::new(),
     };
+    if let Some((key, node)) = map.take("entity") {
+        entity.has_entity_key = true;
+        entity_identity(ctx, &key, &node, &mut entity);
+    }
+    if let Some(name) = &entity.name {
+        ctx.subject = Subject::Entity(name.value.clone());
+    }
+    // Events declared in a file whose name cannot be read still belong to that file's entity
+    // (named after the file), so they are not reported again for a missing `direction`.
+    let entity_name = match (&entity.name, &ctx.subject) {
+        (Some(name), _) => Some(name.value.clone()),
+        (None, Subject::Entity(stem)) => Some(stem.clone()),
+        (None, _) => None,
+    };
+    entity.description = map.string(ctx, "description");
+    entity.behaviors = map
+        .string_list(ctx, "behaviors")
+        .map(|b| b.value)
+        .unwrap_or_default();
+    entity.emits = map
+        .string_list(ctx, "emits")
+        .map(|e| e.value)
+        .unwrap_or_default();
     if let Some((_, node)) = map.take("fields") {
         entity.fields = named_mapping(ctx, &node, "fields")
             .into_iter()
@@ -490,6 +662,15 @@ pub fn entity_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEntity> {
             .into_iter()
             .map(|(name, body)| relationship(ctx, name, &body))
             .collect();
+    }
+    if let Some((_, node)) = map.take("generate")
+        && let Some(mut generate) = MapReader::new(ctx, &node, GENERATE_KEYS, "`generate`")
+    {
+        entity.writes = generate.boolean(ctx, "writes");
+        generate.finish(ctx);
+    }
+    if let Some((_, node)) = map.take("queries") {
+        entity.queries = queries(ctx, &node);
     }
     if let Some((_, node)) = map.take("events") {
         let entity_subject = ctx.subject.clone();
@@ -528,6 +709,56 @@ pub fn entity_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEntity> {
     Some(entity)
 }
 
+/// `entity: contact` or `entity: { name: contact, plural: …, table: …, pattern: … }`.
+fn entity_identity(ctx: &mut Ctx<'_>, key: &Sp<String>, node: &Node, entity: &mut RawEntity) {
+    match &node.value {
+        Value::Str(name) => {
+            entity.name = Some(Sp {
+                value: name.clone(),
+                span: node.span,
+            });
+        }
+        Value::Map(_) => {
+            entity.long_form = true;
+            let Some(map) = MapReader::new(ctx, node, ENTITY_IDENTITY_KEYS, "`entity`") else {
+                return;
+            };
+            let mut map = map.refusing(UNSUPPORTED_IDENTITY_KEYS);
+            entity.name = map.string(ctx, "name");
+            entity.plural = map.string(ctx, "plural");
+            entity.table = map.string(ctx, "table");
+            entity.pattern = map.string(ctx, "pattern");
+            map.finish(ctx);
+            if entity.name.is_none() {
+                let stem = match &ctx.subject {
+                    Subject::Entity(stem) => stem.clone(),
+                    _ => String::new(),
+                };
+                ctx.report(
+                    "missing-key",
+                    key.span,
+                    "`entity` has no `name`",
+                )
+                .set_help(format!(
+                    "add `name: {stem}` under `entity:` (the entity's snake_case name, equal to the file name)"
+                ));
+            }
+        }
+        _ => {
+            ctx.report(
+                "wrong-type",
+                node.span,
+                format!(
+                    "`entity` must be the entity's name or a mapping, found {}",
+                    node.value.kind()
+                ),
+            )
+            .set_label("expected a name or a mapping")
+            .set_help("write `entity: contact`, or `entity: { name: contact, plural: contacts, table: contacts, pattern: Base }`");
+        }
+    }
+}
+
 fn named_mapping(ctx: &mut Ctx<'_>, node: &Node, key: &'static str) -> Vec<(Sp<String>, Node)> {
     match &node.value {
         Value::Map(entries) => read_entries(ctx, entries, key),
@@ -548,6 +779,7 @@ fn entity_field(ctx: &mut Ctx<'_>, name: Sp<String>, body: &Node) -> RawEntityFi
         max_length: None,
         index: None,
         choices: None,
+        default: None,
         description: None,
         name,
     };
@@ -558,59 +790,183 @@ fn entity_field(ctx: &mut Ctx<'_>, name: Sp<String>, body: &Node) -> RawEntityFi
         });
         return field;
     }
-    let Some(mut map) = MapReader::new(ctx, body, ENTITY_FIELD_KEYS, "an entity field") else {
+    let Some(map) = MapReader::new(ctx, body, ENTITY_FIELD_KEYS, "an entity field") else {
         return field;
     };
+    let mut map = map.refusing(UNSUPPORTED_FIELD_KEYS);
     field.type_ = map.string(ctx, "type");
     field.required = map.boolean(ctx, "required");
     field.nullable = map.boolean(ctx, "nullable");
     field.max_length = map.integer(ctx, "max_length");
     field.index = map.boolean(ctx, "index");
     field.choices = map.string_list(ctx, "choices");
+    field.default = map.take("default").and_then(|(_, node)| {
+        let value = match &node.value {
+            Value::Str(s) => RawDefault::Str(s.clone()),
+            Value::Int(i) => RawDefault::Int(*i),
+            Value::Float(f) => RawDefault::Float(*f),
+            Value::Bool(b) => RawDefault::Bool(*b),
+            _ => {
+                ctx.wrong_type(&node, "default", "a string, a number or `true`/`false`");
+                return None;
+            }
+        };
+        Some(Sp {
+            value,
+            span: node.span,
+        })
+    });
     field.description = map.string(ctx, "description");
     map.finish(ctx);
     field
 }
 
+/// A relationship in either form: `{ type: belongs_to, target: account, foreign_key: … }` (the
+/// ancestor's) or `{ belongs_to: account }` (the short one). Mixing them is one error that
+/// says which to pick, not a list of unknown keys.
 fn relationship(ctx: &mut Ctx<'_>, name: Sp<String>, body: &Node) -> RawRelationship {
     let mut relationship = RawRelationship {
         kind: None,
+        foreign_key: None,
         nullable: None,
         name,
     };
     let Some(mut map) = MapReader::new(ctx, body, RELATIONSHIP_KEYS, "a relationship") else {
         return relationship;
     };
-    let kinds: Vec<(RelationKind, Sp<String>)> = [
-        RelationKind::BelongsTo,
-        RelationKind::HasMany,
-        RelationKind::HasOne,
-    ]
-    .into_iter()
-    .filter_map(|kind| map.string(ctx, kind.key()).map(|target| (kind, target)))
-    .collect();
+    let type_ = map.string(ctx, "type");
+    let target = map.string(ctx, "target");
+    let short: Vec<(RelationKind, Sp<String>)> = RelationKind::ALL
+        .into_iter()
+        .filter_map(|kind| map.string(ctx, kind.key()).map(|target| (kind, target)))
+        .collect();
+    relationship.foreign_key = map.string(ctx, "foreign_key");
     relationship.nullable = map.boolean(ctx, "nullable");
     map.finish(ctx);
-    match kinds.as_slice() {
+    let rel = relationship.name.value.clone();
+    let long = type_.is_some() || target.is_some();
+    if long && !short.is_empty() {
+        let (kind, short_target) = &short[0];
+        let target_name = target
+            .as_ref()
+            .map_or(short_target.value.as_str(), |t| t.value.as_str());
+        let kind_name = type_.as_ref().map_or(kind.key(), |t| t.value.as_str());
+        ctx.report(
+            "relationship-form",
+            relationship.name.span,
+            format!("relationship `{rel}` mixes the two forms of a relationship"),
+        )
+        .set_label("`type`/`target` and `belongs_to`/`has_many`/`has_one` together")
+        .set_help(format!(
+            "pick one: `{{ type: {kind_name}, target: {target_name} }}` (the ancestor's form) or `{{ {kind_name}: {target_name} }}` (the short form)"
+        ));
+        return relationship;
+    }
+    if long {
+        let kind = match &type_ {
+            None => {
+                ctx.report(
+                    "missing-key",
+                    relationship.name.span,
+                    format!("relationship `{rel}` has no `type`"),
+                )
+                .set_help("add `type: belongs_to`, `type: has_many` or `type: has_one`");
+                None
+            }
+            Some(type_) => match RelationKind::ALL
+                .into_iter()
+                .find(|k| k.key() == type_.value)
+            {
+                Some(kind) => Some(kind),
+                None => {
+                    let keys = RelationKind::ALL.map(RelationKind::key);
+                    let help = match closest(&type_.value, &keys) {
+                        Some(near) => {
+                            format!("did you mean `{near}`? `type` is one of {}", list(&keys))
+                        }
+                        None => format!("`type` is one of {}", list(&keys)),
+                    };
+                    ctx.report(
+                        "unknown-relationship-type",
+                        type_.span,
+                        format!("unknown relationship type `{}`", type_.value),
+                    )
+                    .set_label("not a relationship type")
+                    .set_help(help);
+                    None
+                }
+            },
+        };
+        if target.is_none() {
+            ctx.report(
+                "missing-key",
+                relationship.name.span,
+                format!("relationship `{rel}` has no `target`"),
+            )
+            .set_help("add `target: <entity>` naming the related entity");
+        }
+        if let (Some(kind), Some(target)) = (kind, target) {
+            relationship.kind = Some((kind, target));
+        }
+        return relationship;
+    }
+    match short.as_slice() {
         [one] => relationship.kind = Some(one.clone()),
         [] => {
             ctx.report(
                 "relationship-kind",
                 relationship.name.span,
-                format!("relationship `{}` names no related entity", relationship.name.value),
+                format!("relationship `{rel}` names no related entity"),
             )
-            .set_help("add exactly one of `belongs_to: <entity>`, `has_many: <entity>` or `has_one: <entity>`");
+            .set_help("write `{ type: belongs_to, target: <entity> }` (or `has_many`, `has_one`), or the short form `{ belongs_to: <entity> }`");
         }
         [_, second, ..] => {
             ctx.report(
                 "relationship-kind",
                 second.1.span,
-                format!("relationship `{}` has more than one kind", relationship.name.value),
+                format!("relationship `{rel}` has more than one kind"),
             )
             .set_help("a relationship is exactly one of `belongs_to`, `has_many` or `has_one`; declare two relationships instead");
         }
     }
     relationship
+}
+
+/// `queries:`, a list of mappings.
+fn queries(ctx: &mut Ctx<'_>, node: &Node) -> Vec<RawQuery> {
+    let items = match &node.value {
+        Value::Seq(items) => items,
+        Value::Null => return Vec::new(),
+        _ => {
+            ctx.report(
+                "wrong-type",
+                node.span,
+                format!("`queries` must be a list, found {}", node.value.kind()),
+            )
+            .set_label("expected a list of queries")
+            .set_help("write one `- by: [column]` (a finder) or `- name: …` (a list) per query; see the YAML reference in README.md");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(mut map) = MapReader::new(ctx, item, QUERY_KEYS, "a query") else {
+            continue;
+        };
+        let query = RawQuery {
+            span: item.span,
+            by: map.string_list(ctx, "by"),
+            unique: map.boolean(ctx, "unique"),
+            order: map.string(ctx, "order"),
+            name: map.string(ctx, "name"),
+            filters: map.string_list(ctx, "filters"),
+            search: map.string(ctx, "search"),
+            paginate: map.boolean(ctx, "paginate"),
+        };
+        map.finish(ctx);
+        out.push(query);
+    }
+    out
 }
 
 /// `` `a`, `b` or `c` ``: how every message of the generator lists names (in backticks, as

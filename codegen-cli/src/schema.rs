@@ -131,17 +131,44 @@ pub enum ScalarType {
 #[serde(deny_unknown_fields)]
 #[schemars(title = "Herald entity")]
 pub struct EntityFile {
-    /// The entity name: snake_case, equal to the file name without `.yaml`.
-    pub entity: String,
+    /// The entity: its snake_case name (equal to the file name without `.yaml`), or a mapping
+    /// with `name`, `plural`, `table` and `pattern` (the TypeScript ancestor's form).
+    pub entity: EntityIdentity,
     pub description: Option<String>,
     /// Columns besides the implicit `id: uuid`.
     pub fields: Option<BTreeMap<String, EntityField>>,
     pub behaviors: Option<Vec<Behavior>>,
     pub relationships: Option<BTreeMap<String, Relationship>>,
+    /// What is generated for the entity.
+    pub generate: Option<Generate>,
+    /// Declarative finders: `- by: [column, …]` or `- name: <list>`.
+    pub queries: Option<Vec<QuerySpec>>,
     /// Change events of this entity, declared here instead of in `events/`.
     pub events: Option<BTreeMap<String, InlineEvent>>,
     /// Change events of this entity that it emits.
     pub emits: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EntityIdentity {
+    /// `entity: contact`.
+    Name(String),
+    Full(EntityIdentitySpec),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityIdentitySpec {
+    /// snake_case, equal to the file name without `.yaml`.
+    pub name: String,
+    /// snake_case; default: the English plural of the name (opportunity → opportunities).
+    pub plural: Option<String>,
+    /// The SQL table; default: the plural.
+    pub table: Option<String>,
+    /// The entity's family (`Base`, `Synced`, `Activity`, `Metadata`, `Knowledge` or your own):
+    /// kept as metadata.
+    pub pattern: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -163,10 +190,22 @@ pub struct EntityFieldSpec {
     /// For `string`: the maximum number of characters.
     #[schemars(range(min = 1))]
     pub max_length: Option<u32>,
+    /// A single-column index.
     pub index: Option<bool>,
     /// For `enum`: the values it may take.
     pub choices: Option<Vec<String>>,
+    /// The column's default, for `string`, `enum`, `integer`, `decimal` (as a string, to stay
+    /// exact) and `boolean` fields.
+    pub default: Option<DefaultScalar>,
     pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DefaultScalar {
+    Bool(bool),
+    Integer(i64),
+    String(String),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -197,16 +236,91 @@ pub enum Behavior {
     UserTracking,
 }
 
+/// Either form, not both: `{ type: belongs_to, target: account }` or `{ belongs_to: account }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Relationship {
+    Full(RelationshipSpec),
+    Short(ShortRelationship),
+}
+
+/// The TypeScript ancestor's form.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelationshipSpec {
+    #[serde(rename = "type")]
+    pub type_: RelationType,
+    /// The related entity.
+    pub target: String,
+    /// `belongs_to`: this entity's column holding the target's id (default `<name>_id`).
+    /// `has_many`/`has_one`: the target's column holding this entity's id (default
+    /// `<this entity>_id`), which must be a `belongs_to` of the target.
+    pub foreign_key: Option<String>,
+    /// For `belongs_to`: the foreign key may be null.
+    pub nullable: Option<bool>,
+}
+
 /// Exactly one of `belongs_to`, `has_many`, `has_one`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Relationship {
+pub struct ShortRelationship {
     /// Adds the foreign key `<name>_id`.
     pub belongs_to: Option<String>,
     pub has_many: Option<String>,
     pub has_one: Option<String>,
+    pub foreign_key: Option<String>,
     /// For `belongs_to`: the foreign key may be null.
     pub nullable: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationType {
+    BelongsTo,
+    HasMany,
+    HasOne,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    /// `false`: a read-only entity, whose repository has no writes (default true).
+    pub writes: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QuerySpec {
+    Finder(FinderQuery),
+    List(ListQuery),
+}
+
+/// `find_by_<columns>`: rows whose columns equal the arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinderQuery {
+    /// The columns, compared for equality and ANDed.
+    pub by: Vec<String>,
+    /// One row or none (and a unique index on the columns).
+    pub unique: Option<bool>,
+    /// The default sort: `<column> [asc|desc]`, comma-separated.
+    pub order: Option<String>,
+}
+
+/// A named list with optional equality filters, free-text search and pagination.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// snake_case; the method's name.
+    pub name: String,
+    /// Columns to filter on by equality, each an optional argument.
+    pub filters: Option<Vec<String>>,
+    /// A `string` column matched case-insensitively.
+    pub search: Option<String>,
+    /// Take a limit and an offset.
+    pub paginate: Option<bool>,
+    /// The default sort: `<column> [asc|desc]`, comma-separated.
+    pub order: Option<String>,
 }
 
 /// A change event of the entity; its key in `events:` is its type.
@@ -318,9 +432,23 @@ mod tests {
             sorted(parse::ENTITY_FIELD_KEYS)
         );
         assert_eq!(
-            keys(&entity, "/$defs/Relationship/properties"),
-            sorted(parse::RELATIONSHIP_KEYS)
+            keys(&entity, "/$defs/EntityIdentitySpec/properties"),
+            sorted(parse::ENTITY_IDENTITY_KEYS)
         );
+        let mut both_forms = keys(&entity, "/$defs/RelationshipSpec/properties");
+        both_forms.extend(keys(&entity, "/$defs/ShortRelationship/properties"));
+        both_forms.sort();
+        both_forms.dedup();
+        assert_eq!(both_forms, sorted(parse::RELATIONSHIP_KEYS));
+        assert_eq!(
+            keys(&entity, "/$defs/Generate/properties"),
+            sorted(parse::GENERATE_KEYS)
+        );
+        let mut query_keys = keys(&entity, "/$defs/FinderQuery/properties");
+        query_keys.extend(keys(&entity, "/$defs/ListQuery/properties"));
+        query_keys.sort();
+        query_keys.dedup();
+        assert_eq!(query_keys, sorted(parse::QUERY_KEYS));
         assert_eq!(
             keys(&entity, "/$defs/InlineEvent/properties"),
             sorted(parse::INLINE_EVENT_KEYS)

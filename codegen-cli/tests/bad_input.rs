@@ -96,3 +96,51 @@ fn every_problem_of_every_file_is_reported_in_one_run() {
         diagnostics.iter().map(|d| d.location.file).collect();
     assert_eq!(files.len(), 3, "problems of all three files are reported");
 }
+
+/// A file that fails says so once: the files that refer to it (an event's `aggregate`, a
+/// relationship's target, a `has_many` needing the target's `belongs_to`, an `emits:`) are not
+/// checked against it, so that no error is reported that fixing that one file would not fix.
+#[test]
+fn a_broken_file_causes_no_errors_in_the_files_that_depend_on_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "unreadable-entity",
+            &["yaml-syntax: entity `contact` at entities/contact.yaml:6:9"],
+        ),
+        (
+            "invalid-entity",
+            &[
+                "unknown-field-type: entity `contact` at entities/contact.yaml:5:18",
+                "unsupported-key: entity `contact` at entities/contact.yaml:8:1",
+            ],
+        ),
+        (
+            "invalid-event",
+            &[
+                "missing-direction: event `contact_created` at events/contact_created.yaml:1:7",
+                "yaml-syntax: event `contact_merged` at events/contact_merged.yaml:4:10",
+            ],
+        ),
+    ];
+    for (case, expected) in cases {
+        let sources = load(&root.join(case));
+        let diagnostics =
+            generate(&sources, &Options::default()).expect_err("a broken domain fails");
+        let found: Vec<String> = diagnostics
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: {} at {}:{}:{}",
+                    d.code,
+                    d.subject,
+                    sources.path(d.location.file),
+                    d.location.span.line,
+                    d.location.span.column
+                )
+            })
+            .collect();
+        assert_eq!(found, expected, "{case}");
+        insta::assert_snapshot!(format!("broken__{case}"), diagnostics.render(&sources));
+    }
+}

@@ -316,3 +316,124 @@ fn build_rs_builder_writes_one_includable_file() {
     assert!(generated.starts_with("// @generated"));
     assert!(generated.contains("pub mod events {"));
 }
+
+#[test]
+fn migrations_are_written_checked_and_refused_when_destructive() {
+    let project = project();
+    let migrations = project.path().join("migrations");
+    let generated = codegen(project.path(), &["generate"]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    for db in ["sqlite", "postgres"] {
+        for file in ["0001_create_contacts.sql", "schema.sql", "snapshot.json"] {
+            assert!(migrations.join(db).join(file).is_file(), "{db}/{file}");
+        }
+    }
+
+    // A new field: `--check` names the migration that is missing, `generate` writes it.
+    fs::write(
+        project.path().join("entities/contact.yaml"),
+        format!("{CONTACT_ENTITY}  phone: {{ type: string, nullable: true }}\n"),
+    )
+    .expect("edit");
+    let check = codegen(project.path(), &["generate", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let report = stderr(&check);
+    assert!(
+        report.contains("missing migration:") && report.contains("0002_alter_contacts.sql"),
+        "{report}"
+    );
+    assert!(
+        report.contains("outdated:") && report.contains("schema.sql"),
+        "{report}"
+    );
+    let generated = codegen(project.path(), &["generate"]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    assert!(stderr(&generated).contains("`contacts`: add column `phone`"));
+    assert!(
+        codegen(project.path(), &["generate", "--check"])
+            .status
+            .success()
+    );
+
+    // Dropping a field is refused, and nothing is written, the Rust included.
+    let before = snapshot(project.path());
+    fs::write(
+        project.path().join("entities/contact.yaml"),
+        "entity: contact\n",
+    )
+    .expect("edit");
+    let refused = codegen(project.path(), &["generate"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let report = stderr(&refused);
+    assert!(report.contains("no longer has field `email`"), "{report}");
+    assert!(
+        report.contains("ALTER TABLE contacts DROP COLUMN email;"),
+        "{report}"
+    );
+    assert!(report.contains("0003_<describe>.sql"), "{report}");
+    assert!(report.contains("--hand-written-migrations"), "{report}");
+    let mut after = snapshot(project.path());
+    after.retain(|(path, _)| !path.ends_with("contact.yaml"));
+    let mut expected = before.clone();
+    expected.retain(|(path, _)| !path.ends_with("contact.yaml"));
+    assert_eq!(expected, after, "a refused run writes nothing");
+    assert_eq!(
+        codegen(project.path(), &["generate", "--check"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // Written by hand, then recorded.
+    let no_hand_written = codegen(project.path(), &["generate", "--hand-written-migrations"]);
+    assert_eq!(no_hand_written.status.code(), Some(1));
+    for db in ["sqlite", "postgres"] {
+        fs::write(
+            migrations.join(db).join("0003_drop_email_and_phone.sql"),
+            "ALTER TABLE contacts DROP COLUMN email;\nALTER TABLE contacts DROP COLUMN phone;\n",
+        )
+        .expect("hand-written");
+    }
+    let recorded = codegen(project.path(), &["generate", "--hand-written-migrations"]);
+    assert!(recorded.status.success(), "{}", stderr(&recorded));
+    assert!(
+        fs::read_to_string(migrations.join("sqlite/snapshot.json"))
+            .expect("snapshot")
+            .contains("\"migration\": 3")
+    );
+    let check = codegen(project.path(), &["generate", "--check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+}
+
+#[test]
+fn databases_and_the_migrations_directory_come_from_codegen_yaml() {
+    let project = project();
+    fs::write(
+        project.path().join("codegen.yaml"),
+        "out: src/generated\nmigrations: db\ndatabases: [postgres]\n",
+    )
+    .expect("config");
+    let generated = codegen(project.path(), &["generate"]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    assert!(
+        project
+            .path()
+            .join("db/postgres/0001_create_contacts.sql")
+            .is_file()
+    );
+    assert!(!project.path().join("db/sqlite").exists());
+    assert!(!project.path().join("migrations").exists());
+
+    fs::write(
+        project.path().join("codegen.yaml"),
+        "out: src/generated\ndatabases: [oracle]\n",
+    )
+    .expect("config");
+    let bad = codegen(project.path(), &["generate"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("unknown database `oracle`"),
+        "{}",
+        stderr(&bad)
+    );
+}

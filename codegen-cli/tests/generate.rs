@@ -135,3 +135,150 @@ fn keywords_and_foreign_keys_become_rust_names_and_keep_their_wire_keys() {
         event.contents
     );
 }
+
+/// The entity of issue 10, as the TypeScript ancestor's users write it, copied unchanged.
+const ANCESTOR_CONTACT: &str = "\
+entity:
+  name: contact
+  plural: contacts
+  table: contacts
+  pattern: Synced
+fields:
+  email: { type: string, required: true, max_length: 255, index: true }
+  status: { type: enum, choices: [active, inactive, archived] }
+  metadata: { type: json }
+  score: { type: decimal, nullable: true }
+behaviors: [timestamps, soft_delete]
+relationships:
+  account:
+    type: belongs_to
+    target: account
+    foreign_key: account_id
+emits: [contact_created]
+";
+
+const SHORT_CONTACT: &str = "\
+entity: contact
+fields:
+  email: { type: string, required: true, max_length: 255, index: true }
+  status: { type: enum, choices: [active, inactive, archived] }
+  metadata: { type: json }
+  score: { type: decimal, nullable: true }
+behaviors: [timestamps, soft_delete]
+relationships:
+  account: { belongs_to: account }
+emits: [contact_created]
+";
+
+fn domain(contact: &str) -> SourceMap {
+    let mut sources = SourceMap::new();
+    sources.add(FileKind::Entity, "entities/contact.yaml", contact);
+    sources.add(
+        FileKind::Entity,
+        "entities/account.yaml",
+        "entity: account\nrelationships:\n  contacts: { type: has_many, target: contact }\n",
+    );
+    sources.add(
+        FileKind::Event,
+        "events/contact_created.yaml",
+        "type: contact_created\ndirection: change\naggregate: contact\npayload:\n  contact_id: { type: uuid }\n",
+    );
+    sources
+}
+
+#[test]
+fn the_ancestors_entity_file_is_accepted_as_it_is() {
+    let model = herald_codegen::check(&domain(ANCESTOR_CONTACT))
+        .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(&domain(ANCESTOR_CONTACT))));
+    let contact = &model.entities[1];
+    assert_eq!(
+        (
+            contact.name.as_str(),
+            contact.plural.as_str(),
+            contact.table.as_str()
+        ),
+        ("contact", "contacts", "contacts")
+    );
+    assert_eq!(contact.pattern.as_deref(), Some("Synced"));
+    assert_eq!(contact.relationships[0].foreign_key, "account_id");
+    assert_eq!(model.entities[0].relationships[0].foreign_key, "account_id");
+}
+
+#[test]
+fn both_forms_give_the_same_model() {
+    let long = herald_codegen::check(&domain(ANCESTOR_CONTACT)).expect("valid");
+    let mut short = herald_codegen::check(&domain(SHORT_CONTACT)).expect("valid");
+    // The short form cannot say `pattern`; everything else is the same.
+    short.entities[1].pattern = Some("Synced".into());
+    assert_eq!(long, short);
+}
+
+/// The payloads of `<entity>_created`/`_updated`/`_deleted` are bound to the row by name; what
+/// matches no column is an argument of the write; a read-only entity binds nothing.
+#[test]
+fn emitted_payloads_are_bound_to_the_row_by_name() {
+    use herald_codegen::model::{Source, Write};
+    type Bound = Vec<(String, Source)>;
+    let model = herald_codegen::check(&example_sources()).expect("valid");
+    let bindings = |entity: &str| -> Vec<(Write, String, Bound)> {
+        let entity = model
+            .entities
+            .iter()
+            .find(|e| e.name == entity)
+            .expect("entity");
+        entity
+            .emit_bindings
+            .iter()
+            .map(|b| {
+                (
+                    b.write,
+                    b.event.clone(),
+                    b.fields
+                        .iter()
+                        .map(|f| (f.key.clone(), f.source.clone()))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let column = |c: &str| Source::Column(c.into());
+    assert_eq!(
+        bindings("contact"),
+        [
+            (
+                Write::Insert,
+                "contact_created".into(),
+                vec![
+                    ("contact_id".into(), Source::Id),
+                    ("account_id".into(), column("account_id")),
+                    ("created_by".into(), Source::Actor),
+                ]
+            ),
+            (
+                Write::Update,
+                "contact_updated".into(),
+                vec![
+                    ("contact_id".into(), Source::Id),
+                    ("email".into(), column("email")),
+                    ("name".into(), column("name")),
+                    ("tags".into(), Source::Argument),
+                    ("updated_by".into(), Source::Actor),
+                ]
+            ),
+        ]
+    );
+    assert_eq!(
+        bindings("account"),
+        [(
+            Write::Insert,
+            "account_created".into(),
+            vec![
+                ("account_id".into(), Source::Id),
+                ("name".into(), column("name")),
+                // An enum column fills a string with the choice's wire value.
+                ("plan".into(), column("plan")),
+            ]
+        )]
+    );
+    assert!(bindings("opportunity").is_empty());
+}

@@ -1,6 +1,6 @@
 //! `#[derive(Entity)]`.
 
-use herald_vocabulary::naming::list_or;
+use herald_vocabulary::naming::{list_or, to_plural};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput, Fields, GenericArgument, PathArguments, Type};
@@ -20,6 +20,10 @@ pub fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
 /// valid: fields with errors are left out.
 pub struct Meta {
     name: String,
+    plural: String,
+    table: String,
+    pattern: Option<String>,
+    writes: bool,
     fields: Vec<FieldMeta>,
     emits: Vec<String>,
     description: Option<String>,
@@ -86,8 +90,16 @@ impl Meta {
             .flat_map(|fields| &fields.named)
             .filter_map(|field| FieldMeta::from_syn(field, rename_all.as_deref(), errors))
             .collect();
+        let name = attrs.name.value.unwrap_or_default();
+        // The generator's defaults, from the same vocabulary: a hand-written entity and the
+        // same entity in YAML get the same table.
+        let plural = attrs.plural.value.unwrap_or_else(|| to_plural(&name));
         Meta {
-            name: attrs.name.value.unwrap_or_default(),
+            table: attrs.table.value.unwrap_or_else(|| plural.clone()),
+            plural,
+            pattern: attrs.pattern.value,
+            writes: attrs.writes.value.unwrap_or(true),
+            name,
             fields,
             emits: attrs.emits.value.unwrap_or_default(),
             description: attrs
@@ -235,6 +247,8 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
     });
     let emits = &meta.emits;
     let description = option(meta.description.as_deref());
+    let (plural, table, writes) = (&meta.plural, &meta.table, meta.writes);
+    let pattern = option(meta.pattern.as_deref());
     quote! {
         #[automatically_derived]
         impl #impl_generics ::herald::Entity for #ident #ty_generics #where_clause {
@@ -244,6 +258,19 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
                 emits: &[#(#emits),*],
                 description: #description,
             };
+        }
+
+        // Inherent constants until `EntityMeta` carries them.
+        #[automatically_derived]
+        impl #impl_generics #ident #ty_generics #where_clause {
+            /// The plural of the entity's name (`plural` of its YAML).
+            pub const PLURAL: &'static str = #plural;
+            /// The SQL table that holds the entity.
+            pub const TABLE: &'static str = #table;
+            /// The entity's family (`pattern` of its YAML), kept as metadata.
+            pub const PATTERN: ::core::option::Option<&'static str> = #pattern;
+            /// Whether the entity is written through its repository (`generate: { writes }`).
+            pub const WRITES: bool = #writes;
         }
     }
 }

@@ -6,7 +6,15 @@ use syn::{Attribute, DeriveInput, Expr, ExprLit, Field, Ident, Lit};
 
 use crate::attr::{self, Entries, Entry, Errors, Slot, Value};
 
-const STRUCT_KEYS: &[&str] = &["name", "emits", "description"];
+const STRUCT_KEYS: &[&str] = &[
+    "name",
+    "plural",
+    "table",
+    "pattern",
+    "writes",
+    "emits",
+    "description",
+];
 
 const FIELD_KEYS: &[&str] = &["type", "max_length", "index", "nullable", "optional"];
 
@@ -27,6 +35,10 @@ pub const FIELD_TYPES: &[(&str, &str)] = &[
 #[derive(Default)]
 pub struct EntityAttrs {
     pub name: Slot<String>,
+    pub plural: Slot<String>,
+    pub table: Slot<String>,
+    pub pattern: Slot<String>,
+    pub writes: Slot<bool>,
     pub emits: Slot<Vec<String>>,
     pub description: Slot<String>,
 }
@@ -51,6 +63,14 @@ impl EntityAttrs {
                 "name" => attrs.name.fill(entry, errors, |entry, errors| {
                     attr::snake_case(entry, errors, "entity name", "name = \"contact\"")
                 }),
+                "plural" => attrs.plural.fill(entry, errors, |entry, errors| {
+                    attr::snake_case(entry, errors, "plural", "plural = \"contacts\"")
+                }),
+                "table" => attrs.table.fill(entry, errors, |entry, errors| {
+                    attr::snake_case(entry, errors, "table name", "table = \"contacts\"")
+                }),
+                "pattern" => attrs.pattern.fill(entry, errors, pattern),
+                "writes" => attrs.writes.fill(entry, errors, boolean),
                 "emits" => attrs.emits.fill(entry, errors, emits),
                 "description" => attrs.description.fill(entry, errors, |entry, errors| {
                     Some(attr::string(entry, errors, "description = \"...\"")?.value())
@@ -72,6 +92,43 @@ impl EntityAttrs {
             );
         }
         attrs
+    }
+}
+
+/// `pattern = "Synced"`: the entity's family, an identifier.
+fn pattern(entry: &Entry, errors: &mut Errors) -> Option<String> {
+    let lit = attr::string(entry, errors, "pattern = \"Base\"")?;
+    let value = lit.value();
+    let is_identifier = value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if is_identifier {
+        return Some(value);
+    }
+    errors.at(
+        &lit,
+        format_args!(
+            "pattern \"{value}\" is not an identifier: name the family with letters, digits \
+             and underscores, e.g. `pattern = \"Synced\"`"
+        ),
+    );
+    None
+}
+
+/// `writes = false`.
+fn boolean(entry: &Entry, errors: &mut Errors) -> Option<bool> {
+    match &entry.value {
+        Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Bool(lit),
+            ..
+        })) => Some(lit.value),
+        _ => {
+            let name = entry.name();
+            errors.at(
+                entry,
+                format_args!("`{name}` takes `true` or `false`: write `{name} = false`"),
+            );
+            None
+        }
     }
 }
 

@@ -97,6 +97,31 @@ fn entity_level_metadata() {
     assert_eq!(meta.description, Some("A person we are in touch with."));
 }
 
+/// The ancestor's identity keys, each given.
+#[allow(dead_code)]
+#[derive(herald::Entity)]
+#[entity(
+    name = "sales_opportunity",
+    plural = "sales_opportunities_v2",
+    table = "deals",
+    pattern = "Synced",
+    writes = false
+)]
+struct SalesOpportunity {
+    id: stand_ins::Uuid,
+}
+
+#[test]
+fn table_plural_and_pattern_default_as_in_the_yaml() {
+    assert_eq!(Contact::PLURAL, "contacts");
+    assert_eq!(Contact::TABLE, "contacts");
+    assert_eq!(Contact::PATTERN, None);
+    assert_eq!((Contact::WRITES, SalesOpportunity::WRITES), (true, false));
+    assert_eq!(SalesOpportunity::PLURAL, "sales_opportunities_v2");
+    assert_eq!(SalesOpportunity::TABLE, "deals");
+    assert_eq!(SalesOpportunity::PATTERN, Some("Synced"));
+}
+
 #[test]
 fn fields_in_declaration_order() {
     let names: Vec<&str> = Contact::META

@@ -76,6 +76,97 @@ pub fn to_pascal_case(snake: &str) -> String {
         .collect()
 }
 
+/// `opportunity` → `opportunities`, `status` → `statuses`, `line_item` → `line_items`: the
+/// English plural of a snake_case entity name, which names its table unless the YAML gives
+/// `plural:` or `table:`.
+///
+/// Only the last word changes. The rules are the common ones (and those of the `pluralize`
+/// package the TypeScript ancestor used, for the names entities have): `s`, `x`, `z`, `ch`,
+/// `sh` take `es`; a consonant then `y` becomes `ies`; `sis` becomes `ses`; a few `f`/`fe`
+/// and `o` words and irregular nouns are listed; uncountable nouns stay as they are. A name
+/// they get wrong is fixed with `plural:` in the YAML, never by guessing harder here.
+pub fn to_plural(snake: &str) -> String {
+    let (head, last) = match snake.rfind('_') {
+        Some(at) => snake.split_at(at + 1),
+        None => ("", snake),
+    };
+    format!("{head}{}", plural_word(last))
+}
+
+fn plural_word(word: &str) -> String {
+    const UNCOUNTABLE: &[&str] = &[
+        "data",
+        "equipment",
+        "feedback",
+        "fish",
+        "information",
+        "metadata",
+        "money",
+        "news",
+        "rice",
+        "series",
+        "sheep",
+        "software",
+        "species",
+        "deer",
+    ];
+    const IRREGULAR: &[(&str, &str)] = &[
+        ("child", "children"),
+        ("foot", "feet"),
+        ("goose", "geese"),
+        ("man", "men"),
+        ("mouse", "mice"),
+        ("ox", "oxen"),
+        ("person", "people"),
+        ("quiz", "quizzes"),
+        ("tooth", "teeth"),
+        ("woman", "women"),
+    ];
+    const F_TO_VES: &[(&str, &str)] = &[
+        ("calf", "calves"),
+        ("elf", "elves"),
+        ("half", "halves"),
+        ("knife", "knives"),
+        ("leaf", "leaves"),
+        ("life", "lives"),
+        ("loaf", "loaves"),
+        ("self", "selves"),
+        ("shelf", "shelves"),
+        ("thief", "thieves"),
+        ("wife", "wives"),
+        ("wolf", "wolves"),
+    ];
+    const O_TO_OES: &[&str] = &["echo", "hero", "potato", "tomato", "veto"];
+    if word.is_empty() || UNCOUNTABLE.contains(&word) {
+        return word.to_owned();
+    }
+    if let Some((_, plural)) = IRREGULAR
+        .iter()
+        .chain(F_TO_VES)
+        .find(|(singular, _)| *singular == word)
+    {
+        return (*plural).to_owned();
+    }
+    if O_TO_OES.contains(&word) {
+        return format!("{word}es");
+    }
+    if let Some(stem) = word.strip_suffix("sis") {
+        return format!("{stem}ses");
+    }
+    if ["s", "x", "z", "ch", "sh"]
+        .iter()
+        .any(|end| word.ends_with(end))
+    {
+        return format!("{word}es");
+    }
+    if let Some(stem) = word.strip_suffix('y')
+        && stem.chars().last().is_some_and(|c| !"aeiou".contains(c))
+    {
+        return format!("{stem}ies");
+    }
+    format!("{word}s")
+}
+
 /// The Levenshtein distance between `a` and `b`, in characters: how many insertions,
 /// deletions and substitutions turn one into the other.
 pub fn edit_distance(a: &str, b: &str) -> usize {
@@ -201,6 +292,35 @@ mod tests {
         assert_eq!(to_pascal_case("élan"), "Élan");
         assert_eq!(to_pascal_case("syncHTTP"), "SyncHTTP");
         assert_eq!(to_pascal_case(&to_snake_case("in-progress")), "InProgress");
+    }
+
+    #[test]
+    fn plurals_of_entity_names() {
+        for (singular, plural) in [
+            ("contact", "contacts"),
+            ("opportunity", "opportunities"),
+            ("status", "statuses"),
+            ("address", "addresses"),
+            ("box", "boxes"),
+            ("match", "matches"),
+            ("wish", "wishes"),
+            ("day", "days"),
+            ("key", "keys"),
+            ("company", "companies"),
+            ("analysis", "analyses"),
+            ("person", "people"),
+            ("child", "children"),
+            ("knife", "knives"),
+            ("hero", "heroes"),
+            ("photo", "photos"),
+            ("metadata", "metadata"),
+            ("line_item", "line_items"),
+            ("sales_opportunity", "sales_opportunities"),
+            ("field_value", "field_values"),
+            ("v2", "v2s"),
+        ] {
+            assert_eq!(to_plural(singular), plural, "{singular}");
+        }
     }
 
     #[test]

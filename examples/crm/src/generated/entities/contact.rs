@@ -16,6 +16,7 @@
 #[schemars(crate = "::herald::schemars")]
 #[entity(
     name = "contact",
+    pattern = "Synced",
     emits = ["contact_archived",
     "contact_created",
     "contact_updated"]

@@ -4,5 +4,7 @@
 //! One struct per entity, with an enum per `enum` field.
 mod account;
 mod contact;
+mod opportunity;
 pub use self::account::{Account, AccountPlan};
 pub use self::contact::{Contact, ContactStatus};
+pub use self::opportunity::{Opportunity, OpportunityStage};
