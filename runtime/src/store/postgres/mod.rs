@@ -19,8 +19,8 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::store::{
-    Checkpoint, Claim, ClaimedDelivery, DeliveryState, Fut, Lane, NewDelivery, NewEvent,
-    ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
+    Checkpoint, Claim, ClaimedDelivery, Fut, Lane, NewDelivery, NewEvent, ProjectedEvent,
+    StoreError, StoredEvent, Wakes, conflict_or,
 };
 
 const MIGRATIONS: &[Migration] = embedded_migrations!("postgres");
@@ -136,7 +136,9 @@ struct DeliveryColumns<'a> {
 
 impl<'a> DeliveryColumns<'a> {
     fn push(&mut self, delivery: &'a NewDelivery, now: DateTime<Utc>) {
-        let (status, attempts, next_attempt_at, last_error) = state_columns(&delivery.state, now);
+        let (status, attempts, next_attempt_at, last_error) =
+            outbox::delivery_columns(&delivery.state, now);
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
         self.event_id.push(delivery.event_id);
         self.subscriber.push(&delivery.subscriber);
         self.event_position.push(delivery.event_position);
@@ -147,33 +149,6 @@ impl<'a> DeliveryColumns<'a> {
         self.attempts.push(attempts);
         self.next_attempt_at.push(next_attempt_at);
         self.last_error.push(last_error);
-    }
-}
-
-fn state_columns(
-    state: &DeliveryState,
-    now: DateTime<Utc>,
-) -> (&'static str, i32, DateTime<Utc>, Option<&str>) {
-    match state {
-        DeliveryState::Retry {
-            attempts,
-            at,
-            last_error,
-        } => (
-            "pending",
-            i32::try_from(*attempts).unwrap_or(i32::MAX),
-            *at,
-            last_error.as_deref(),
-        ),
-        DeliveryState::Failed {
-            attempts,
-            last_error,
-        } => (
-            "failed",
-            i32::try_from(*attempts).unwrap_or(i32::MAX),
-            now,
-            Some(last_error),
-        ),
     }
 }
 

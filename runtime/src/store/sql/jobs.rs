@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
+use super::{Columns, Dialect, Statement, delete_in_slices, fetch_optional, to_u32};
 use crate::ops::{DueRuns, RunFilter, RunInfo, RunStatus};
 use crate::store::{ClaimedRun, ExpiredRun, NewRun, Rescue, StoreError, corrupt};
 
@@ -365,25 +365,17 @@ pub(crate) async fn prune_runs<D: Dialect>(
     status: RunStatus,
     finished_before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let mut pruned = 0;
-    loop {
-        let deleted = D::execute(
-            connection,
-            Statement::new(
-                "DELETE FROM herald_jobs WHERE id IN ( \
-                   SELECT j.id FROM herald_jobs j \
-                   WHERE j.status = $1 AND j.finished_at < $2 \
-                     AND NOT EXISTS (SELECT 1 FROM herald_jobs live \
-                       WHERE live.root_id = j.root_id AND live.status IN ('pending', 'running')) \
-                   LIMIT 5000)",
-            )
-            .text(status.as_str())
-            .time(finished_before),
+    delete_in_slices::<D>(connection, || {
+        Statement::new(
+            "DELETE FROM herald_jobs WHERE id IN ( \
+               SELECT j.id FROM herald_jobs j \
+               WHERE j.status = $1 AND j.finished_at < $2 \
+                 AND NOT EXISTS (SELECT 1 FROM herald_jobs live \
+                   WHERE live.root_id = j.root_id AND live.status IN ('pending', 'running')) \
+               LIMIT 5000)",
         )
-        .await?;
-        pruned += deleted;
-        if deleted == 0 {
-            return Ok(pruned);
-        }
-    }
+        .text(status.as_str())
+        .time(finished_before)
+    })
+    .await
 }

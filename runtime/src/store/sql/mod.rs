@@ -146,6 +146,21 @@ pub(crate) async fn fetch_optional<'c, D: Dialect>(
         .next())
 }
 
+/// Runs a `DELETE … LIMIT`-sliced statement until it deletes nothing, so that pruning a large
+/// backlog never holds a lock for long; returns how many rows went.
+pub(crate) async fn delete_in_slices<'a, D: Dialect>(
+    connection: &mut D::Connection,
+    statement: impl Fn() -> Statement<'a>,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    loop {
+        match D::execute(connection, statement()).await? {
+            0 => return Ok(deleted),
+            slice => deleted += slice,
+        }
+    }
+}
+
 /// Saturating conversion for counts and attempts stored as integers.
 pub(crate) fn to_u32(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Columns, Dialect, Statement, fetch_optional, to_u32};
+use super::{Columns, Dialect, Statement, delete_in_slices, fetch_optional, to_u32};
 use crate::ops::{DeadLetter, OutboxStats, Redrive};
 use crate::store::{
     Checkpoint, DeliveryOutcome, DeliveryState, ProjectedEvent, StoreError, StoredEvent,
@@ -218,27 +218,19 @@ pub(crate) async fn prune<D: Dialect>(
     connection: &mut D::Connection,
     before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let mut pruned = 0;
-    loop {
-        let deleted = D::execute(
-            connection,
-            Statement::new(
-                "DELETE FROM herald_events WHERE position IN ( \
-                   SELECT e.position FROM herald_events e \
-                   WHERE e.status = 'processed' AND e.processed_at < $1 \
-                     AND e.aggregate_sequence IS NULL \
-                     AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
-                                     WHERE d.event_id = e.id) \
-                   LIMIT 5000)",
-            )
-            .time(before),
+    delete_in_slices::<D>(connection, || {
+        Statement::new(
+            "DELETE FROM herald_events WHERE position IN ( \
+               SELECT e.position FROM herald_events e \
+               WHERE e.status = 'processed' AND e.processed_at < $1 \
+                 AND e.aggregate_sequence IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM herald_deliveries d \
+                                 WHERE d.event_id = e.id) \
+               LIMIT 5000)",
         )
-        .await?;
-        pruned += deleted;
-        if deleted == 0 {
-            return Ok(pruned);
-        }
-    }
+        .time(before)
+    })
+    .await
 }
 
 pub(crate) async fn stats<D: Dialect>(

@@ -24,8 +24,8 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::store::{
-    Checkpoint, Claim, ClaimedDelivery, DeliveryState, Fut, Lane, NewDelivery, NewEvent,
-    ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
+    Checkpoint, Claim, ClaimedDelivery, Fut, Lane, NewDelivery, NewEvent, ProjectedEvent,
+    StoreError, StoredEvent, Wakes, conflict_or,
 };
 
 const MIGRATIONS: &[Migration] = embedded_migrations!("sqlite");
@@ -188,33 +188,6 @@ async fn insert_chunk(
         .await
 }
 
-fn state_columns(
-    state: &DeliveryState,
-    now: DateTime<Utc>,
-) -> (&'static str, i64, i64, Option<&str>) {
-    match state {
-        DeliveryState::Retry {
-            attempts,
-            at,
-            last_error,
-        } => (
-            "pending",
-            i64::from(*attempts),
-            micros(*at),
-            last_error.as_deref(),
-        ),
-        DeliveryState::Failed {
-            attempts,
-            last_error,
-        } => (
-            "failed",
-            i64::from(*attempts),
-            micros(now),
-            Some(last_error),
-        ),
-    }
-}
-
 impl SqlBackend for SqliteBackend {
     type Db = Sqlite;
     type Dialect = SqliteDialect;
@@ -327,7 +300,7 @@ impl SqlBackend for SqliteBackend {
                 .filter(|d| owned.contains(&d.event_position))
             {
                 let (status, attempts, next_attempt_at, last_error) =
-                    state_columns(&delivery.state, now);
+                    outbox::delivery_columns(&delivery.state, now);
                 sqlx::query(
                     "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
                        aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
@@ -343,7 +316,7 @@ impl SqlBackend for SqliteBackend {
                 .bind(delivery.aggregate_id.as_deref())
                 .bind(status)
                 .bind(attempts)
-                .bind(next_attempt_at)
+                .bind(micros(next_attempt_at))
                 .bind(last_error)
                 .bind(micros(now))
                 .execute(&mut *tx)
