@@ -11,7 +11,7 @@ use super::deliver::{deliver, retry_policy};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
-use crate::store::{Backend, Claim, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
+use crate::store::{Backend, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
 
 pub(super) async fn event_lane<C: Catalog, B: Backend>(
     shared: Arc<Lanes<C, B>>,
@@ -60,15 +60,7 @@ pub(super) async fn claim_and_deliver<C: Catalog, B: Backend>(
     let (batch, claim) = shared
         .store
         .backend()
-        .claim_events(
-            lane,
-            Claim {
-                owner,
-                limit: shared.config.batch_size,
-                lease: shared.config.lease,
-                now: shared.store.now(),
-            },
-        )
+        .claim_events(lane, shared.claim(owner))
         .await?;
     if batch.is_empty() {
         // Dropping the claim ends it (on PostgreSQL, its transaction).

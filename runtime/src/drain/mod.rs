@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::event::catalog::Catalog;
 use crate::retry::RetryTiming;
 use crate::service::ServiceHandle;
-use crate::store::{Backend, Lane, Store, StoreError};
+use crate::store::{Backend, Claim, Lane, Store, StoreError};
 use subscribers::Subscribers;
 
 /// Settings of a drain. Every field has a default fit for production.
@@ -255,6 +255,16 @@ struct Lanes<C: Catalog, B: Backend> {
 }
 
 impl<C: Catalog, B: Backend> Lanes<C, B> {
+    /// A claim of one batch by `owner`, now, with this drain's batch size and lease.
+    fn claim<'a>(&self, owner: &'a str) -> Claim<'a> {
+        Claim {
+            owner,
+            limit: self.config.batch_size,
+            lease: self.config.lease,
+            now: self.store.now(),
+        }
+    }
+
     /// The lease owner of `lane`'s event claims.
     fn event_owner(&self, lane: &Lane) -> String {
         format!("{}/{lane}", self.worker_id)

@@ -11,9 +11,7 @@ use super::deliver::{deliver, retry_policy};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
-use crate::store::{
-    Backend, Claim, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError,
-};
+use crate::store::{Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError};
 
 pub(super) async fn retry_lane<C: Catalog, B: Backend>(
     shared: Arc<Lanes<C, B>>,
@@ -55,15 +53,7 @@ pub(super) async fn claim_and_redeliver<C: Catalog, B: Backend>(
     let claimed = shared
         .store
         .backend()
-        .claim_deliveries(
-            lane,
-            Claim {
-                owner,
-                limit: shared.config.batch_size,
-                lease: shared.config.lease,
-                now: shared.store.now(),
-            },
-        )
+        .claim_deliveries(lane, shared.claim(owner))
         .await?;
     if claimed.is_empty() {
         return Ok(None);
