@@ -240,19 +240,19 @@ fn events_module(model: &Model) -> Module {
 fn entities_module(model: &Model) -> Module {
     let uses = model.entities.iter().map(|entity| {
         let module = format_ident!("{}", entity.name);
-        let types = std::iter::once(format_ident!("{}", entity.struct_name)).chain(
-            entity.fields.iter().filter_map(|f| match &f.ty {
+        let types = std::iter::once(format_ident!("{}", entity.struct_name))
+            .chain(entity.fields.iter().filter_map(|f| match &f.ty {
                 EntityType::Enum { type_name, .. } => Some(format_ident!("{}", type_name)),
                 _ => None,
-            }),
-        );
+            }))
+            .chain(crate::repository::repository_types(entity));
         quote!(pub use self::#module::{#(#types),*};)
     });
     Module {
         name: "entities".into(),
         public: true,
         origin: None,
-        doc: "One struct per entity, with an enum per `enum` field.".into(),
+        doc: "One struct per entity, with an enum per `enum` field, and its repository.".into(),
         items: quote!(#(#uses)*),
         children: model
             .entities
@@ -261,8 +261,12 @@ fn entities_module(model: &Model) -> Module {
                 name: entity.name.clone(),
                 public: false,
                 origin: Some(entity.origin.clone()),
-                doc: format!("The `{}` entity.", entity.name),
-                items: entity_items(entity),
+                doc: format!("The `{}` entity and its repository.", entity.name),
+                items: {
+                    let items = entity_items(entity);
+                    let repository = crate::repository::repository_items(entity, model);
+                    quote!(#items #repository)
+                },
                 children: Vec::new(),
             })
             .collect(),
@@ -345,6 +349,16 @@ fn payload_field(field: &PayloadField) -> TokenStream {
     let doc = doc_attrs(field.description.as_deref());
     let rename = rename_attr(&field.key, &field.ident);
     let ident = field_ident(&field.ident);
+    let ty = payload_type(field);
+    quote! {
+        #doc
+        #rename
+        pub #ident: #ty,
+    }
+}
+
+/// The Rust type of a payload field.
+pub(crate) fn payload_type(field: &PayloadField) -> TokenStream {
     let ty = match field.ty {
         PayloadType::Scalar(scalar) => scalar_type(scalar),
         PayloadType::Json => {
@@ -355,15 +369,10 @@ fn payload_field(field: &PayloadField) -> TokenStream {
             quote!(::std::vec::Vec<#item>)
         }
     };
-    let ty = if field.nullable {
+    if field.nullable {
         quote!(::core::option::Option<#ty>)
     } else {
         ty
-    };
-    quote! {
-        #doc
-        #rename
-        pub #ident: #ty,
     }
 }
 
@@ -384,7 +393,7 @@ fn rename_attr(key: &str, ident: &str) -> Option<TokenStream> {
     (key != ident).then(|| quote!(#[serde(rename = #key)]))
 }
 
-fn field_ident(ident: &str) -> Ident {
+pub(crate) fn field_ident(ident: &str) -> Ident {
     Ident::new(ident, Span::call_site())
 }
 
@@ -470,20 +479,7 @@ fn entity_field(field: &EntityField) -> TokenStream {
     let doc = doc_attrs(field.description.as_deref());
     let rename = rename_attr(&field.key, &field.ident);
     let ident = field_ident(&field.ident);
-    let base = match &field.ty {
-        EntityType::String { .. } => quote!(::std::string::String),
-        EntityType::Integer => quote!(i64),
-        EntityType::Decimal => quote!(::herald::rust_decimal::Decimal),
-        EntityType::Boolean => quote!(bool),
-        EntityType::Uuid => quote!(::herald::uuid::Uuid),
-        EntityType::Date => quote!(::herald::chrono::NaiveDate),
-        EntityType::DateTime => quote!(::herald::chrono::DateTime<::herald::chrono::Utc>),
-        EntityType::Json => quote!(::herald::serde_json::Value),
-        EntityType::Enum { type_name, .. } => {
-            let type_name = format_ident!("{}", type_name);
-            quote!(#type_name)
-        }
-    };
+    let base = entity_base_type(field);
     let optional = !field.required || field.nullable;
     let ty = if optional {
         quote!(::core::option::Option<#base>)
@@ -521,6 +517,24 @@ fn entity_field(field: &EntityField) -> TokenStream {
         #absent
         #entity_attr
         pub #ident: #ty,
+    }
+}
+
+/// The Rust type of one value of an entity field.
+pub(crate) fn entity_base_type(field: &EntityField) -> TokenStream {
+    match &field.ty {
+        EntityType::String { .. } => quote!(::std::string::String),
+        EntityType::Integer => quote!(i64),
+        EntityType::Decimal => quote!(::herald::rust_decimal::Decimal),
+        EntityType::Boolean => quote!(bool),
+        EntityType::Uuid => quote!(::herald::uuid::Uuid),
+        EntityType::Date => quote!(::herald::chrono::NaiveDate),
+        EntityType::DateTime => quote!(::herald::chrono::DateTime<::herald::chrono::Utc>),
+        EntityType::Json => quote!(::herald::serde_json::Value),
+        EntityType::Enum { type_name, .. } => {
+            let type_name = format_ident!("{}", type_name);
+            quote!(#type_name)
+        }
     }
 }
 

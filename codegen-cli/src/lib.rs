@@ -25,6 +25,7 @@ pub mod model;
 mod names;
 pub mod output;
 mod parse;
+mod repository;
 pub mod scaffold;
 pub mod schema;
 pub mod source;

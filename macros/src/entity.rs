@@ -254,23 +254,15 @@ pub fn render(input: &DeriveInput, meta: &Meta) -> TokenStream {
         impl #impl_generics ::herald::Entity for #ident #ty_generics #where_clause {
             const META: ::herald::EntityMeta = ::herald::EntityMeta {
                 name: #name,
+                plural: #plural,
+                table: #table,
+                pattern: #pattern,
+                writes: #writes,
                 fields: &[#(#fields),*],
                 emits: &[#(#emits),*],
                 description: #description,
             };
         }
 
-        // Inherent constants until `EntityMeta` carries them.
-        #[automatically_derived]
-        impl #impl_generics #ident #ty_generics #where_clause {
-            /// The plural of the entity's name (`plural` of its YAML).
-            pub const PLURAL: &'static str = #plural;
-            /// The SQL table that holds the entity.
-            pub const TABLE: &'static str = #table;
-            /// The entity's family (`pattern` of its YAML), kept as metadata.
-            pub const PATTERN: ::core::option::Option<&'static str> = #pattern;
-            /// Whether the entity is written through its repository (`generate: { writes }`).
-            pub const WRITES: bool = #writes;
-        }
     }
 }

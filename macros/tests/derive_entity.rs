@@ -113,13 +113,16 @@ struct SalesOpportunity {
 
 #[test]
 fn table_plural_and_pattern_default_as_in_the_yaml() {
-    assert_eq!(Contact::PLURAL, "contacts");
-    assert_eq!(Contact::TABLE, "contacts");
-    assert_eq!(Contact::PATTERN, None);
-    assert_eq!((Contact::WRITES, SalesOpportunity::WRITES), (true, false));
-    assert_eq!(SalesOpportunity::PLURAL, "sales_opportunities_v2");
-    assert_eq!(SalesOpportunity::TABLE, "deals");
-    assert_eq!(SalesOpportunity::PATTERN, Some("Synced"));
+    assert_eq!(Contact::META.plural, "contacts");
+    assert_eq!(Contact::META.table, "contacts");
+    assert_eq!(Contact::META.pattern, None);
+    assert_eq!(
+        (Contact::META.writes, SalesOpportunity::META.writes),
+        (true, false)
+    );
+    assert_eq!(SalesOpportunity::META.plural, "sales_opportunities_v2");
+    assert_eq!(SalesOpportunity::META.table, "deals");
+    assert_eq!(SalesOpportunity::META.pattern, Some("Synced"));
 }
 
 #[test]

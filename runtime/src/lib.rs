@@ -36,6 +36,8 @@ pub use clock::{Clock, SystemClock};
 pub use drain::subscribers::HandlerError;
 pub use drain::{DrainBuilder, DrainConfig, DrainSummary};
 pub use entity::{Entity, EntityMeta, FieldMeta};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use entity::{Page, RepositoryBackend, RepositoryError, Rows, Select};
 pub use event::catalog::{Catalog, InCatalog};
 pub use event::envelope::Envelope;
 pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};

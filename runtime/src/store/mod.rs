@@ -8,7 +8,7 @@ mod memory;
 mod postgres;
 pub(crate) mod seam;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
+pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub(crate) mod wake;
@@ -107,16 +107,16 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match missing_herald_table(&error) {
-            Some(table) => StoreError::NotMigrated { table },
-            None => StoreError::Database(error),
+        match missing_table(&error) {
+            Some(table) if table.starts_with("herald_") => StoreError::NotMigrated { table },
+            _ => StoreError::Database(error),
         }
     }
 }
 
-/// The Herald table a statement failed on because it does not exist: SQLite says
-/// `no such table: herald_events`, PostgreSQL `relation "herald_events" does not exist` (42P01).
-fn missing_herald_table(error: &sqlx::Error) -> Option<String> {
+/// The table a statement failed on because it does not exist: SQLite says `no such table:
+/// herald_events`, PostgreSQL `relation "herald_events" does not exist` (42P01).
+pub(crate) fn missing_table(error: &sqlx::Error) -> Option<String> {
     let database = error.as_database_error()?;
     let message = database.message();
     let table = match message.strip_prefix("no such table: ") {
@@ -124,8 +124,7 @@ fn missing_herald_table(error: &sqlx::Error) -> Option<String> {
         None if database.code().as_deref() == Some("42P01") => message.split('"').nth(1)?,
         None => return None,
     };
-    let table = table.rsplit('.').next().unwrap_or(table);
-    table.starts_with("herald_").then(|| table.to_owned())
+    Some(table.rsplit('.').next().unwrap_or(table).to_owned())
 }
 
 /// Stops the `LISTEN` task when the last clone of its store goes away.

@@ -1,7 +1,7 @@
 //! How PostgreSQL runs the shared statements: native `uuid`, `timestamptz` and `jsonb`, with
 //! each JSON value bound and read as raw JSON text (no parse into a tree and back).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::types::JsonRawValue;
@@ -22,7 +22,10 @@ fn bind<'q>(
             Arg::Text(value) => query.bind(value),
             Arg::Int(value) => query.bind(value),
             Arg::Uuid(value) => query.bind(value),
-            Arg::Time(value) => query.bind(value),
+            Arg::Time(value) | Arg::Instant(value) => query.bind(value),
+            Arg::Bool(value) => query.bind(value),
+            Arg::Date(value) => query.bind(value),
+            Arg::Decimal(value) => query.bind(value),
             Arg::Json(value) => query.bind(
                 value
                     .map(|json| JsonRawValue::from_string(json.to_owned()))
@@ -38,14 +41,22 @@ impl Dialect for PostgresDialect {
     type Connection = PgConnection;
     type Row = PgRow;
 
+    const DECIMAL_PARAMETER: &'static str = "::numeric";
+    const DECIMAL_COLUMN: &'static str = "::text";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const LIKE: &'static str = "ILIKE";
+
     fn fetch_all<'c>(
         connection: &'c mut PgConnection,
         statement: Statement<'c>,
     ) -> BoxFuture<'c, Result<Vec<PgRow>, sqlx::Error>> {
         Box::pin(async move {
-            bind(sqlx::query(statement.sql), statement.args)?
-                .fetch_all(&mut *connection)
-                .await
+            bind(
+                sqlx::query(sqlx::AssertSqlSafe(statement.sql)),
+                statement.args,
+            )?
+            .fetch_all(&mut *connection)
+            .await
         })
     }
 
@@ -54,10 +65,13 @@ impl Dialect for PostgresDialect {
         statement: Statement<'c>,
     ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
         Box::pin(async move {
-            Ok(bind(sqlx::query(statement.sql), statement.args)?
-                .execute(&mut *connection)
-                .await?
-                .rows_affected())
+            Ok(bind(
+                sqlx::query(sqlx::AssertSqlSafe(statement.sql)),
+                statement.args,
+            )?
+            .execute(&mut *connection)
+            .await?
+            .rows_affected())
         })
     }
 
@@ -101,5 +115,21 @@ impl Columns for PgRow {
         Ok(self
             .try_get::<Option<Box<JsonRawValue>>, _>(column)?
             .map(|raw| raw.get().to_owned()))
+    }
+
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_date(&self, column: &str) -> Result<Option<NaiveDate>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_decimal(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.opt_text(column)
+    }
+
+    fn opt_instant(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.opt_time(column)
     }
 }

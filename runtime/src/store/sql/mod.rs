@@ -16,7 +16,9 @@ pub(crate) mod jobs;
 pub(crate) mod migrate;
 pub(crate) mod outbox;
 
-use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -31,20 +33,38 @@ pub(crate) enum Arg<'a> {
     Time(Option<DateTime<Utc>>),
     /// A JSON document, as text.
     Json(Option<&'a str>),
+    Bool(Option<bool>),
+    /// A calendar date: `date` on PostgreSQL, `YYYY-MM-DD` text on SQLite.
+    Date(Option<NaiveDate>),
+    /// An exact decimal as its text; the statement casts the placeholder where the database
+    /// has a numeric type ([`Dialect::DECIMAL_PARAMETER`]).
+    Decimal(Option<&'a str>),
+    /// An entity's `datetime` column: `timestamptz` on PostgreSQL, RFC 3339 text on SQLite
+    /// (readable, and ordered as text in the order of time), unlike the outbox's own times.
+    Instant(Option<DateTime<Utc>>),
 }
 
 /// A statement and its arguments, in placeholder order.
 #[derive(Debug, Clone)]
 pub struct Statement<'a> {
-    pub(crate) sql: &'static str,
+    pub(crate) sql: Cow<'static, str>,
     pub(crate) args: Vec<Arg<'a>>,
 }
 
 impl<'a> Statement<'a> {
     pub(crate) fn new(sql: &'static str) -> Self {
         Self {
-            sql,
+            sql: Cow::Borrowed(sql),
             args: Vec::new(),
+        }
+    }
+
+    /// A statement built at run time (an entity's, from its metadata): only from identifiers
+    /// that are quoted, never from values, which are bound.
+    pub(crate) fn built(sql: String, args: Vec<Arg<'a>>) -> Self {
+        Self {
+            sql: Cow::Owned(sql),
+            args,
         }
     }
 
@@ -83,6 +103,12 @@ pub trait Columns {
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// A JSON column as its text.
     fn opt_json(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError>;
+    fn opt_date(&self, column: &str) -> Result<Option<NaiveDate>, StoreError>;
+    /// A decimal column as its exact text (selected with [`Dialect::DECIMAL_COLUMN`]).
+    fn opt_decimal(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// An entity's `datetime` column (see [`Arg::Instant`]).
+    fn opt_instant(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     fn text(&self, column: &str) -> Result<String, StoreError> {
         self.opt_text(column)?.ok_or_else(|| null_in(column))
@@ -106,9 +132,14 @@ pub trait Columns {
 }
 
 fn null_in(column: &str) -> StoreError {
+    undecodable(column, "unexpected NULL")
+}
+
+/// A column whose stored value is not of the column's type.
+pub(crate) fn undecodable(column: &str, reason: impl Into<String>) -> StoreError {
     StoreError::Database(sqlx::Error::ColumnDecode {
         index: column.to_owned(),
-        source: "unexpected NULL".into(),
+        source: reason.into().into(),
     })
 }
 
@@ -117,6 +148,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// The connection statements run on (a transaction derefs to one).
     type Connection: Send;
     type Row: Columns + Send + Sync;
+
+    /// What follows a decimal's placeholder, so that its text binds to a numeric column.
+    const DECIMAL_PARAMETER: &'static str;
+    /// What follows a decimal column in a select list, so that it reads as exact text.
+    const DECIMAL_COLUMN: &'static str;
+    /// What ends a `SELECT` that locks its rows until the transaction ends (SQLite's write
+    /// transaction already excludes every other writer).
+    const LOCK_ROWS: &'static str;
+    /// The case-insensitive `LIKE`.
+    const LIKE: &'static str;
 
     fn fetch_all<'c>(
         connection: &'c mut Self::Connection,

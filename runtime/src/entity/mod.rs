@@ -1,3 +1,12 @@
+//! Entities: their metadata, and the rows of their tables that generated repositories read
+//! and write.
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rows;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use rows::{Page, RepositoryBackend, RepositoryError, Rows, Select};
+
 /// A column of an entity, as declared in `entities/*.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldMeta {
@@ -12,8 +21,7 @@ pub struct FieldMeta {
     pub nullable: bool,
     /// For a `string` field: the most characters it may hold.
     pub max_length: Option<u32>,
-    /// Declared `index: true`: the application's schema should index the column (the runtime
-    /// creates no table for entities).
+    /// Declared `index: true`: the generated schema indexes the column.
     pub index: bool,
 }
 
@@ -22,6 +30,16 @@ pub struct FieldMeta {
 pub struct EntityMeta {
     /// The `entity` of the YAML file, e.g. `contact`; also the aggregate type of its events.
     pub name: &'static str,
+    /// The plural of the name (`plural` of the YAML), e.g. `opportunities`.
+    pub plural: &'static str,
+    /// The SQL table that holds the entity (`table` of the YAML; by default the plural).
+    pub table: &'static str,
+    /// The entity's family (`pattern` of the YAML: `Synced`, `Activity`, …), kept as
+    /// metadata.
+    pub pattern: Option<&'static str>,
+    /// Whether the application writes the entity through its repository (`generate: {
+    /// writes }`); a read-only entity's repository has no write methods.
+    pub writes: bool,
     /// One per field of the entity struct, in order.
     pub fields: &'static [FieldMeta],
     /// The change events this entity declares it emits.
