@@ -6,6 +6,7 @@
 //! `cargo run -p crm` uses a SQLite file; `--database-url postgres://...` runs the same flow
 //! against PostgreSQL.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,15 +15,17 @@ use std::time::Duration;
 use clap::Parser;
 use crm::contact::{Contact, ContactCommand};
 use crm::generated::TypedEventBus;
+use crm::generated::entities::{ContactRepository, NewContact};
 use crm::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
 use crm::jobs::App;
 use herald::chrono::Utc;
 use herald::ops::{RunFilter, RunStatus};
 use herald::sqlx;
+use herald::sqlx::migrate::{MigrateError, Migrator};
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Envelope, ExecuteError, HandlerError, PostgresBackend, Publish, RetryTiming,
-    ServiceHandle, SqliteBackend, Store,
+    Backend, Envelope, ExecuteError, HandlerError, PostgresBackend, Publish, RepositoryBackend,
+    RepositoryError, RetryTiming, ServiceHandle, SqliteBackend, Store,
 };
 
 #[derive(Parser)]
@@ -66,162 +69,101 @@ async fn main() -> ExitCode {
 async fn demo_sqlite(args: &Args) -> Result<(), Failure> {
     let store = herald::sqlite(&args.database_url).await?;
     store.migrate().await?;
+    entity_migrations("sqlite")
+        .await?
+        .run(store.backend().pool())
+        .await
+        .map_err(migration_failed)?;
+    sqlx::raw_sql(crm::jobs::PAYMENTS_SQLITE)
+        .execute(store.backend().pool())
+        .await?;
     demo(store, args).await
 }
 
 async fn demo_postgres(args: &Args) -> Result<(), Failure> {
     let store = herald::postgres(&args.database_url).await?;
     store.migrate().await?;
+    entity_migrations("postgres")
+        .await?
+        .run(store.backend().pool())
+        .await
+        .map_err(migration_failed)?;
+    sqlx::raw_sql(crm::jobs::PAYMENTS_POSTGRES)
+        .execute(store.backend().pool())
+        .await?;
     demo(store, args).await
 }
 
-/// The application's own table, and the statements that differ between the databases: the
-/// point of the demo is that they run in the same transaction as the events.
-trait ContactsTable: Backend + Sized {
-    const CREATE_TABLES: &'static str;
-    /// The table of the `record_payment` job.
-    const CREATE_PAYMENTS: &'static str;
+/// The job state, which names the database (the `record_payment` job writes its own table).
+trait DemoDatabase: RepositoryBackend + Sized {
     fn app(bus: &TypedEventBus<Self>) -> App;
-    fn insert_contact<'a>(
-        tx: &'a mut Self::Transaction<'static>,
-        id: Uuid,
-        email: &'a str,
-        name: &'a str,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
-    /// Inserts a contact under an email that is already taken, which the database refuses.
-    fn insert_duplicate<'a>(
-        tx: &'a mut Self::Transaction<'static>,
-        id: Uuid,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
-    fn pool_execute<'a>(
-        store: &'a Store<Self>,
-        sql: &'static str,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 }
 
-impl ContactsTable for SqliteBackend {
-    const CREATE_PAYMENTS: &'static str = crm::jobs::PAYMENTS_SQLITE;
-    const CREATE_TABLES: &'static str = "CREATE TABLE IF NOT EXISTS contacts (id BLOB PRIMARY \
-         KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL)";
-
+impl DemoDatabase for SqliteBackend {
     fn app(bus: &TypedEventBus<Self>) -> App {
         App::Sqlite(bus.clone())
     }
-
-    async fn insert_contact(
-        tx: &mut Self::Transaction<'static>,
-        id: Uuid,
-        email: &str,
-        name: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO contacts (id, email, name) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(email)
-            .bind(name)
-            .execute(&mut **tx)
-            .await
-            .map(drop)
-    }
-
-    async fn insert_duplicate(
-        tx: &mut Self::Transaction<'static>,
-        id: Uuid,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO contacts (id, email, name) SELECT ?, email, 'Duplicate' FROM contacts \
-             LIMIT 1",
-        )
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-    }
-
-    async fn pool_execute(store: &Store<Self>, sql: &'static str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(sql)
-            .execute(store.backend().pool())
-            .await
-            .map(drop)
-    }
 }
 
-impl ContactsTable for PostgresBackend {
-    const CREATE_PAYMENTS: &'static str = crm::jobs::PAYMENTS_POSTGRES;
-    const CREATE_TABLES: &'static str = "CREATE TABLE IF NOT EXISTS contacts (id UUID PRIMARY \
-         KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL)";
-
+impl DemoDatabase for PostgresBackend {
     fn app(bus: &TypedEventBus<Self>) -> App {
         App::Postgres(bus.clone())
     }
-
-    async fn insert_contact(
-        tx: &mut Self::Transaction<'static>,
-        id: Uuid,
-        email: &str,
-        name: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO contacts (id, email, name) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(email)
-            .bind(name)
-            .execute(&mut **tx)
-            .await
-            .map(drop)
-    }
-
-    async fn insert_duplicate(
-        tx: &mut Self::Transaction<'static>,
-        id: Uuid,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO contacts (id, email, name) SELECT $1, email, 'Duplicate' FROM contacts \
-             LIMIT 1",
-        )
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-    }
-
-    async fn pool_execute(store: &Store<Self>, sql: &'static str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(sql)
-            .execute(store.backend().pool())
-            .await
-            .map(drop)
-    }
 }
 
-async fn demo<B: ContactsTable>(store: Store<B>, args: &Args) -> Result<(), Failure> {
-    B::pool_execute(&store, B::CREATE_TABLES).await?;
-    B::pool_execute(&store, B::CREATE_PAYMENTS).await?;
+/// The entity migrations `codegen-cli generate` wrote for `database`, applied with sqlx's
+/// migrator (what `sqlx migrate run --source examples/crm/migrations/<database>` does).
+async fn entity_migrations(database: &str) -> Result<Migrator, Failure> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(database);
+    Ok(Migrator::new(dir).await?)
+}
+
+fn migration_failed(error: MigrateError) -> Failure {
+    format!(
+        "the entity migrations failed ({error}); a database left by an older demo holds tables \
+         of its own: delete it (herald-demo.db) and run again"
+    )
+    .into()
+}
+
+async fn demo<B: DemoDatabase>(store: Store<B>, args: &Args) -> Result<(), Failure> {
     let bus = wire(&store);
     let drain = start(&bus);
     let worker = bus.worker().state(B::app(&bus)).spawn();
+    let contacts = ContactRepository::new(&bus);
+    let mut first_email = None;
     for n in 0..args.contacts {
-        let (id, email, name) = new_contact(n);
+        let new = new_contact(n);
+        let (name, email) = (new.name.clone(), new.email.clone());
+        first_email.get_or_insert_with(|| email.clone());
         let mut tx = store.begin().await?;
-        B::insert_contact(&mut tx, id, &email, &name).await?;
-        bus.publish(&mut tx, id, created(id)).await?;
+        contacts.insert(&mut tx, new, DEMO_USER).await?;
         store.commit(tx).await?;
         println!(
-            "wrote contact {name} <{email}>, published contact_created and enqueued its CRM sync, \
-             one transaction"
+            "wrote contact {name} <{email}> through ContactRepository: the row, its \
+             contact_created and its CRM sync job in one transaction"
         );
     }
-    // A transaction that fails after publishing takes its event with it.
-    let (id, _, _) = new_contact(0);
-    let mut tx = store.begin().await?;
-    bus.publish(&mut tx, id, created(id)).await?;
-    let duplicate = B::insert_duplicate(&mut tx, id).await;
-    drop(tx);
-    report_rollback(duplicate);
+    // A write the database refuses takes its event with it.
+    if let Some(email) = first_email {
+        let mut tx = store.begin().await?;
+        let mut duplicate = new_contact(0);
+        duplicate.email = email;
+        let refused = contacts.insert(&mut tx, duplicate, DEMO_USER).await;
+        drop(tx);
+        report_rollback(refused.map(drop));
+    }
     publish_payment(&bus).await?;
     aggregate_demo(&bus).await?;
     finish(&bus, drain, worker).await
 }
 
-fn new_contact(n: u32) -> (Uuid, String, String) {
-    let id = Uuid::now_v7();
+/// The user the demo writes as (`created_by`, and the actor of the events).
+const DEMO_USER: Uuid = Uuid::from_u128(0xde40);
+
+fn new_contact(n: u32) -> NewContact {
     let names = [
         "Ada Lovelace",
         "Grace Hopper",
@@ -232,25 +174,26 @@ fn new_contact(n: u32) -> (Uuid, String, String) {
     let email = format!(
         "{}+{}@example.com",
         name.to_lowercase().replace(' ', "."),
-        id.simple()
+        Uuid::now_v7().simple()
     );
-    (id, email, name)
-}
-
-fn created(contact_id: Uuid) -> ContactCreated {
-    ContactCreated {
-        contact_id,
+    NewContact {
+        email,
+        name,
+        phone: None,
+        status: None,
+        lifetime_value: None,
+        birthday: None,
         account_id: None,
-        created_by: Uuid::nil(),
     }
 }
 
-fn report_rollback(insert: Result<(), sqlx::Error>) {
+fn report_rollback(insert: Result<(), RepositoryError>) {
     match insert {
-        Err(error) => println!(
-            "a duplicate contact failed ({}): rolled back, and its contact_created with it",
-            error.as_database_error().map_or("error", |e| e.message())
+        Err(error) if error.is_unique_violation() => println!(
+            "a contact with a taken email was refused ({error}): rolled back, and its \
+             contact_created with it"
         ),
+        Err(error) => println!("the duplicate contact failed otherwise: {error}"),
         Ok(()) => println!("unexpected: the duplicate contact was accepted"),
     }
 }

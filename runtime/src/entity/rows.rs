@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Entity, EntityMeta, FieldMeta};
 use crate::outbox::PublishError;
-use crate::store::sql::backend::{SqlBackend, SqlJobStore, Tx};
+use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::{Arg, Columns, Dialect, Statement};
 use crate::store::{Backend, Store, StoreError, missing_table};
 
@@ -43,19 +43,30 @@ pub trait RepositoryBackend: Backend {
     fn row_pool(&self) -> &sqlx::Pool<Self::Database>;
 }
 
-impl<S: SqlJobStore> RepositoryBackend for S {
-    type Database = S::Db;
-    type Connection = <S::Db as Database>::Connection;
-    type RowDialect = S::Dialect;
+// One impl per database rather than a blanket one over the SQL seam: a backend that is not
+// SQL (the in-memory store) then fails on `RepositoryBackend` itself, whose message says why.
+macro_rules! repository_backend {
+    ($backend:ty) => {
+        impl RepositoryBackend for $backend {
+            type Database = <$backend as SqlBackend>::Db;
+            type Connection = <Self::Database as Database>::Connection;
+            type RowDialect = <$backend as SqlBackend>::Dialect;
 
-    fn connection<'t>(tx: &'t mut Tx<'_, S::Db>) -> &'t mut Self::Connection {
-        &mut *tx
-    }
+            fn connection<'t>(tx: &'t mut Tx<'_, Self::Database>) -> &'t mut Self::Connection {
+                &mut *tx
+            }
 
-    fn row_pool(&self) -> &sqlx::Pool<S::Db> {
-        SqlBackend::pool(self)
-    }
+            fn row_pool(&self) -> &sqlx::Pool<Self::Database> {
+                SqlBackend::pool(self)
+            }
+        }
+    };
 }
+
+#[cfg(feature = "sqlite")]
+repository_backend!(crate::store::SqliteBackend);
+#[cfg(feature = "postgres")]
+repository_backend!(crate::store::PostgresBackend);
 
 impl<B: RepositoryBackend> Store<B> {
     /// A connection of the application's pool, for reads outside a transaction
