@@ -12,8 +12,8 @@ use quote::{format_ident, quote};
 
 use crate::emit::{entity_base_type, field_ident, payload_type};
 use crate::model::{
-    Behavior, DefaultValue, EmitBinding, Entity, EntityField, EntityType, Model, PayloadField,
-    Query, QueryKind, Source, Write,
+    Behavior, DefaultValue, EmitBinding, Entity, EntityField, EntityType, Event, Model,
+    PayloadField, Query, QueryKind, Source, Write,
 };
 
 /// The columns a behavior adds, which the repository fills and the caller never sets.
@@ -433,12 +433,14 @@ fn write_items(entity: &Entity) -> TokenStream {
     }
 }
 
+/// The event a write publishes.
+fn event_of<'m>(binding: &EmitBinding, model: &'m Model) -> Option<&'m Event> {
+    model.events.iter().find(|e| e.name == binding.event)
+}
+
 /// The payload fields of `binding` that are arguments of the write, with their types.
 fn arguments<'m>(binding: Option<&EmitBinding>, model: &'m Model) -> Vec<&'m PayloadField> {
-    let Some(binding) = binding else {
-        return Vec::new();
-    };
-    let Some(event) = model.events.iter().find(|e| e.name == binding.event) else {
+    let Some((binding, event)) = binding.and_then(|b| Some((b, event_of(b, model)?))) else {
         return Vec::new();
     };
     binding
@@ -460,10 +462,7 @@ fn takes_actor(entity: &Entity, write: Write, binding: Option<&EmitBinding>) -> 
 /// The event payload a write publishes, built from the row (and, for an update, the row
 /// before it).
 fn publish(entity: &Entity, binding: Option<&EmitBinding>, model: &Model) -> TokenStream {
-    let Some(binding) = binding else {
-        return TokenStream::new();
-    };
-    let Some(event) = model.events.iter().find(|e| e.name == binding.event) else {
+    let Some((binding, event)) = binding.and_then(|b| Some((b, event_of(b, model)?))) else {
         return TokenStream::new();
     };
     let event_ty = format_ident!("{}", event.struct_name);
@@ -594,7 +593,7 @@ fn write_methods(entity: &Entity, model: &Model) -> TokenStream {
     let update_extras = signature_extras(Write::Update);
     let update_publish = publish(entity, binding(Write::Update), model);
     let needs_old = binding(Write::Update).is_some_and(|b| {
-        let event = model.events.iter().find(|e| e.name == b.event);
+        let event = event_of(b, model);
         b.fields.iter().any(|f| {
             matches!(f.source, Source::Column(_))
                 && event
@@ -613,25 +612,18 @@ fn write_methods(entity: &Entity, model: &Model) -> TokenStream {
         entity.name,
         doc_publishes(Write::Update)
     );
-    let live = if soft_delete {
-        quote!(true)
-    } else {
-        quote!(false)
-    };
+    let live = soft_delete;
 
     // delete
     let delete_extras = signature_extras(Write::Delete);
     let delete_binding = binding(Write::Delete);
     let delete_publish = publish(entity, delete_binding, model);
     let delete_body = if soft_delete {
-        let at = timestamps.then(|| quote!(row.updated_at = now;));
-        let by = tracking.then(|| quote!(row.updated_by = ::core::option::Option::Some(actor);));
         quote! {
             let now = #now_expr;
             let mut row = ::herald::Rows::<#name>::get_for_update::<B>(tx, id, true).await?;
             row.deleted_at = ::core::option::Option::Some(now);
-            #at
-            #by
+            #touch
             ::herald::Rows::<#name>::update::<B>(tx, &row).await?;
             #delete_publish
             ::core::result::Result::Ok(())
