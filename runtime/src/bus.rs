@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -157,7 +158,31 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         Fut: Future<Output = Result<(), Err>> + Send + 'static,
         Err: Into<HandlerError>,
     {
-        self.subscribers.add::<E, F, Fut, Err>(name, handler);
+        self.subscribers.add::<E, F, Fut, Err>(name, None, handler);
+        self
+    }
+
+    /// Like [`EventBus::subscribe`], with this subscriber's own delivery timeout instead of the
+    /// drain's [`DrainConfig::delivery_timeout`](crate::DrainConfig::delivery_timeout): a
+    /// delivery that takes longer is abandoned and counts as a failed attempt of this
+    /// subscriber only (retried after the event's backoff, dead-lettered after its last).
+    ///
+    /// # Panics
+    /// When `E` already has a subscriber called `name`.
+    pub fn subscribe_with_timeout<E, F, Fut, Err>(
+        &self,
+        name: &str,
+        timeout: Duration,
+        handler: F,
+    ) -> &Self
+    where
+        E: InCatalog<C>,
+        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Err>> + Send + 'static,
+        Err: Into<HandlerError>,
+    {
+        self.subscribers
+            .add::<E, F, Fut, Err>(name, Some(timeout), handler);
         self
     }
 

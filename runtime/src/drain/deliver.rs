@@ -37,11 +37,13 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
         subscriber = %subscriber.name,
         attempt,
     );
+    let timeout = subscriber.timeout.unwrap_or(shared.config.delivery_timeout);
     let run = AssertUnwindSafe(subscriber.call(event, attempt)).catch_unwind();
-    let error = match run.instrument(span.clone()).await {
-        Ok(Ok(())) => return None,
-        Ok(Err(error)) => error,
-        Err(panic) => format!("subscriber panicked: {}", panic_message(&panic)),
+    let error = match tokio::time::timeout(timeout, run.instrument(span.clone())).await {
+        Ok(Ok(Ok(()))) => return None,
+        Ok(Ok(Err(error))) => error,
+        Ok(Err(panic)) => format!("subscriber panicked: {}", panic_message(&panic)),
+        Err(_) => format!("delivery timed out after {timeout:?}"),
     };
     let _entered = span.enter();
     if attempt >= policy.max_attempts().get() {

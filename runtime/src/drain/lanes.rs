@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -57,17 +60,16 @@ pub(super) async fn claim_and_deliver<C: Catalog, B: Backend>(
     lane: &Lane,
     owner: &str,
 ) -> Result<Option<DeliveredBatch>, StoreError> {
-    let (batch, claim) = shared
+    let batch = shared
         .store
         .backend()
         .claim_events(lane, shared.claim(owner))
         .await?;
     if batch.is_empty() {
-        // Dropping the claim ends it (on PostgreSQL, its transaction).
         return Ok(None);
     }
     let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
-    deliver_batch(shared, lane, claim, batch)
+    deliver_batch(shared, lane, owner, batch)
         .instrument(span)
         .await
         .map(Some)
@@ -81,6 +83,10 @@ async fn fan_out<C: Catalog, B: Backend>(
     subscribers: &[Subscriber],
 ) -> (u64, Vec<NewDelivery>) {
     let policy = retry_policy::<C>(&event.event_type);
+    // Every earlier claim of this event was lost (a crash, a stall past the lease, a kill while
+    // delivering): once they have spent its attempts, it is poison and is not run again.
+    let lost_claims = event.claims.saturating_sub(1);
+    let is_poison = lost_claims >= policy.max_attempts().get();
     let mut delivered = 0;
     let mut pending = Vec::new();
     for subscriber in subscribers {
@@ -95,6 +101,20 @@ async fn fan_out<C: Catalog, B: Backend>(
                 attempts: 0,
                 at: shared.store.now(),
                 last_error: None,
+            })
+        } else if is_poison {
+            tracing::error!(
+                event.id = %event.id,
+                event.r#type = %event.event_type,
+                subscriber = %subscriber.name,
+                lost_claims,
+                "event claimed and lost too often: dead-lettered without delivery"
+            );
+            Some(DeliveryState::Failed {
+                attempts: lost_claims,
+                last_error: format!(
+                    "claim lost {lost_claims} times: worker crashed or stalled while delivering"
+                ),
             })
         } else {
             deliver(shared, event, subscriber, 0, policy).await
@@ -116,45 +136,129 @@ async fn fan_out<C: Catalog, B: Backend>(
     (delivered, pending)
 }
 
+/// Delivers a claimed batch. The events are completed as their deliveries finish, at every
+/// lease renewal and at the end, so that one slow subscriber neither holds the quick events of
+/// its batch nor lets their leases run out; the leases of the events still running are
+/// extended at each renewal.
 async fn deliver_batch<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     lane: &Lane,
-    claim: B::EventClaim,
+    owner: &str,
     batch: Vec<StoredEvent>,
 ) -> Result<DeliveredBatch, StoreError> {
-    let backend = shared.store.backend();
     let subscribers = shared.subscribers.by_type();
     let none = Vec::new();
     // At most one event per aggregate is in a batch (the claim takes heads only), so the
     // events of a batch can be delivered concurrently without reordering anything.
-    let fanned_out = join_all(batch.iter().map(|event| {
-        let subscribers = subscribers.get(event.event_type.as_str()).unwrap_or(&none);
-        fan_out(shared, event, subscribers)
-    }))
-    .await;
-    let mut delivered = 0;
-    let mut pending = Vec::new();
-    for (succeeded, owed) in fanned_out {
-        delivered += succeeded;
-        pending.extend(owed);
+    let mut running: FuturesUnordered<_> = batch
+        .iter()
+        .map(|event| {
+            let subscribers = subscribers.get(event.event_type.as_str()).unwrap_or(&none);
+            fan_out(shared, event, subscribers).map(|outcome| (event.position, outcome))
+        })
+        .collect();
+    let mut still_running: Vec<i64> = batch.iter().map(|event| event.position).collect();
+    let mut done = Finished::default();
+    let mut result = DeliveredBatch {
+        events: 0,
+        delivered: 0,
+        pending: Vec::new(),
+    };
+    let renewal = renewal_interval(shared.config.lease);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
+    loop {
+        tokio::select! {
+            finished = running.next() => {
+                let Some((position, (delivered, owed))) = finished else { break };
+                still_running.retain(|open| *open != position);
+                result.delivered += delivered;
+                done.positions.push(position);
+                done.owed.extend(owed);
+            }
+            _ = renew.tick() => {
+                // Best effort while deliveries still run: a failure here leaves the finished
+                // events for the next renewal or the end of the batch.
+                if let Err(error) = done.complete(shared, lane, owner, &mut result).await {
+                    tracing::warn!(%lane, %error, "could not complete finished events yet");
+                }
+                extend_leases(shared, lane, owner, &still_running).await;
+            }
+        }
     }
-    let positions: Vec<i64> = batch.iter().map(|event| event.position).collect();
-    let completed = backend
-        .complete_events(claim, &positions, &pending, shared.store.now())
-        .await?;
-    if !pending.is_empty() {
-        shared.store.wakes().retries.notify();
+    done.complete(shared, lane, owner, &mut result).await?;
+    Ok(result)
+}
+
+/// How often a batch still being delivered renews its leases: well within the lease, so that a
+/// renewal delayed by a busy database still lands in time.
+fn renewal_interval(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(10))
+}
+
+async fn extend_leases<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    lane: &Lane,
+    owner: &str,
+    positions: &[i64],
+) {
+    if positions.is_empty() {
+        return;
     }
-    if completed < positions.len() as u64 {
-        tracing::warn!(
+    let until = shared.claim(owner).until();
+    match shared
+        .store
+        .backend()
+        .extend_event_leases(owner, positions, until)
+        .await
+    {
+        Ok(ours) if ours.len() < positions.len() => tracing::warn!(
             %lane,
-            lost = positions.len() as u64 - completed,
-            "lease expired during the batch; another worker delivers those events again"
-        );
+            lost = positions.len() - ours.len(),
+            "lease expired while delivering; another worker delivers those events again"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%lane, %error, "could not extend the batch's leases"),
     }
-    Ok(DeliveredBatch {
-        events: completed,
-        delivered,
-        pending,
-    })
+}
+
+/// Events of a batch whose deliveries finished, not yet completed.
+#[derive(Default)]
+struct Finished {
+    positions: Vec<i64>,
+    owed: Vec<NewDelivery>,
+}
+
+impl Finished {
+    /// Completes the finished events (and records what they still owe) and adds them to
+    /// `result`; kept for a later call when the database fails.
+    async fn complete<C: Catalog, B: Backend>(
+        &mut self,
+        shared: &Lanes<C, B>,
+        lane: &Lane,
+        owner: &str,
+        result: &mut DeliveredBatch,
+    ) -> Result<(), StoreError> {
+        if self.positions.is_empty() {
+            return Ok(());
+        }
+        let completed = shared
+            .store
+            .backend()
+            .complete_events(owner, &self.positions, &self.owed, shared.store.now())
+            .await?;
+        if !self.owed.is_empty() {
+            shared.store.wakes().retries.notify();
+        }
+        if completed < self.positions.len() as u64 {
+            tracing::warn!(
+                %lane,
+                lost = self.positions.len() as u64 - completed,
+                "lease expired during the batch; another worker delivers those events again"
+            );
+        }
+        result.events += completed;
+        result.pending.append(&mut self.owed);
+        self.positions.clear();
+        Ok(())
+    }
 }

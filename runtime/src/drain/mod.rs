@@ -38,6 +38,11 @@ pub struct DrainConfig {
     pub lease: Duration,
     /// Delays between delivery attempts.
     pub retry: RetryTiming,
+    /// How long one delivery to one subscriber may take, unless the subscriber set its own
+    /// ([`crate::EventBus::subscribe_with_timeout`]). A delivery that takes longer is
+    /// abandoned and counts as a failed attempt of that subscriber only: a hanging handler
+    /// cannot hold its pool.
+    pub delivery_timeout: Duration,
     /// On shutdown, how long in-flight deliveries may take before they are abandoned and their
     /// claims released.
     pub shutdown_timeout: Duration,
@@ -50,6 +55,7 @@ impl Default for DrainConfig {
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(30),
             retry: RetryTiming::default(),
+            delivery_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -130,6 +136,12 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
     /// Delays between delivery attempts.
     pub fn retry(mut self, retry: RetryTiming) -> Self {
         self.config.retry = retry;
+        self
+    }
+
+    /// How long one delivery may take: see [`DrainConfig::delivery_timeout`].
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.config.delivery_timeout = timeout;
         self
     }
 

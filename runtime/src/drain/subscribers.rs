@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -21,6 +22,9 @@ type ErasedHandler =
 #[derive(Clone)]
 pub(crate) struct Subscriber {
     pub(crate) name: Arc<str>,
+    /// How long one delivery may take, when the subscriber set its own; otherwise the drain's
+    /// [`crate::DrainConfig::delivery_timeout`].
+    pub(crate) timeout: Option<Duration>,
     handler: ErasedHandler,
 }
 
@@ -40,11 +44,12 @@ impl Subscriber {
 pub(crate) struct Subscribers(Arc<RwLock<HashMap<&'static str, Vec<Subscriber>>>>);
 
 impl Subscribers {
-    /// Adds `handler` as the subscriber `name` of `E`.
+    /// Adds `handler` as the subscriber `name` of `E`, whose deliveries may take `timeout` (the
+    /// drain's default when `None`).
     ///
     /// # Panics
     /// When `E` already has a subscriber called `name`.
-    pub(crate) fn add<E, F, Fut, Err>(&self, name: &str, handler: F)
+    pub(crate) fn add<E, F, Fut, Err>(&self, name: &str, timeout: Option<Duration>, handler: F)
     where
         E: Event,
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
@@ -92,6 +97,7 @@ impl Subscribers {
         );
         list.push(Subscriber {
             name: name.into(),
+            timeout,
             handler: erased,
         });
     }

@@ -511,31 +511,31 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         runs: &'a [NewRun],
         now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>>;
-    /// What holds a claimed batch until it is completed: a lease owner on SQLite and in
-    /// memory, the open transaction holding the rows' locks on PostgreSQL. Dropping it
-    /// without completing gives the batch back (at once on PostgreSQL, after the lease
-    /// otherwise).
-    #[doc(hidden)]
-    type EventClaim: Send;
-
     /// Claims `lane`'s next pending events, at most one per aggregate (the oldest it has open),
-    /// leased to `claim.owner`.
+    /// leased to `claim.owner` until `claim.until()`: the lease is committed, so a worker that
+    /// dies holding it loses it when it expires, and each claim counts in
+    /// [`StoredEvent::claims`].
     #[doc(hidden)]
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)>;
-    /// Marks the claimed events processed and records the deliveries still owed, in one
-    /// transaction; returns how many events were still ours.
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>>;
+    /// Marks these claimed events processed and records the deliveries still owed, in one
+    /// transaction, for the events `owner` still holds; returns how many those were.
     #[doc(hidden)]
     fn complete_events<'a>(
         &'a self,
-        claim: Self::EventClaim,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64>;
+    /// Extends `owner`'s leases on these claimed events to `until`, while their deliveries
+    /// still run; returns the positions still ours.
+    #[doc(hidden)]
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>>;
     /// Claims `lane`'s due retries, at most one per subscriber and aggregate.
     #[doc(hidden)]
     fn claim_deliveries<'a>(

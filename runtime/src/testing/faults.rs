@@ -15,7 +15,7 @@ use crate::store::{
 pub struct SilentEventClaim<B: Backend> {
     store: Store<B>,
     positions: Vec<i64>,
-    claim: B::EventClaim,
+    owner: String,
 }
 
 impl<B: Backend> SilentEventClaim<B> {
@@ -27,7 +27,7 @@ impl<B: Backend> SilentEventClaim<B> {
             Lane::Pool(pool.to_owned())
         };
         let owner = format!("silent-{}", Uuid::now_v7().simple());
-        let (events, claim) = store
+        let events = store
             .backend()
             .claim_events(
                 &lane,
@@ -42,7 +42,7 @@ impl<B: Backend> SilentEventClaim<B> {
         Ok(Self {
             store: store.clone(),
             positions: events.iter().map(|event| event.position).collect(),
-            claim,
+            owner,
         })
     }
 
@@ -58,11 +58,11 @@ impl<B: Backend> SilentEventClaim<B> {
 
     /// The silent worker wakes up and acknowledges its batch as delivered, too late: returns how
     /// many events were still its own (none, once the lease has expired and another worker took
-    /// them), or an error where the database cut the stalled session off.
+    /// them).
     pub async fn acknowledge_late(self) -> Result<u64, StoreError> {
         self.store
             .backend()
-            .complete_events(self.claim, &self.positions, &[], self.store.now())
+            .complete_events(&self.owner, &self.positions, &[], self.store.now())
             .await
     }
 }

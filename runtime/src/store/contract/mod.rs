@@ -1,9 +1,7 @@
 //! The backend contract: the promises every backend keeps at the seam — claim order, leases,
 //! fencing, dedupe, caps, conflicts — tested once and run against SQLite, PostgreSQL (when
 //! `HERALD_TEST_POSTGRES_URL` names a server; a schema each) and memory, in the manner of
-//! River's `riverdrivertest`. Time is passed in, so leases and backoffs expire without sleeping
-//! (PostgreSQL's event claims are row locks cut off by the server's own clock: those tests give
-//! it a short real lease).
+//! River's `riverdrivertest`. Time is passed in, so leases and backoffs expire without sleeping.
 
 mod jobs;
 mod outbox;

@@ -1,7 +1,5 @@
 //! The outbox's promises at the seam.
 
-use std::time::{Duration, Instant};
-
 use super::{at, claim, event, insert_events, on_every_backend, t0};
 use crate::ops::Redrive;
 use crate::store::{
@@ -16,43 +14,26 @@ fn change_lane() -> Lane {
 async fn claim_events<B: Backend>(
     store: &Store<B>,
     claim: Claim<'_>,
-) -> (Vec<StoredEvent>, B::EventClaim) {
-    store
+) -> (Vec<StoredEvent>, String) {
+    let events = store
         .backend()
         .claim_events(&change_lane(), claim)
         .await
-        .expect("claim events")
+        .expect("claim events");
+    (events, claim.owner.to_owned())
 }
 
 async fn complete<B: Backend>(
     store: &Store<B>,
-    claimed: (Vec<StoredEvent>, B::EventClaim),
+    claimed: (Vec<StoredEvent>, String),
     deliveries: &[NewDelivery],
 ) -> u64 {
     let positions: Vec<i64> = claimed.0.iter().map(|event| event.position).collect();
     store
         .backend()
-        .complete_events(claimed.1, &positions, deliveries, t0())
+        .complete_events(&claimed.1, &positions, deliveries, t0())
         .await
         .expect("complete events")
-}
-
-/// Claims until something is claimed or five seconds of real time pass: PostgreSQL gives an
-/// abandoned claim back when the connection returns to the pool, or cuts a stalled one off at
-/// its lease, both in the server's own time.
-async fn claim_within_seconds<B: Backend>(
-    store: &Store<B>,
-    claim: Claim<'_>,
-) -> (Vec<StoredEvent>, B::EventClaim) {
-    let started = Instant::now();
-    loop {
-        let claimed = claim_events(store, claim).await;
-        if !claimed.0.is_empty() || started.elapsed() > Duration::from_secs(5) {
-            return claimed;
-        }
-        drop(claimed);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn retry_at(event: &StoredEvent, subscriber: &str, seconds: i64) -> NewDelivery {
@@ -109,10 +90,10 @@ async fn a_held_claim_is_not_claimed_again_until_given_back<B: Backend>(store: S
     let held = claim_events(&store, claim("w1", t0())).await;
     assert_eq!(held.0.len(), 1);
     assert!(claim_events(&store, claim("w2", t0())).await.0.is_empty());
-    // Abandoned: given back at once (PostgreSQL) or when its lease ends (the others).
+    // Abandoned: claimable again when its lease ends.
     drop(held);
     let after_the_lease = at(31);
-    let taken = claim_within_seconds(&store, claim("w2", after_the_lease)).await;
+    let taken = claim_events(&store, claim("w2", after_the_lease)).await;
     assert_eq!(taken.0.len(), 1);
 }
 
@@ -120,21 +101,67 @@ async fn a_completion_after_the_lease_was_taken_over_acknowledges_nothing<B: Bac
     store: Store<B>,
 ) {
     insert_events(&store, &[event(Some("a"))]).await;
-    let short = Claim {
-        lease: Duration::from_millis(200),
-        ..claim("stalled", t0())
-    };
-    let stalled = claim_events(&store, short).await;
+    let stalled = claim_events(&store, claim("stalled", t0())).await;
     assert_eq!(stalled.0.len(), 1);
-    let taken = claim_within_seconds(&store, claim("w2", at(1))).await;
+    let taken = claim_events(&store, claim("w2", at(31))).await;
     assert_eq!(taken.0.len(), 1, "another worker takes the event over");
+    assert_eq!(taken.0[0].claims, 2, "every claim counts");
     let positions: Vec<i64> = stalled.0.iter().map(|event| event.position).collect();
     let late = store
         .backend()
-        .complete_events(stalled.1, &positions, &[], at(2))
-        .await;
-    assert!(!matches!(late, Ok(n) if n > 0), "{late:?}");
+        .complete_events(&stalled.1, &positions, &[], at(32))
+        .await
+        .expect("a fenced completion is no error");
+    assert_eq!(late, 0);
     assert_eq!(complete(&store, taken, &[]).await, 1);
+}
+
+async fn an_extended_lease_is_kept_until_its_new_end<B: Backend>(store: Store<B>) {
+    insert_events(&store, &[event(Some("a")), event(Some("b"))]).await;
+    let held = claim_events(&store, claim("w1", t0())).await;
+    let positions: Vec<i64> = held.0.iter().map(|event| event.position).collect();
+    let extended = store
+        .backend()
+        .extend_event_leases("w1", &positions[..1], at(90))
+        .await
+        .expect("extend leases");
+    assert_eq!(extended, positions[..1]);
+    // Past the first lease: the event whose lease was not extended is taken over.
+    let taken = claim_events(&store, claim("w2", at(60))).await;
+    assert_eq!(
+        taken
+            .0
+            .iter()
+            .map(|event| event.position)
+            .collect::<Vec<_>>(),
+        positions[1..]
+    );
+    // The owner can no longer extend what it lost, nor can another owner extend its lease.
+    let lost = store
+        .backend()
+        .extend_event_leases("w1", &positions[1..], at(120))
+        .await
+        .expect("extend leases");
+    assert!(lost.is_empty());
+    let foreign = store
+        .backend()
+        .extend_event_leases("w2", &positions[..1], at(120))
+        .await
+        .expect("extend leases");
+    assert!(foreign.is_empty());
+    assert_eq!(complete(&store, taken, &[]).await, 1);
+    // Past the extended lease, the first event is claimable again.
+    assert_eq!(claim_events(&store, claim("w3", at(89))).await.0.len(), 0);
+    assert_eq!(claim_events(&store, claim("w3", at(91))).await.0.len(), 1);
+}
+
+async fn a_released_claim_is_not_counted<B: Backend>(store: Store<B>) {
+    insert_events(&store, &[event(Some("a"))]).await;
+    let held = claim_events(&store, claim("w1", t0())).await;
+    assert_eq!(held.0[0].claims, 1);
+    assert_eq!(store.backend().release("w1").await.expect("release"), 1);
+    let again = claim_events(&store, claim("w2", t0())).await;
+    assert_eq!(again.0[0].claims, 1, "a claim given back is not a lost one");
 }
 
 async fn owed_deliveries_wait_for_their_time<B: Backend>(store: Store<B>) {
@@ -279,6 +306,8 @@ on_every_backend!(
     claims_take_the_head_of_each_aggregate_in_position_order,
     a_held_claim_is_not_claimed_again_until_given_back,
     a_completion_after_the_lease_was_taken_over_acknowledges_nothing,
+    an_extended_lease_is_kept_until_its_new_end,
+    a_released_claim_is_not_counted,
     owed_deliveries_wait_for_their_time,
     a_retry_queues_behind_its_aggregates_earlier_open_delivery,
     a_failed_last_attempt_is_a_dead_letter_until_redriven,

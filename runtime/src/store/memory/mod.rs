@@ -359,13 +359,7 @@ impl Backend for MemoryBackend {
         })
     }
 
-    type EventClaim = String;
-
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, String)> {
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
             let Claim {
                 owner, limit, now, ..
@@ -422,19 +416,18 @@ impl Backend for MemoryBackend {
                 }
                 events.push(event);
             }
-            Ok((events, owner.to_owned()))
+            Ok(events)
         })
     }
 
     fn complete_events<'a>(
         &'a self,
-        owner: String,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let owner = owner.as_str();
             let mut state = self.lock();
             let mut owned = Vec::new();
             for position in positions {
@@ -484,6 +477,28 @@ impl Backend for MemoryBackend {
                     });
             }
             Ok(owned.len() as u64)
+        })
+    }
+
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let mut still_ours = Vec::new();
+            for position in positions {
+                if let Some(row) = state.rows.get_mut(position)
+                    && row.status == Status::Processing
+                    && row.lease_owner.as_deref() == Some(owner)
+                {
+                    row.lease_expires_at = Some(until);
+                    still_ours.push(*position);
+                }
+            }
+            Ok(still_ours)
         })
     }
 
@@ -615,6 +630,8 @@ impl Backend for MemoryBackend {
                     row.status = Status::Pending;
                     row.lease_owner = None;
                     row.lease_expires_at = None;
+                    // A claim given back is not a lost one: it does not count against the event.
+                    row.event.claims = row.event.claims.saturating_sub(1);
                     released += 1;
                 }
             }

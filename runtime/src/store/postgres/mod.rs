@@ -57,10 +57,6 @@ impl PostgresBackend {
     }
 }
 
-fn lease_millis(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// `alias.pool = $n` or `alias.pool IS NULL`: spelled out, because `IS NOT DISTINCT FROM`
 /// cannot use the claim index.
 fn lane_filter(lane: &Lane, alias: &str, param: usize) -> String {
@@ -155,7 +151,6 @@ impl<'a> DeliveryColumns<'a> {
 impl SqlBackend for PostgresBackend {
     type Db = Postgres;
     type Dialect = PostgresDialect;
-    type EventClaim = Option<sqlx::Transaction<'static, Postgres>>;
 
     const BEGIN: &'static str = "BEGIN";
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
@@ -253,44 +248,34 @@ impl SqlBackend for PostgresBackend {
         })
     }
 
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)> {
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
-            let Claim { limit, lease, .. } = claim;
-            // The claim is the row locks of a transaction that stays open while the batch is
-            // delivered and is completed by the same transaction: one write per event instead
-            // of a lease write and a completion write. A worker that dies closes its session and
-            // its locks go with it; one that stalls longer than the lease is cut off by
-            // `idle_in_transaction_session_timeout`, and its late completion fails.
-            // Its commit need not wait for the WAL flush: a completion lost in a crash of the
-            // server means a redelivery, which at-least-once allows.
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
-                        set_config('synchronous_commit', 'off', true)",
-            )
-            .bind(lease_millis(lease).to_string())
-            .execute(&mut *tx)
-            .await?;
+            // The lease is committed with the claim (like SQLite's), not held as the row locks
+            // of an open transaction: a slow batch can extend it and complete the events that
+            // are done while the others still run, and a claim lost to a crash is counted in
+            // `attempts`, so that a poison event is dead-lettered instead of claimed for ever.
             // Only the oldest open event of each aggregate in this pool is claimable. A
             // predecessor another worker holds is still open in every snapshot this statement
             // can see, so its successors stay put.
             let sql = format!(
-                "SELECT {EVENT_COLUMNS}, \
+                "WITH claimable AS ( \
+                   SELECT e.position AS claimed FROM herald_events e \
+                   WHERE {lane} AND e.status <> 'processed' \
+                     AND ((e.status = 'pending' AND e.next_attempt_at <= $3) \
+                       OR (e.status = 'processing' AND e.lease_expires_at < $3)) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_events p \
+                       WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
+                         AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
+                         AND p.status <> 'processed') \
+                   ORDER BY e.position LIMIT $2 FOR UPDATE OF e SKIP LOCKED) \
+                 UPDATE herald_events e SET status = 'processing', attempts = e.attempts + 1, \
+                   lease_owner = $4, lease_expires_at = $5 \
+                 FROM claimable c WHERE e.position = c.claimed \
+                 RETURNING {EVENT_COLUMNS}, \
                    ARRAY(SELECT d.subscriber FROM herald_deliveries d \
                          WHERE {same_pool_d} AND d.aggregate_type = e.aggregate_type \
                            AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
-                     AS blocked_subscribers \
-                 FROM herald_events e \
-                 WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= $3 \
-                   AND NOT EXISTS (SELECT 1 FROM herald_events p \
-                     WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
-                       AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
-                       AND p.status <> 'processed') \
-                 ORDER BY e.position LIMIT $2 FOR UPDATE OF e SKIP LOCKED",
+                     AS blocked_subscribers",
                 lane = lane_filter(lane, "e", 1),
                 same_pool = match lane {
                     Lane::Pool(_) => "p.pool = e.pool",
@@ -303,42 +288,55 @@ impl SqlBackend for PostgresBackend {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lane.pool())
-                .bind(i64::from(limit))
+                .bind(i64::from(claim.limit))
                 .bind(claim.now)
-                .fetch_all(&mut *tx)
+                .bind(claim.owner)
+                .bind(claim.until())
+                .fetch_all(&self.pool)
                 .await?;
-            let events = rows
+            let mut events = rows
                 .iter()
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((events, Some(tx)))
+            events.sort_unstable_by_key(|event| event.position);
+            Ok(events)
         })
     }
 
     fn complete_events<'a>(
         &'a self,
-        claim: Self::EventClaim,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let Some(mut tx) = claim else {
-                return Ok(0);
-            };
-            let completed = sqlx::query(
+            let mut tx = self.pool.begin().await?;
+            // The completion need not wait for the WAL flush: one lost in a crash of the server
+            // means a redelivery, which at-least-once allows.
+            sqlx::query("SELECT set_config('synchronous_commit', 'off', true)")
+                .execute(&mut *tx)
+                .await?;
+            // Fenced by the lease owner: rows reclaimed by another worker after our lease
+            // expired stay theirs.
+            let owned: Vec<i64> = sqlx::query_scalar(
                 "UPDATE herald_events SET status = 'processed', processed_at = $2, \
-                   attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE position = ANY($1)",
+                   lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE position = ANY($1) AND lease_owner = $3 AND status = 'processing' \
+                 RETURNING position",
             )
             .bind(positions)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+            let deliveries: Vec<&NewDelivery> = deliveries
+                .iter()
+                .filter(|delivery| owned.contains(&delivery.event_position))
+                .collect();
             if !deliveries.is_empty() {
                 let mut columns = DeliveryColumns::default();
-                for delivery in deliveries {
+                for delivery in &deliveries {
                     columns.push(delivery, now);
                 }
                 sqlx::query(
@@ -365,7 +363,27 @@ impl SqlBackend for PostgresBackend {
                 .await?;
             }
             tx.commit().await?;
-            Ok(completed)
+            Ok(owned.len() as u64)
+        })
+    }
+
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar(
+                "UPDATE herald_events SET lease_expires_at = $3 \
+                 WHERE position = ANY($1) AND lease_owner = $2 AND status = 'processing' \
+                 RETURNING position",
+            )
+            .bind(positions)
+            .bind(owner)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?)
         })
     }
 

@@ -1,5 +1,5 @@
 //! The one implementation of the seam for both SQL databases. A database brings what must
-//! differ — its dialect, its pools, its claims (row locks on PostgreSQL, the single writer's
+//! differ — its dialect, its pools, its claims (`SKIP LOCKED` on PostgreSQL, the single writer's
 //! lock on SQLite), its bulk inserts and its wake-ups — through [`SqlBackend`] and
 //! [`SqlJobStore`]; everything else is written once here, over [`super::outbox`] and
 //! [`super::jobs`].
@@ -26,9 +26,6 @@ pub(crate) type Tx<'c, Db> = sqlx::Transaction<'c, Db>;
 pub trait SqlBackend: Clone + Send + Sync + 'static {
     type Db: Database;
     type Dialect: Dialect<Connection = <Self::Db as Database>::Connection>;
-    /// What holds a claimed batch until it is completed (see [`Backend::EventClaim`]).
-    type EventClaim: Send;
-
     /// How a write transaction starts: `BEGIN IMMEDIATE` on SQLite takes the write lock at
     /// once, so that a transaction never fails half-way on a lock upgrade.
     const BEGIN: &'static str;
@@ -52,19 +49,22 @@ pub trait SqlBackend: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>>;
 
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)>;
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>>;
 
     fn complete_events<'a>(
         &'a self,
-        claim: Self::EventClaim,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64>;
+
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>>;
 
     fn claim_deliveries<'a>(
         &'a self,
@@ -119,7 +119,6 @@ impl<S: SqlJobStore> sealed::Sealed for S {}
 
 impl<S: SqlJobStore> Backend for S {
     type Transaction<'c> = Tx<'c, S::Db>;
-    type EventClaim = <S as SqlBackend>::EventClaim;
 
     fn begin(&self) -> Fut<'_, Self::Transaction<'static>> {
         Box::pin(async move { Ok(self.pool().begin_with(S::BEGIN).await?) })
@@ -157,22 +156,27 @@ impl<S: SqlJobStore> Backend for S {
         Box::pin(jobs::insert_runs::<S::Dialect>(tx, runs, now))
     }
 
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, Self::EventClaim)> {
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
         SqlBackend::claim_events(self, lane, claim)
     }
 
     fn complete_events<'a>(
         &'a self,
-        claim: Self::EventClaim,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
-        SqlBackend::complete_events(self, claim, positions, deliveries, now)
+        SqlBackend::complete_events(self, owner, positions, deliveries, now)
+    }
+
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>> {
+        SqlBackend::extend_event_leases(self, owner, positions, until)
     }
 
     fn claim_deliveries<'a>(

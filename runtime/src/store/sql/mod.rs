@@ -2,7 +2,7 @@
 //! SQLite too), values bound as [`Arg`]s that each [`Dialect`] encodes its own way (a time is a
 //! `timestamptz` on PostgreSQL and Unix microseconds on SQLite, a JSON document `jsonb` or
 //! text), rows read through [`Columns`] into the runtime's types by one decoder per row type.
-//! What differs between the databases for a reason (claims: row locks against one writer's
+//! What differs between the databases for a reason (claims: `SKIP LOCKED` against one writer's
 //! lock; bulk inserts: `UNNEST` against multi-row `VALUES`) stays in each backend's folder.
 //!
 //! This layer is sealed yet `pub` on purpose: the blanket `impl Backend for S: SqlJobStore`

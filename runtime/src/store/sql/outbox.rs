@@ -20,8 +20,10 @@ pub(crate) async fn release<D: Dialect>(
     let events = D::execute(
         connection,
         Statement::new(
+            // A claim given back is not a lost one: it does not count against the event.
             "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
-               lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+               lease_expires_at = NULL, attempts = attempts - 1 \
+             WHERE lease_owner = $1 AND status = 'processing'",
         )
         .text(owner),
     )

@@ -191,8 +191,6 @@ async fn insert_chunk(
 impl SqlBackend for SqliteBackend {
     type Db = Sqlite;
     type Dialect = SqliteDialect;
-    type EventClaim = String;
-
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const MIGRATIONS_TABLE: &'static str = MIGRATIONS_TABLE;
@@ -225,11 +223,7 @@ impl SqlBackend for SqliteBackend {
         })
     }
 
-    fn claim_events<'a>(
-        &'a self,
-        lane: &'a Lane,
-        claim: Claim<'a>,
-    ) -> Fut<'a, (Vec<StoredEvent>, String)> {
+    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
             let Claim { owner, limit, .. } = claim;
             // Only the oldest open event of each aggregate in this pool is claimable: a later
@@ -267,19 +261,18 @@ impl SqlBackend for SqliteBackend {
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
             events.sort_unstable_by_key(|event| event.position);
-            Ok((events, owner.to_owned()))
+            Ok(events)
         })
     }
 
     fn complete_events<'a>(
         &'a self,
-        owner: String,
+        owner: &'a str,
         positions: &'a [i64],
         deliveries: &'a [NewDelivery],
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let owner = owner.as_str();
             let mut tx = self.bookkeeping.begin_with("BEGIN IMMEDIATE").await?;
             // Fenced by the lease owner: rows reclaimed by another worker after our lease
             // expired stay theirs.
@@ -324,6 +317,27 @@ impl SqlBackend for SqliteBackend {
             }
             tx.commit().await?;
             Ok(owned.len() as u64)
+        })
+    }
+
+    fn extend_event_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        positions: &'a [i64],
+        until: DateTime<Utc>,
+    ) -> Fut<'a, Vec<i64>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar(
+                "UPDATE herald_events SET lease_expires_at = ?1 \
+                 WHERE lease_owner = ?2 AND status = 'processing' \
+                   AND position IN (SELECT value FROM json_each(?3)) \
+                 RETURNING position",
+            )
+            .bind(micros(until))
+            .bind(owner)
+            .bind(positions_json(positions))
+            .fetch_all(&self.bookkeeping)
+            .await?)
         })
     }
 

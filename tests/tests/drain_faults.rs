@@ -1,0 +1,264 @@
+//! The drain against subscribers and workers that misbehave: events whose claims keep being
+//! lost (poison), handlers that hang, and handlers slower than the lease. Every scenario runs
+//! on SQLite, on PostgreSQL (when `HERALD_TEST_POSTGRES_URL` names a server) and in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald::testing::SilentEventClaim;
+use herald::uuid::Uuid;
+use herald::{Backend, Envelope, Event, HandlerError, RetryTiming, Store};
+use integration_tests::domain::TypedEventBus;
+use integration_tests::domain::events::ContactCreated;
+use integration_tests::support::eventually;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn contact_created(contact: Uuid) -> ContactCreated {
+    ContactCreated {
+        contact_id: contact,
+        account_id: None,
+        created_by: Uuid::from_u128(7),
+    }
+}
+
+async fn publish<B: Backend>(bus: &TypedEventBus<B>, contacts: &[Uuid]) {
+    let mut tx = bus.store().begin().await.unwrap();
+    for contact in contacts {
+        bus.publish(&mut tx, *contact, contact_created(*contact))
+            .await
+            .unwrap();
+    }
+    bus.store().commit(tx).await.unwrap();
+}
+
+/// How many times each contact's event reached a subscriber.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<HashMap<Uuid, u32>>>);
+
+impl Calls {
+    fn record(&self, contact: Uuid) {
+        *self.0.lock().unwrap().entry(contact).or_default() += 1;
+    }
+    fn of(&self, contact: Uuid) -> u32 {
+        self.0.lock().unwrap().get(&contact).copied().unwrap_or(0)
+    }
+    fn total(&self) -> u32 {
+        self.0.lock().unwrap().values().sum()
+    }
+}
+
+fn quick_retries() -> RetryTiming {
+    RetryTiming {
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(20),
+    }
+}
+
+async fn a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts<B: Backend>(
+    store: Store<B>,
+) {
+    let bus = TypedEventBus::new(store);
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let poison = Uuid::from_u128(1);
+    publish(&bus, &[poison]).await;
+    // Every claim of the event is lost, as if each worker that took it crashed mid-delivery.
+    let max_attempts = ContactCreated::META.retry.max_attempts().get();
+    for _ in 0..max_attempts {
+        let lost = SilentEventClaim::take(bus.store(), "events_change", Duration::from_millis(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            lost.len(),
+            1,
+            "the event is claimable again after a lost claim"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let healthy = Uuid::from_u128(2);
+    publish(&bus, &[healthy]).await;
+
+    let summary = bus.drain().run_until_idle().await.unwrap();
+
+    assert_eq!(calls.of(poison), 0, "a poison event is not run again");
+    assert_eq!(calls.of(healthy), 1, "the lane moves on");
+    assert_eq!((summary.events, summary.dead_lettered), (2, 1));
+    let dead = bus.store().dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].subscriber, "record");
+    assert_eq!(dead[0].attempts, max_attempts);
+    assert_eq!(
+        dead[0].last_error,
+        format!("claim lost {max_attempts} times: worker crashed or stalled while delivering")
+    );
+    // The next claim finds nothing: the event is no longer claimed for ever.
+    let again = SilentEventClaim::take(bus.store(), "events_change", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
+async fn a_released_claim_does_not_count_as_lost<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = started.clone();
+    bus.subscribe("hangs_on_shutdown", move |e: Envelope<ContactCreated>| {
+        let (seen, signal) = (seen.clone(), signal.clone());
+        async move {
+            seen.record(e.payload.contact_id);
+            signal.notify_one();
+            std::future::pending::<Result<(), HandlerError>>().await
+        }
+    });
+    let contact = Uuid::from_u128(3);
+    publish(&bus, &[contact]).await;
+    // Stopped gracefully more often than the event has attempts: each stop gives the claim
+    // back, which is no crash.
+    let max_attempts = ContactCreated::META.retry.max_attempts().get();
+    for _ in 0..=max_attempts {
+        let drain = bus
+            .drain()
+            .shutdown_timeout(Duration::from_millis(10))
+            .spawn();
+        started.notified().await;
+        drain.shutdown().await;
+    }
+    assert_eq!(calls.of(contact), max_attempts + 1);
+    assert!(bus.store().dead_letters(10).await.unwrap().is_empty());
+}
+
+async fn a_hanging_subscriber_times_out_and_its_pool_moves_on<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let hanging = Uuid::from_u128(10);
+    let later: Vec<Uuid> = (11..16).map(Uuid::from_u128).collect();
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe_with_timeout(
+        "hangs_on_one",
+        Duration::from_millis(200),
+        move |e: Envelope<ContactCreated>| {
+            let seen = seen.clone();
+            async move {
+                seen.record(e.payload.contact_id);
+                if e.payload.contact_id == hanging {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, HandlerError>(())
+            }
+        },
+    );
+    let quick = Calls::default();
+    let quick_seen = quick.clone();
+    bus.subscribe("quick", move |e: Envelope<ContactCreated>| {
+        let seen = quick_seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    publish(&bus, &[hanging]).await;
+    let drain = bus
+        .drain()
+        .batch_size(1)
+        .poll_interval(Duration::from_millis(50))
+        .retry(RetryTiming {
+            base: Duration::from_secs(3600),
+            cap: Duration::from_secs(3600),
+        })
+        .spawn();
+    publish(&bus, &later).await;
+    eventually(
+        "the later events of the pool are delivered",
+        DEADLINE,
+        || async { later.iter().all(|contact| calls.of(*contact) == 1) },
+    )
+    .await;
+    drain.shutdown().await;
+    assert_eq!(calls.of(hanging), 1);
+    assert_eq!(quick.of(hanging), 1, "the other subscriber was not held");
+    // The timed-out delivery is a failed attempt of that subscriber only, waiting for its retry.
+    let stats = bus.store().stats().await.unwrap();
+    assert_eq!((stats.pending_events, stats.retrying_deliveries), (0, 1));
+}
+
+async fn a_subscriber_slower_than_the_lease_keeps_its_batch<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let slow = Uuid::from_u128(20);
+    let quick: Vec<Uuid> = (21..41).map(Uuid::from_u128).collect();
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let probe = bus.store().clone();
+    // While the slow delivery runs, its quick batch-mates must already be completed: the slow
+    // handler watches the backlog shrink to its own event before it returns.
+    let completed_before_slow = Arc::new(Mutex::new(None));
+    let witness = completed_before_slow.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let (seen, probe, witness) = (seen.clone(), probe.clone(), witness.clone());
+        async move {
+            seen.record(e.payload.contact_id);
+            if e.payload.contact_id == slow {
+                let mut only_this_one_left = false;
+                for _ in 0..150 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if probe.stats().await?.pending_events == 1 {
+                        only_this_one_left = true;
+                        break;
+                    }
+                }
+                // Past several leases of 300 ms, which the batch renews meanwhile.
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                *witness.lock().unwrap() = Some(only_this_one_left);
+            }
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let mut all = vec![slow];
+    all.extend(&quick);
+    publish(&bus, &all).await;
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            bus.drain()
+                .lease(Duration::from_millis(300))
+                .poll_interval(Duration::from_millis(50))
+                .retry(quick_retries())
+                .spawn()
+        })
+        .collect();
+    eventually("every event is processed", DEADLINE, || async {
+        bus.store().stats().await.unwrap().pending_events == 0
+    })
+    .await;
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    assert_eq!(
+        calls.of(slow),
+        1,
+        "the slow delivery ran once: its lease held"
+    );
+    assert!(quick.iter().all(|contact| calls.of(*contact) == 1));
+    assert_eq!(calls.total(), 21);
+    assert_eq!(
+        *completed_before_slow.lock().unwrap(),
+        Some(true),
+        "the quick events completed while the slow one still ran"
+    );
+}
+
+integration_tests::on_every_backend!(
+    a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,
+    a_released_claim_does_not_count_as_lost,
+    a_hanging_subscriber_times_out_and_its_pool_moves_on,
+    a_subscriber_slower_than_the_lease_keeps_its_batch,
+);
