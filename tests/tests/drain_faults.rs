@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald::testing::SilentEventClaim;
+use herald::serde_json;
+use herald::testing::{RawEvent, SilentEventClaim};
 use herald::uuid::Uuid;
 use herald::{Backend, Envelope, Event, HandlerError, RetryTiming, Store};
 use integration_tests::domain::TypedEventBus;
@@ -256,7 +257,54 @@ async fn a_subscriber_slower_than_the_lease_keeps_its_batch<B: Backend>(store: S
     );
 }
 
+async fn an_event_of_an_unknown_type_waits_for_a_process_that_knows_it<B: Backend>(
+    store: Store<B>,
+) {
+    let bus = TypedEventBus::new(store);
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    // A newer release published a type this process does not know, then a known event of the
+    // same aggregate; another aggregate's event is unrelated.
+    let (contact, other) = (Uuid::from_u128(50), Uuid::from_u128(51));
+    let mut tx = bus.store().begin().await.unwrap();
+    let unknown = RawEvent::change(
+        "contact_merged",
+        1,
+        serde_json::json!({ "contact_id": contact, "into": other }),
+    )
+    .aggregate("contact", contact, 1)
+    .insert(bus.store(), &mut tx)
+    .await
+    .unwrap();
+    bus.store().commit(tx).await.unwrap();
+    publish(&bus, &[contact, other]).await;
+
+    let summary = bus.drain().run_until_idle().await.unwrap();
+
+    assert_eq!(summary.events, 1, "only the unrelated event is delivered");
+    assert_eq!((calls.of(other), calls.of(contact)), (1, 0));
+    assert_eq!(bus.store().stats().await.unwrap().pending_events, 2);
+    // A process that knows the type still finds it pending and delivers it; then the
+    // aggregate's next event follows, in order.
+    let newer_release =
+        SilentEventClaim::take(bus.store(), "events_change", Duration::from_secs(30))
+            .await
+            .unwrap();
+    assert_eq!(newer_release.event_ids(), vec![unknown]);
+    assert_eq!(newer_release.acknowledge_late().await.unwrap(), 1);
+    let summary = bus.drain().run_until_idle().await.unwrap();
+    assert_eq!((summary.events, calls.of(contact)), (1, 1));
+}
+
 integration_tests::on_every_backend!(
+    an_event_of_an_unknown_type_waits_for_a_process_that_knows_it,
     a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,
     a_released_claim_does_not_count_as_lost,
     a_hanging_subscriber_times_out_and_its_pool_moves_on,

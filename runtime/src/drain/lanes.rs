@@ -63,7 +63,7 @@ pub(super) async fn claim_and_deliver<C: Catalog, B: Backend>(
     let batch = shared
         .store
         .backend()
-        .claim_events(lane, shared.claim(owner))
+        .claim_events(lane, Some(&shared.known_types), shared.claim(owner))
         .await?;
     if batch.is_empty() {
         return Ok(None);

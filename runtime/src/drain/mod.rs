@@ -251,6 +251,10 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
             subscribers: self.subscribers,
             config: self.config,
             worker_id: self.worker_id,
+            known_types: C::registry()
+                .iter()
+                .map(|descriptor| descriptor.meta.event_type)
+                .collect(),
             catalog: PhantomData,
         });
         (shared, lanes)
@@ -263,6 +267,10 @@ struct Lanes<C: Catalog, B: Backend> {
     subscribers: Subscribers,
     config: DrainConfig,
     worker_id: String,
+    /// The event types of this process's registry: the only ones its lanes claim. An event of
+    /// a type it does not know (published by a newer release during a rolling deploy) waits
+    /// for a process that knows it instead of being acknowledged undelivered.
+    known_types: Vec<&'static str>,
     catalog: PhantomData<fn() -> C>,
 }
 

@@ -514,9 +514,16 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// Claims `lane`'s next pending events, at most one per aggregate (the oldest it has open),
     /// leased to `claim.owner` until `claim.until()`: the lease is committed, so a worker that
     /// dies holding it loses it when it expires, and each claim counts in
-    /// [`StoredEvent::claims`].
+    /// [`StoredEvent::claims`]. With `types`, only events of those types are claimed (the
+    /// types the draining process knows: the others wait for a process that knows them, and
+    /// hold their aggregate's later events back); `None` claims every type.
     #[doc(hidden)]
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>>;
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>>;
     /// Marks these claimed events processed and records the deliveries still owed, in one
     /// transaction, for the events `owner` still holds; returns how many those were.
     #[doc(hidden)]

@@ -14,12 +14,14 @@ use crate::store::{
 /// middle of a batch: the events stay claimed until the lease expires.
 pub struct SilentEventClaim<B: Backend> {
     store: Store<B>,
+    ids: Vec<Uuid>,
     positions: Vec<i64>,
     owner: String,
 }
 
 impl<B: Backend> SilentEventClaim<B> {
-    /// Claims up to 100 events of `pool` (`"audit"` for the audit lane) for `lease`.
+    /// Claims up to 100 events of `pool` (`"audit"` for the audit lane), of any type, for
+    /// `lease`.
     pub async fn take(store: &Store<B>, pool: &str, lease: Duration) -> Result<Self, StoreError> {
         let lane = if pool == "audit" {
             Lane::Audit
@@ -31,6 +33,7 @@ impl<B: Backend> SilentEventClaim<B> {
             .backend()
             .claim_events(
                 &lane,
+                None,
                 Claim {
                     owner: &owner,
                     limit: 100,
@@ -41,6 +44,7 @@ impl<B: Backend> SilentEventClaim<B> {
             .await?;
         Ok(Self {
             store: store.clone(),
+            ids: events.iter().map(|event| event.id).collect(),
             positions: events.iter().map(|event| event.position).collect(),
             owner,
         })
@@ -54,6 +58,11 @@ impl<B: Backend> SilentEventClaim<B> {
     /// Whether the claim holds no event.
     pub fn is_empty(&self) -> bool {
         self.positions.is_empty()
+    }
+
+    /// The ids of the events the claim holds, in outbox order.
+    pub fn event_ids(&self) -> Vec<Uuid> {
+        self.ids.clone()
     }
 
     /// The silent worker wakes up and acknowledges its batch as delivered, too late: returns how

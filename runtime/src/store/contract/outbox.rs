@@ -17,7 +17,7 @@ async fn claim_events<B: Backend>(
 ) -> (Vec<StoredEvent>, String) {
     let events = store
         .backend()
-        .claim_events(&change_lane(), claim)
+        .claim_events(&change_lane(), None, claim)
         .await
         .expect("claim events");
     (events, claim.owner.to_owned())

@@ -359,7 +359,12 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
             let Claim {
                 owner, limit, now, ..
@@ -371,6 +376,8 @@ impl Backend for MemoryBackend {
                 if row.event.pool.as_deref() != lane.pool() || row.status == Status::Processed {
                     continue;
                 }
+                let is_known =
+                    types.is_none_or(|types| types.contains(&row.event.event_type.as_str()));
                 let aggregate = aggregate_of(&row.event);
                 let is_head = aggregate
                     .as_ref()
@@ -378,7 +385,7 @@ impl Backend for MemoryBackend {
                 if let Some(aggregate) = aggregate {
                     open_aggregates.insert(aggregate);
                 }
-                if is_head && claimable(row.status, row.lease_expires_at, now) {
+                if is_head && is_known && claimable(row.status, row.lease_expires_at, now) {
                     chosen.push(row.event.position);
                     if chosen.len() == limit as usize {
                         break;

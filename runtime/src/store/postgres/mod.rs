@@ -248,7 +248,12 @@ impl SqlBackend for PostgresBackend {
         })
     }
 
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
             // The lease is committed with the claim (like SQLite's), not held as the row locks
             // of an open transaction: a slow batch can extend it and complete the events that
@@ -263,6 +268,7 @@ impl SqlBackend for PostgresBackend {
                    WHERE {lane} AND e.status <> 'processed' \
                      AND ((e.status = 'pending' AND e.next_attempt_at <= $3) \
                        OR (e.status = 'processing' AND e.lease_expires_at < $3)) \
+                     AND ($6::text[] IS NULL OR e.event_type = ANY($6)) \
                      AND NOT EXISTS (SELECT 1 FROM herald_events p \
                        WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
                          AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
@@ -292,6 +298,7 @@ impl SqlBackend for PostgresBackend {
                 .bind(claim.now)
                 .bind(claim.owner)
                 .bind(claim.until())
+                .bind(types)
                 .fetch_all(&self.pool)
                 .await?;
             let mut events = rows

@@ -49,7 +49,12 @@ pub trait SqlBackend: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>>;
 
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>>;
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>>;
 
     fn complete_events<'a>(
         &'a self,
@@ -156,8 +161,13 @@ impl<S: SqlJobStore> Backend for S {
         Box::pin(jobs::insert_runs::<S::Dialect>(tx, runs, now))
     }
 
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
-        SqlBackend::claim_events(self, lane, claim)
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>> {
+        SqlBackend::claim_events(self, lane, types, claim)
     }
 
     fn complete_events<'a>(

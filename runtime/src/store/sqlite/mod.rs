@@ -223,7 +223,12 @@ impl SqlBackend for SqliteBackend {
         })
     }
 
-    fn claim_events<'a>(&'a self, lane: &'a Lane, claim: Claim<'a>) -> Fut<'a, Vec<StoredEvent>> {
+    fn claim_events<'a>(
+        &'a self,
+        lane: &'a Lane,
+        types: Option<&'a [&'static str]>,
+        claim: Claim<'a>,
+    ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
             let Claim { owner, limit, .. } = claim;
             // Only the oldest open event of each aggregate in this pool is claimable: a later
@@ -236,6 +241,7 @@ impl SqlBackend for SqliteBackend {
                    WHERE e.pool IS ?3 AND e.status <> 'processed' \
                      AND ((e.status = 'pending' AND e.next_attempt_at <= ?4) \
                        OR (e.status = 'processing' AND e.lease_expires_at < ?4)) \
+                     AND (?6 IS NULL OR e.event_type IN (SELECT value FROM json_each(?6))) \
                      AND NOT EXISTS (SELECT 1 FROM herald_events p \
                        WHERE p.pool IS e.pool AND p.aggregate_type = e.aggregate_type \
                          AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
@@ -254,6 +260,7 @@ impl SqlBackend for SqliteBackend {
                 .bind(lane.pool())
                 .bind(micros(claim.now))
                 .bind(i64::from(limit))
+                .bind(types.map(|types| serde_json::Value::from(types).to_string()))
                 .fetch_all(&self.bookkeeping)
                 .await?;
             let mut events = rows
