@@ -12,7 +12,7 @@ use herald::uuid::Uuid;
 use herald::{Backend, Envelope, Event, HandlerError, RetryTiming, Store};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
-use integration_tests::support::eventually;
+use integration_tests::support::{PostgresSchema, eventually};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -301,6 +301,55 @@ async fn an_event_of_an_unknown_type_waits_for_a_process_that_knows_it<B: Backen
     assert_eq!(newer_release.acknowledge_late().await.unwrap(), 1);
     let summary = bus.drain().run_until_idle().await.unwrap();
     assert_eq!((summary.events, calls.of(contact)), (1, 1));
+}
+
+/// Two transactions publish to one aggregate at once, the first to publish committing last: the
+/// aggregate's events must still be delivered in the order of their positions. (SQLite and
+/// memory have one writer at a time, so only PostgreSQL can interleave them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_publishers_to_one_aggregate_deliver_in_order() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_concurrent_publishers_to_one_aggregate").await
+    else {
+        return;
+    };
+    let bus = TypedEventBus::new(schema.store(5).await);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let sink = order.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(e.id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let contact = Uuid::from_u128(60);
+    let mut first_tx = bus.store().begin().await.unwrap();
+    let first = bus
+        .publish(&mut first_tx, contact, contact_created(contact))
+        .await
+        .unwrap();
+    let second_publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut tx = bus.store().begin().await.unwrap();
+            let id = bus
+                .publish(&mut tx, contact, contact_created(contact))
+                .await
+                .unwrap();
+            bus.store().commit(tx).await.unwrap();
+            id
+        })
+    };
+    // Time for the second publisher to commit, were it not held until the first commits; a
+    // drain meanwhile would deliver whatever is committed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.drain().run_until_idle().await.unwrap();
+    bus.store().commit(first_tx).await.unwrap();
+    let second = second_publisher.await.unwrap();
+    bus.drain().run_until_idle().await.unwrap();
+    assert_eq!(*order.lock().unwrap(), vec![first, second]);
+    schema.drop().await;
 }
 
 integration_tests::on_every_backend!(

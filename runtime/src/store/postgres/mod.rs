@@ -148,6 +148,35 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
+/// Serializes the transactions that publish to the same aggregate, until each commits: a
+/// position is taken from a sequence at insert, so without this, two transactions publishing to
+/// one aggregate could commit in the opposite order of their positions, and a drain between the
+/// two commits would deliver the later event first. Locks are taken in key order, so that two
+/// transactions publishing to the same aggregates in one call never deadlock.
+async fn lock_aggregates(tx: &mut Tx<'_, Postgres>, events: &[NewEvent]) -> Result<(), StoreError> {
+    let mut keys: Vec<String> = events
+        .iter()
+        .filter_map(|event| {
+            let aggregate_type = event.aggregate_type?;
+            let aggregate_id = event.aggregate_id.as_deref()?;
+            Some(format!("herald:{aggregate_type}:{aggregate_id}"))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) \
+         FROM (SELECT key FROM UNNEST($1::text[]) AS key ORDER BY key) AS ordered",
+    )
+    .bind(&keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl SqlBackend for PostgresBackend {
     type Db = Postgres;
     type Dialect = PostgresDialect;
@@ -182,6 +211,7 @@ impl SqlBackend for PostgresBackend {
         _now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
+            lock_aggregates(tx, events).await?;
             if let [event] = events {
                 // The common case, one event: plain binds, no arrays to build.
                 return sqlx::query_scalar(
