@@ -17,9 +17,11 @@ use crate::drain::subscribers::{HandlerError, Subscribers};
 use crate::event::catalog::{Catalog, InCatalog};
 use crate::event::envelope::Envelope;
 use crate::event::registry::Registry;
+use crate::event::upcast::Upcaster;
 use crate::jobs::Jobs;
 use crate::jobs::worker::Worker;
 use crate::outbox::{Outbox, Publish, PublishError};
+use crate::projection::{Projection, Projector};
 use crate::store::{Backend, Store};
 
 /// The event bus of one registry `C` on one store: publishes into the caller's transaction,
@@ -186,6 +188,76 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         self
     }
 
+    /// Registers how a stored `event_type` payload of `from_version` becomes `from_version + 1`,
+    /// for every reader of this bus's events: its subscribers, its aggregates
+    /// ([`EventBus::aggregates`]) and its projectors ([`EventBus::projector`]). An event stored
+    /// at an older version than its type's current `version:` goes through each upcaster on the
+    /// way (1 → 2 → 3), so events still pending across a deploy that bumped a version reach
+    /// every consumer in the current shape. A reader that finds no upcaster on the way fails
+    /// with an error that names the one to add (a failed delivery, retried per the event's
+    /// policy).
+    ///
+    /// ```
+    /// # use herald::{Catalog, EventDescriptor, InCatalog, Registry};
+    /// # #[derive(Debug, Clone, herald::serde::Serialize, herald::serde::Deserialize,
+    /// #     herald::schemars::JsonSchema, herald::Event)]
+    /// # #[serde(crate = "herald::serde")]
+    /// # #[schemars(crate = "herald::schemars")]
+    /// # #[event(type = "contact_renamed", direction = "change", aggregate = "contact", version = 2)]
+    /// # struct ContactRenamed { full_name: String }
+    /// # struct App;
+    /// # static REGISTRY: Registry = Registry::new(&[EventDescriptor::of::<ContactRenamed>()]);
+    /// # impl Catalog for App { fn registry() -> &'static Registry { &REGISTRY } }
+    /// # impl InCatalog<App> for ContactRenamed {}
+    /// let bus = herald::EventBus::<App, _>::new(herald::memory());
+    /// // Version 2 renamed `name` to `full_name`.
+    /// bus.upcast("contact_renamed", 1, |mut v1| {
+    ///     let name = v1.as_object_mut().and_then(|fields| fields.remove("name"));
+    ///     v1["full_name"] = name.ok_or("a v1 `contact_renamed` has a `name`")?;
+    ///     Ok(v1)
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    /// When the registry has no `event_type`, or `from_version` is not below its current
+    /// version: a wiring mistake, like a subscriber registered twice.
+    pub fn upcast(&self, event_type: &str, from_version: u32, upcast: Upcaster) -> &Self {
+        let Some(descriptor) = C::registry().get(event_type) else {
+            panic!("cannot register an upcaster of `{event_type}`: the registry has no such event");
+        };
+        let current = descriptor.meta.version;
+        assert!(
+            from_version < current,
+            "an upcaster of `{event_type}` from version {from_version} is never used: its current \
+             version is {current}"
+        );
+        self.subscribers
+            .upcasters()
+            .add(event_type, from_version, upcast);
+        self
+    }
+
+    /// A projector of `projection` over this bus's store whose events go through this bus's
+    /// upcasters ([`EventBus::upcast`]) before they reach the projection: an event stored at an
+    /// older version is folded in its type's current shape, with its `version` set to it.
+    pub fn projector<P: Projection<B>>(&self, projection: P) -> Projector<P, B> {
+        let upcasters = self.subscribers.upcasters().clone();
+        Projector::new(self.outbox.store.clone(), projection).upcasting(move |event| {
+            let Some(descriptor) = C::registry().get(&event.event_type) else {
+                return Ok(());
+            };
+            let current = descriptor.meta.version;
+            if event.version >= current {
+                return Ok(());
+            }
+            let stored = std::mem::take(&mut event.payload);
+            event.payload =
+                upcasters.to_current(&event.event_type, event.version, current, stored)?;
+            event.version = current;
+            Ok(())
+        })
+    }
+
     /// A drain over every pool of the registry (and the audit lane, if the registry has audit
     /// events) delivering to this bus's subscribers; narrow it with [`DrainBuilder::pools`].
     pub fn drain(&self) -> DrainBuilder<C, B> {
@@ -205,7 +277,7 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         A: Decide + Serialize + DeserializeOwned,
         A::Command: Clone,
     {
-        AggregateStore::new(self.outbox.clone())
+        AggregateStore::new(self.outbox.clone(), self.subscribers.upcasters().clone())
     }
 }
 

@@ -29,7 +29,6 @@ pub mod testing;
 
 pub use aggregate::{
     Aggregate, AggregateEvents, AggregateStore, Decide, ExecuteError, Executed, JobQueue, Loaded,
-    Upcaster,
 };
 pub use bus::EventBus;
 pub use clock::{Clock, SystemClock};
@@ -41,6 +40,7 @@ pub use entity::{Page, RepositoryBackend, RepositoryError, Rows, Select};
 pub use event::catalog::{Catalog, InCatalog};
 pub use event::envelope::Envelope;
 pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
+pub use event::upcast::{UpcastError, Upcaster};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
 pub use jobs::worker::{Worker, WorkerConfig, WorkerSummary};

@@ -4,12 +4,19 @@
 
 use crm::contact::{Contact, ContactCommand, ContactError};
 use crm::generated::TypedEventBus;
+use crm::generated::events::ContactUpdated;
 use crm::jobs::ArchivedContact;
 use herald::chrono::{DateTime, Utc};
 use herald::ops::RunFilter;
 use herald::testing::RawEvent;
 use herald::uuid::Uuid;
-use herald::{Backend, Decide, ExecuteError, JobQueue, Store, StoreError};
+use herald::{
+    Backend, Decide, Envelope, ExecuteError, HandlerError, JobQueue, ProjectedEvent, Projection,
+    ProjectionError, Projector, Store, StoreError,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 const USER: Uuid = Uuid::from_u128(9);
 
@@ -218,8 +225,14 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
     assert_eq!(loaded.state.name.as_deref(), Some("Old"));
     assert_eq!(loaded.state.updates, 1);
 
-    // Without the upcaster, the old version is an error that says what is missing.
-    let error = bus.aggregates::<Contact>().load(id).await.unwrap_err();
+    // Without the upcaster (a bus that never registered it), the old version is an error that
+    // says what is missing.
+    let without_upcaster = TypedEventBus::new(store.clone());
+    let error = without_upcaster
+        .aggregates::<Contact>()
+        .load(id)
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("no upcaster from version 1"),
         "{error}"
@@ -241,7 +254,141 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
     assert!(error.to_string().contains("`contact_merged`"), "{error}");
 }
 
+/// Records what a projection folded, whatever the backend.
+#[derive(Clone, Default)]
+struct Folded(Arc<Mutex<Vec<(u32, herald::serde_json::Value)>>>);
+
+impl<B: Backend> Projection<B> for Folded {
+    fn name(&self) -> &str {
+        "folded"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+        event: &'a ProjectedEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        if event.event_type == "contact_updated" {
+            self.0
+                .lock()
+                .unwrap()
+                .push((event.version, event.payload.clone()));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        self.0.lock().unwrap().clear();
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// PostgreSQL projections read only below every open transaction of the database (tests of
+/// other schemas included), so a committed event may take a moment to become readable.
+async fn catch_up_one<B: Backend>(projector: &Projector<Folded, B>) -> u64 {
+    for _ in 0..100 {
+        match projector.catch_up().await.unwrap() {
+            0 => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            folded => return folded,
+        }
+    }
+    panic!("the event never became readable to the projection");
+}
+
+async fn catch_up_error<B: Backend>(projector: &Projector<Folded, B>) -> ProjectionError {
+    for _ in 0..100 {
+        match projector.catch_up().await {
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(error) => return error,
+        }
+    }
+    panic!("the event never became readable to the projection");
+}
+
+/// A deploy bumped `contact_updated` to version 2 while a version-1 event was still pending:
+/// the upcaster registered once on the bus brings it to version 2 for every consumer.
+async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: Store<B>) {
+    let id = Uuid::now_v7();
+    let mut tx = store.begin().await.unwrap();
+    let payload = herald::serde_json::json!({
+        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+    });
+    RawEvent::change("contact_updated", 1, payload)
+        .aggregate("contact", id, 1)
+        .insert(&store, &mut tx)
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+
+    let bus = TypedEventBus::new(store.clone());
+    bus.upcast("contact_updated", 1, tags_were_added_in_v2);
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink = delivered.clone();
+    bus.subscribe("record", move |e: Envelope<ContactUpdated>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push((e.version, e.payload));
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let summary = bus.drain().run_until_idle().await.unwrap();
+    assert_eq!((summary.delivered, summary.retries_scheduled), (1, 0));
+    let delivered = delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].0, 2,
+        "the envelope carries the version of its payload"
+    );
+    assert_eq!(delivered[0].1.name.as_deref(), Some("Old"));
+    assert!(delivered[0].1.tags.is_empty());
+
+    let projector = bus.projector(Folded::default());
+    assert_eq!(catch_up_one(&projector).await, 1);
+    let folded = projector.projection().0.lock().unwrap().clone();
+    assert_eq!(folded.len(), 1);
+    assert_eq!(folded[0].0, 2);
+    assert_eq!(folded[0].1["tags"], herald::serde_json::json!([]));
+
+    let loaded = bus.aggregates::<Contact>().load(id).await.unwrap();
+    assert_eq!(loaded.state.name.as_deref(), Some("Old"));
+}
+
+/// Without the upcaster, a pending old version is a failed delivery whose error names the
+/// upcaster to add, and a projection stops on it without moving its checkpoint.
+async fn a_missing_upcaster_is_named_on_every_read_path<B: Backend>(store: Store<B>) {
+    let id = Uuid::now_v7();
+    let mut tx = store.begin().await.unwrap();
+    let payload = herald::serde_json::json!({
+        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+    });
+    RawEvent::change("contact_updated", 1, payload)
+        .insert(&store, &mut tx)
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let bus = TypedEventBus::new(store.clone());
+    bus.subscribe("record", |_: Envelope<ContactUpdated>| async {
+        Ok::<_, HandlerError>(())
+    });
+    let summary = bus.drain().run_until_idle().await.unwrap();
+    assert_eq!((summary.delivered, summary.retries_scheduled), (0, 1));
+    let projector = bus.projector(Folded::default());
+    let error = catch_up_error(&projector).await;
+    assert!(
+        error
+            .to_string()
+            .contains("add `bus.upcast(\"contact_updated\", 1, ..)`"),
+        "{error}"
+    );
+    assert!(projector.projection().0.lock().unwrap().is_empty());
+}
+
 integration_tests::on_every_backend!(
+    a_pending_old_version_reaches_every_consumer_upcast,
+    a_missing_upcaster_is_named_on_every_read_path,
     execute_appends_in_sequence_with_jobs,
     a_stale_append_loses_and_execute_decides_again,
     racing_writers_never_gap_or_duplicate,
@@ -331,4 +478,20 @@ async fn a_failure_after_the_insert_leaves_neither_events_nor_jobs<B: Backend>(s
 mod atomicity {
     integration_tests::on_every_backend!(a_failure_after_the_insert_leaves_neither_events_nor_jobs);
     use super::a_failure_after_the_insert_leaves_neither_events_nor_jobs;
+}
+
+#[test]
+#[should_panic(
+    expected = "cannot register an upcaster of `contact_renamed`: the registry has no such event"
+)]
+fn an_upcaster_of_an_unknown_event_is_a_wiring_mistake() {
+    TypedEventBus::new(herald::memory()).upcast("contact_renamed", 1, tags_were_added_in_v2);
+}
+
+#[test]
+#[should_panic(
+    expected = "an upcaster of `contact_updated` from version 2 is never used: its current version is 2"
+)]
+fn an_upcaster_from_the_current_version_is_a_wiring_mistake() {
+    TypedEventBus::new(herald::memory()).upcast("contact_updated", 2, tags_were_added_in_v2);
 }

@@ -141,4 +141,4 @@ impl JobQueue {
     }
 }
 
-pub use store::{AggregateStore, ExecuteError, Executed, Loaded, Upcaster};
+pub use store::{AggregateStore, ExecuteError, Executed, Loaded};

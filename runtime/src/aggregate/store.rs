@@ -1,6 +1,5 @@
 //! Loading, deciding and appending event-sourced aggregates with optimistic concurrency.
 
-use std::collections::HashMap;
 use std::fmt::Display;
 
 use serde::Serialize;
@@ -9,12 +8,10 @@ use uuid::Uuid;
 
 use super::{Aggregate, AggregateEvents, Decide, JobQueue};
 use crate::event::catalog::Catalog;
+use crate::event::upcast::{UpcastError, Upcaster, Upcasters};
 use crate::jobs::EnqueueError;
 use crate::outbox::{Outbox, PublishError};
 use crate::store::{Backend, NewEvent, StoreError};
-
-/// Turns the payload of an older version of an event into the next version's.
-pub type Upcaster = fn(serde_json::Value) -> Result<serde_json::Value, String>;
 
 /// Why `execute` (or `load`) did not succeed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +118,7 @@ pub struct AggregateStore<A: Decide, C: Catalog, B: Backend> {
     outbox: Outbox<C, B>,
     snapshot_every: Option<i64>,
     max_attempts: u32,
-    upcasters: HashMap<(&'static str, u32), Upcaster>,
+    upcasters: Upcasters,
     aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -131,12 +128,12 @@ where
     C: Catalog,
     B: Backend,
 {
-    pub(crate) fn new(outbox: Outbox<C, B>) -> Self {
+    pub(crate) fn new(outbox: Outbox<C, B>, upcasters: Upcasters) -> Self {
         Self {
             outbox,
             snapshot_every: None,
             max_attempts: 5,
-            upcasters: HashMap::new(),
+            upcasters,
             aggregate: std::marker::PhantomData,
         }
     }
@@ -162,8 +159,10 @@ where
     }
 
     /// Registers how a stored `event_type` payload of `from_version` becomes `from_version + 1`.
-    pub fn upcast(mut self, event_type: &'static str, from_version: u32, upcast: Upcaster) -> Self {
-        self.upcasters.insert((event_type, from_version), upcast);
+    /// Upcasters belong to the event type, not to this store: this registers it on the bus the
+    /// store came from, like [`crate::EventBus::upcast`], for its subscribers and projectors too.
+    pub fn upcast(self, event_type: &'static str, from_version: u32, upcast: Upcaster) -> Self {
+        self.upcasters.add(event_type, from_version, upcast);
         self
     }
 
@@ -221,25 +220,23 @@ where
         };
         let descriptor = C::registry().get(&stored.event_type).ok_or_else(unknown)?;
         let current = descriptor.meta.version;
-        let mut payload: serde_json::Value = serde_json::from_str(&stored.payload)
+        let payload: serde_json::Value = serde_json::from_str(&stored.payload)
             .map_err(|error| undecodable(error.to_string()))?;
-        let mut version = stored.version;
-        while version < current {
-            let upcast = self
-                .upcasters
-                .get(&(descriptor.meta.event_type, version))
-                .ok_or_else(|| ExecuteError::MissingUpcaster {
+        let payload = self
+            .upcasters
+            .to_current(&stored.event_type, stored.version, current, payload)
+            .map_err(|error| match error {
+                UpcastError::Missing { missing, .. } => ExecuteError::MissingUpcaster {
                     aggregate: A::TYPE,
                     id: id.to_owned(),
                     event_id: stored.id,
                     event_type: stored.event_type.clone(),
                     stored: stored.version,
-                    missing: version,
+                    missing,
                     current,
-                })?;
-            payload = upcast(payload).map_err(undecodable)?;
-            version += 1;
-        }
+                },
+                failed @ UpcastError::Failed { .. } => undecodable(failed.to_string()),
+            })?;
         A::Event::decode(&stored.event_type, &payload)
             .map_err(|error| undecodable(error.to_string()))?
             .ok_or_else(unknown)

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 
 use crate::event::Event;
 use crate::event::envelope::Envelope;
+use crate::event::upcast::Upcasters;
 use crate::store::StoredEvent;
 
 /// What a subscriber returns when it fails; the delivery is retried per the event's policy.
@@ -39,9 +40,13 @@ impl Subscriber {
     }
 }
 
-/// The subscribers of a bus by event type. Clones share the same set.
+/// The subscribers of a bus by event type, and the bus's upcasters that bring each stored
+/// payload to the version they read. Clones share the same sets.
 #[derive(Clone, Default)]
-pub(crate) struct Subscribers(Arc<RwLock<HashMap<&'static str, Vec<Subscriber>>>>);
+pub(crate) struct Subscribers {
+    by_type: Arc<RwLock<HashMap<&'static str, Vec<Subscriber>>>>,
+    upcasters: Upcasters,
+}
 
 impl Subscribers {
     /// Adds `handler` as the subscriber `name` of `E`, whose deliveries may take `timeout` (the
@@ -57,11 +62,12 @@ impl Subscribers {
         Err: Into<HandlerError>,
     {
         let handler = Arc::new(handler);
+        let upcasters = self.upcasters.clone();
         let erased: ErasedHandler = Arc::new(move |event: &StoredEvent, attempt: u32| {
-            let decoded = serde_json::from_str::<E>(&event.payload).map(|payload| Envelope {
+            let decoded = decode::<E>(&upcasters, event).map(|payload| Envelope {
                 id: event.id,
                 event_type: event.event_type.clone(),
-                version: event.version,
+                version: event.version.max(E::META.version),
                 position: event.position,
                 occurred_at: event.occurred_at,
                 aggregate_type: event.aggregate_type.clone(),
@@ -74,19 +80,14 @@ impl Subscribers {
             });
             let handler = handler.clone();
             Box::pin(async move {
-                let envelope = decoded.map_err(|error| {
-                    format!(
-                        "stored payload does not decode as `{}`: {error}",
-                        std::any::type_name::<E>()
-                    )
-                })?;
+                let envelope = decoded?;
                 handler(envelope)
                     .await
                     .map_err(|error| error.into().to_string())
             })
         });
         let mut subscribers = self
-            .0
+            .by_type
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let list = subscribers.entry(E::META.event_type).or_default();
@@ -104,7 +105,7 @@ impl Subscribers {
 
     /// The subscribers of `event_type`, cloned out of the lock.
     pub(crate) fn of(&self, event_type: &str) -> Vec<Subscriber> {
-        self.0
+        self.by_type
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(event_type)
@@ -114,9 +115,35 @@ impl Subscribers {
 
     /// Every subscriber by event type, cloned out of the lock (once per batch).
     pub(crate) fn by_type(&self) -> HashMap<&'static str, Vec<Subscriber>> {
-        self.0
+        self.by_type
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
+}
+
+impl Subscribers {
+    /// The upcasters the subscribers' payloads go through.
+    pub(crate) fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
+    }
+}
+
+/// The stored payload as `E`, through the upcasters when it was stored at an older version; the
+/// error says why not, for the failed delivery.
+fn decode<E: Event>(upcasters: &Upcasters, event: &StoredEvent) -> Result<E, String> {
+    let undecodable = |error: serde_json::Error| {
+        format!(
+            "stored payload does not decode as `{}`: {error}",
+            std::any::type_name::<E>()
+        )
+    };
+    if event.version >= E::META.version {
+        return serde_json::from_str::<E>(&event.payload).map_err(undecodable);
+    }
+    let stored = serde_json::from_str(&event.payload).map_err(undecodable)?;
+    let current = upcasters
+        .to_current(&event.event_type, event.version, E::META.version, stored)
+        .map_err(|error| error.to_string())?;
+    serde_json::from_value::<E>(current).map_err(undecodable)
 }

@@ -5,6 +5,7 @@
 pub(crate) mod catalog;
 pub(crate) mod envelope;
 pub(crate) mod registry;
+pub(crate) mod upcast;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

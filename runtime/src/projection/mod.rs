@@ -1,12 +1,14 @@
 //! Read models: projections fold the outbox's events, in order, into query tables, in the same
 //! transaction as their checkpoint, so they can be rebuilt from position 0 at any time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::drain::subscribers::HandlerError;
+use crate::event::upcast::UpcastError;
 use crate::store::{Backend, Checkpoint, ProjectedEvent, Store, StoreError};
 
 /// A read model. `apply` and `reset` write through the transaction they are given, which also
@@ -48,6 +50,20 @@ pub enum ProjectionError {
         /// What `apply` returned.
         error: HandlerError,
     },
+    /// An event stored at an older version could not be brought to the current one.
+    #[error(
+        "projection `{projection}` cannot read event {event_id} (position {position}): {error}"
+    )]
+    Upcast {
+        /// The projection's name.
+        projection: String,
+        /// The event it could not read.
+        event_id: uuid::Uuid,
+        /// That event's position in the outbox.
+        position: i64,
+        /// Why.
+        error: UpcastError,
+    },
     /// The projection's `reset` failed.
     #[error("projection `{projection}` could not be reset: {error}")]
     Reset {
@@ -58,21 +74,36 @@ pub enum ProjectionError {
     },
 }
 
+/// Brings an event stored at an older version to its type's current one, in place.
+type Upcast = Arc<dyn Fn(&mut ProjectedEvent) -> Result<(), UpcastError> + Send + Sync>;
+
 /// Runs one projection over one store.
 pub struct Projector<P: Projection<B>, B: Backend> {
     store: Store<B>,
     projection: P,
     batch_size: u32,
+    upcast: Option<Upcast>,
 }
 
 impl<P: Projection<B>, B: Backend> Projector<P, B> {
-    /// A projector of `projection` over `store`, folding 500 events per transaction.
+    /// A projector of `projection` over `store`, folding 500 events per transaction. Events
+    /// reach it as stored, whatever their version: [`crate::EventBus::projector`] makes one
+    /// that upcasts them first.
     pub fn new(store: Store<B>, projection: P) -> Self {
         Self {
             store,
             projection,
             batch_size: 500,
+            upcast: None,
         }
+    }
+
+    pub(crate) fn upcasting(
+        mut self,
+        upcast: impl Fn(&mut ProjectedEvent) -> Result<(), UpcastError> + Send + Sync + 'static,
+    ) -> Self {
+        self.upcast = Some(Arc::new(upcast));
+        self
     }
 
     /// Events folded per transaction, at most (at least 1).
@@ -126,9 +157,19 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
                 })?;
             checkpoint = Checkpoint::default();
         }
-        let batch = backend
+        let mut batch = backend
             .read_committed(&mut tx, checkpoint, self.batch_size)
             .await?;
+        if let Some(upcast) = &self.upcast {
+            for (_, event) in &mut batch {
+                upcast(event).map_err(|error| ProjectionError::Upcast {
+                    projection: name.to_owned(),
+                    event_id: event.id,
+                    position: event.position,
+                    error,
+                })?;
+            }
+        }
         let count = batch.len() as u64;
         for (at, event) in &batch {
             self.projection
