@@ -28,7 +28,8 @@ mod store;
 pub mod testing;
 
 pub use aggregate::{
-    Aggregate, AggregateEvents, AggregateStore, Decide, ExecuteError, Executed, JobQueue, Loaded,
+    Aggregate, AggregateEvents, AggregateStore, CommandContext, Decide, ExecuteError, Executed,
+    JobQueue, Loaded,
 };
 pub use bus::EventBus;
 pub use clock::{Clock, SystemClock};

@@ -162,6 +162,9 @@ pub struct RunInfo {
     pub created_at: DateTime<Utc>,
     /// When it reached its final status; cleared by a retry by hand.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The tenant it belongs to: that of the event that triggered it, of the command that
+    /// decided it, or of the run that spawned it.
+    pub tenant_id: Option<String>,
 }
 
 /// Which runs to list; every set field must match. Newest first.
@@ -175,6 +178,8 @@ pub struct RunFilter {
     pub scope: Option<(String, String)>,
     /// Only the runs of the tree under this top-level run (itself included).
     pub root: Option<Uuid>,
+    /// Only the runs of this tenant.
+    pub tenant: Option<String>,
     /// At most this many runs (100 by default).
     pub limit: u32,
 }
@@ -186,12 +191,19 @@ impl Default for RunFilter {
             job: None,
             scope: None,
             root: None,
+            tenant: None,
             limit: 100,
         }
     }
 }
 
 impl RunFilter {
+    /// Only the runs of this tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
     /// Only runs with this status.
     pub fn status(mut self, status: RunStatus) -> Self {
         self.status = Some(status);

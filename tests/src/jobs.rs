@@ -178,3 +178,24 @@ pub async fn slow_sync(ctx: JobContext, _input: Nothing) -> Result<(), JobError>
         .await?;
     Ok(())
 }
+
+/// Spawns a child, then fails its first attempt: the retried attempt spawns it again, which must
+/// give back the same child.
+#[job_handler(retries = 2, backoff = "fixed")]
+pub async fn spawns_then_fails_once(ctx: JobContext, _input: Nothing) -> Result<Uuid, JobError> {
+    let child = ctx
+        .spawn_child::<RecordsItsTenant>(Nothing {}, RunAt::Now)
+        .await?;
+    if ctx.attempt() == 1 {
+        return Err(JobError::msg("crashed after spawning"));
+    }
+    Ok(child)
+}
+
+/// Records the tenant its context carries.
+#[job_handler]
+pub async fn records_its_tenant(ctx: JobContext, _input: Nothing) -> Result<(), JobError> {
+    let tenant = ctx.tenant().unwrap_or("none").to_owned();
+    ctx.state::<Probe>()?.record(format!("tenant {tenant}"));
+    Ok(())
+}

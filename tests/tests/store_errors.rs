@@ -48,7 +48,7 @@ async fn a_newer_schema_is_refused<B: RawSql>(store: Store<B>, record: &'static 
             error,
             StoreError::NewerSchema {
                 applied: 999,
-                known: 4
+                known: 5
             }
         ),
         "{error:?}"

@@ -4,15 +4,15 @@
 
 use crm::contact::{Contact, ContactCommand, ContactError};
 use crm::generated::TypedEventBus;
-use crm::generated::events::ContactUpdated;
+use crm::generated::events::{ContactCreated, ContactUpdated};
 use crm::jobs::ArchivedContact;
 use herald::chrono::{DateTime, Utc};
 use herald::ops::RunFilter;
 use herald::testing::RawEvent;
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Decide, Envelope, ExecuteError, HandlerError, JobQueue, ProjectedEvent, Projection,
-    ProjectionError, Projector, Store, StoreError,
+    Backend, CommandContext, Decide, Envelope, ExecuteError, HandlerError, JobQueue,
+    ProjectedEvent, Projection, ProjectionError, Projector, PublishError, Store, StoreError,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -386,7 +386,77 @@ async fn a_missing_upcaster_is_named_on_every_read_path<B: Backend>(store: Store
     assert!(projector.projection().0.lock().unwrap().is_empty());
 }
 
+/// On a multi-tenant store a command names its tenant, like a publish: without one it appends
+/// nothing; with one, its events and its decision's jobs belong to the tenant.
+async fn commands_on_a_multi_tenant_store_carry_their_tenant<B: Backend>(store: Store<B>) {
+    let store = store.multi_tenant(true);
+    let bus = TypedEventBus::new(store.clone());
+    let contacts = bus.aggregates::<Contact>();
+    let id = Uuid::now_v7();
+    let refused = contacts.execute(id, create(id)).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ExecuteError::Publish(PublishError::TenantRequired {
+                event_type: "contact_created"
+            })
+        ),
+        "{refused}"
+    );
+    assert_eq!(store.stats().await.unwrap().pending_events, 0);
+
+    let correlation = Uuid::now_v7();
+    let acme = CommandContext::new()
+        .tenant("acme")
+        .correlation_id(correlation);
+    contacts.execute_with(id, create(id), &acme).await.unwrap();
+    contacts
+        .execute_with(
+            id,
+            ContactCommand::Archive {
+                at: noon(),
+                reason: None,
+            },
+            &acme,
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push((e.tenant_id, e.correlation_id));
+            Ok::<_, HandlerError>(())
+        }
+    });
+    bus.drain().run_until_idle().await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Some("acme".to_owned()), Some(correlation))]
+    );
+    let runs = store
+        .jobs()
+        .list(&RunFilter::default().tenant("acme"))
+        .await
+        .unwrap();
+    assert!(
+        !runs.is_empty(),
+        "the archive decision's job is the tenant's"
+    );
+    assert!(
+        store
+            .jobs()
+            .list(&RunFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|run| run.tenant_id.as_deref() == Some("acme"))
+    );
+}
+
 integration_tests::on_every_backend!(
+    commands_on_a_multi_tenant_store_carry_their_tenant,
     a_pending_old_version_reaches_every_consumer_upcast,
     a_missing_upcaster_is_named_on_every_read_path,
     execute_appends_in_sequence_with_jobs,

@@ -113,6 +113,7 @@ impl JobQueue {
         self,
         scope: (&str, &str),
         cause: Option<Uuid>,
+        tenant: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<NewRun>, EnqueueError> {
         if let Some(error) = self.error {
@@ -126,6 +127,7 @@ impl JobQueue {
                 run.scope_type = Some(scope.0.to_owned());
                 run.scope_id = Some(scope.1.to_owned());
                 run.event_id = cause;
+                run.tenant_id = tenant.map(str::to_owned);
                 run
             })
             .collect())
@@ -141,4 +143,4 @@ impl JobQueue {
     }
 }
 
-pub use store::{AggregateStore, ExecuteError, Executed, Loaded};
+pub use store::{AggregateStore, CommandContext, ExecuteError, Executed, Loaded};

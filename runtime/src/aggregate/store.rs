@@ -10,7 +10,7 @@ use super::{Aggregate, AggregateEvents, Decide, JobQueue};
 use crate::event::catalog::Catalog;
 use crate::event::upcast::{UpcastError, Upcaster, Upcasters};
 use crate::jobs::EnqueueError;
-use crate::outbox::{Outbox, PublishError};
+use crate::outbox::{Outbox, PublishError, TenantChoice};
 use crate::store::{Backend, NewEvent, StoreError};
 
 /// Why `execute` (or `load`) did not succeed. Nothing was written.
@@ -89,6 +89,49 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
     /// The decision's jobs could not be enqueued.
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
+}
+
+/// Who and what a command runs for: its tenant, and the correlation and causation its events
+/// carry. On a multi-tenant store, a command must name its tenant (or say it has none), like a
+/// publish; the decision's jobs belong to the same tenant.
+#[derive(Debug, Clone, Default)]
+#[must_use = "a CommandContext does nothing until it is passed to `execute_with`"]
+pub struct CommandContext {
+    tenant: TenantChoice,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+}
+
+impl CommandContext {
+    /// A context that names nothing: enough on a store that is not multi-tenant.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tenant the command runs for: its events and jobs belong to it.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = TenantChoice::Some(tenant.into());
+        self
+    }
+
+    /// Says explicitly that the command belongs to no tenant, which a multi-tenant store
+    /// accepts.
+    pub fn without_tenant(mut self) -> Self {
+        self.tenant = TenantChoice::None;
+        self
+    }
+
+    /// The id shared by the chain of events this command is part of.
+    pub fn correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// The id of the event (or request) that caused this command.
+    pub fn causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
 }
 
 /// What an accepted command did.
@@ -251,6 +294,21 @@ where
         id: impl Display,
         command: A::Command,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        self.execute_with(id, command, &CommandContext::default())
+            .await
+    }
+
+    /// Like [`AggregateStore::execute`], for the tenant, correlation and causation of
+    /// `context`: the appended events carry them and the decision's jobs belong to the tenant.
+    /// On a multi-tenant store a context without a tenant (nor an explicit
+    /// [`CommandContext::without_tenant`]) appends nothing and fails with
+    /// [`PublishError::TenantRequired`].
+    pub async fn execute_with(
+        &self,
+        id: impl Display,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let id = id.to_string();
         let span = tracing::info_span!("herald.aggregate.execute", aggregate = A::TYPE, %id);
         let _entered = span.enter();
@@ -261,7 +319,7 @@ where
                 .state
                 .decide(command.clone(), &mut jobs)
                 .map_err(ExecuteError::Rejected)?;
-            match self.append(&id, loaded, events, jobs).await {
+            match self.append_with(&id, loaded, events, jobs, context).await {
                 Err(ExecuteError::Store(StoreError::Conflict))
                 | Err(ExecuteError::Publish(PublishError::Store(StoreError::Conflict))) => {
                     tracing::debug!(attempt, "lost an append race; deciding again");
@@ -285,6 +343,37 @@ where
         events: Vec<A::Event>,
         jobs: JobQueue,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        self.append_with(id, loaded, events, jobs, &CommandContext::default())
+            .await
+    }
+
+    /// Like [`AggregateStore::append`], with the tenant, correlation and causation of
+    /// `context` (see [`AggregateStore::execute_with`]).
+    pub async fn append_with(
+        &self,
+        id: &str,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        jobs: JobQueue,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let tenant_id = match (
+            events.first(),
+            context
+                .tenant
+                .clone()
+                .resolve(self.outbox.store.is_multi_tenant()),
+        ) {
+            (_, Some(tenant)) => tenant,
+            (Some(first), None) => {
+                return Err(PublishError::TenantRequired {
+                    event_type: first.meta().event_type,
+                }
+                .into());
+            }
+            // Nothing to store: no tenant needed.
+            (None, None) => None,
+        };
         let Loaded {
             mut state,
             sequence,
@@ -301,9 +390,9 @@ where
                 pool: meta.pool(),
                 aggregate_type: Some(A::TYPE),
                 aggregate_id: Some(id.to_owned()),
-                tenant_id: None,
-                correlation_id: None,
-                causation_id: None,
+                tenant_id: tenant_id.clone(),
+                correlation_id: context.correlation_id,
+                causation_id: context.causation_id,
                 payload: event
                     .payload_json()
                     .map_err(|source| PublishError::Serialize {
@@ -321,7 +410,12 @@ where
         let store = &self.outbox.store;
         let mut tx = store.begin().await?;
         let event_ids = self.outbox.insert(&mut tx, rows).await?;
-        let runs = jobs.into_runs((A::TYPE, id), event_ids.first().copied(), store.now())?;
+        let runs = jobs.into_runs(
+            (A::TYPE, id),
+            event_ids.first().copied(),
+            tenant_id.as_deref(),
+            store.now(),
+        )?;
         if !runs.is_empty() {
             store
                 .backend()

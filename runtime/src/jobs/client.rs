@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::job::{Job, RunAt};
+use crate::outbox::TenantChoice;
 use crate::store::{Backend, DueRuns, NewRun, RunFilter, RunInfo, Store, StoreError};
 
 /// Why a run was not enqueued. Nothing was written.
@@ -21,6 +22,15 @@ pub enum EnqueueError {
         #[source]
         source: serde_json::Error,
     },
+    /// A multi-tenant store got a run with no tenant and no explicit [`Start::without_tenant`].
+    #[error(
+        "a run of job `{job}` was started without a tenant, but this store is multi-tenant: set \
+         `Start::tenant(..)`, or `Start::without_tenant()` for a run that belongs to no tenant"
+    )]
+    TenantRequired {
+        /// The job's name.
+        job: &'static str,
+    },
 }
 
 /// A run to enqueue, with its options.
@@ -30,6 +40,7 @@ pub struct Start<I> {
     input: I,
     at: RunAt,
     scope: Option<(String, String)>,
+    tenant: TenantChoice,
 }
 
 impl<I> Start<I> {
@@ -39,7 +50,21 @@ impl<I> Start<I> {
             input,
             at: RunAt::Now,
             scope: None,
+            tenant: TenantChoice::Unset,
         }
+    }
+
+    /// The tenant the run belongs to (required on a multi-tenant store, unless
+    /// [`Start::without_tenant`]); its children inherit it.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = TenantChoice::Some(tenant.into());
+        self
+    }
+
+    /// Says explicitly that the run belongs to no tenant, which a multi-tenant store accepts.
+    pub fn without_tenant(mut self) -> Self {
+        self.tenant = TenantChoice::None;
+        self
     }
 
     /// Schedules the run: it stays `pending` until then.
@@ -97,6 +122,8 @@ pub(crate) fn new_run<J: Job>(
         event_id: None,
         parent_id: None,
         root_id: id,
+        tenant_id: None,
+        child_key: None,
     })
 }
 
@@ -119,7 +146,11 @@ impl<B: Backend> JobClient<B> {
         start: Start<J::Input>,
     ) -> Result<Uuid, EnqueueError> {
         let now = self.store.now();
-        let run = new_run::<J>(&start.input, start.at.resolve(now), start.scope)?;
+        let mut run = new_run::<J>(&start.input, start.at.resolve(now), start.scope)?;
+        run.tenant_id = start
+            .tenant
+            .resolve(self.store.is_multi_tenant())
+            .ok_or(EnqueueError::TenantRequired { job: J::NAME })?;
         let span = tracing::debug_span!("herald.job.enqueue", job = J::NAME, run.id = %run.id);
         let _entered = span.enter();
         let ids = self

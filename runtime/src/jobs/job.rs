@@ -119,6 +119,7 @@ pub struct JobContext {
     pub(crate) run_id: Uuid,
     pub(crate) root_id: Uuid,
     pub(crate) attempt: u32,
+    pub(crate) tenant_id: Option<String>,
     pub(crate) store: Arc<dyn JobStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) states: Arc<States>,
@@ -155,6 +156,13 @@ impl JobContext {
     /// 1 on the first attempt.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The tenant the run belongs to: that of the event that triggered it, of the command that
+    /// decided it, or of the run that spawned it. Publish the job's own events with
+    /// `Publish::tenant` of it, so that they stay in the tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
     }
 
     /// The value of type `T` given to the worker with [`crate::Worker::state`].
@@ -210,14 +218,40 @@ impl JobContext {
         Ok(output)
     }
 
-    /// Enqueues a run of `J` as a child of this run (canceling this run's tree cancels it).
+    /// Enqueues a run of `J` as a child of this run (canceling this run's tree cancels it), in
+    /// this run's tenant. Memoized: the child is keyed by its job and input, so a parent retried
+    /// after spawning gets the child it spawned before (its id) instead of a second one. Use
+    /// [`JobContext::spawn_child_keyed`] for several children of one job with the same input.
     pub async fn spawn_child<J: Job>(&self, input: J::Input, at: RunAt) -> Result<Uuid, JobError> {
         let json = serde_json::to_string(&input)?;
+        let key = Uuid::new_v5(&self.run_id, format!("{}\n{json}", J::NAME).as_bytes());
+        self.spawn::<J>(key.to_string(), &input, json, at).await
+    }
+
+    /// Like [`JobContext::spawn_child`], keyed by `key` (unique among this run's children of
+    /// every job): spawning the same key again returns the existing child, whatever the input.
+    pub async fn spawn_child_keyed<J: Job>(
+        &self,
+        key: impl Into<String>,
+        input: J::Input,
+        at: RunAt,
+    ) -> Result<Uuid, JobError> {
+        let json = serde_json::to_string(&input)?;
+        self.spawn::<J>(key.into(), &input, json, at).await
+    }
+
+    async fn spawn<J: Job>(
+        &self,
+        child_key: String,
+        input: &J::Input,
+        json: String,
+        at: RunAt,
+    ) -> Result<Uuid, JobError> {
         let run = NewRun {
             id: Uuid::now_v7(),
             job: J::NAME,
             pool: J::POOL,
-            dedupe_key: J::dedupe_key(&input),
+            dedupe_key: J::dedupe_key(input),
             input: json,
             max_attempts: J::RETRY.max_attempts().get(),
             run_at: at.resolve(self.clock.now()),
@@ -226,6 +260,8 @@ impl JobContext {
             event_id: None,
             parent_id: Some(self.run_id),
             root_id: self.root_id,
+            tenant_id: self.tenant_id.clone(),
+            child_key: Some(child_key),
         };
         self.store
             .insert_run_now(&run, Some(self.attempt), self.clock.now())

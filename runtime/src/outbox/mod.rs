@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+pub(crate) use publish::TenantChoice;
 pub use publish::{Publish, PublishError};
 
 use crate::event::catalog::Catalog;
@@ -117,6 +118,8 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
                     event_id: Some(row.id),
                     parent_id: None,
                     root_id: id,
+                    tenant_id: row.tenant_id.clone(),
+                    child_key: None,
                 });
             }
         }

@@ -104,12 +104,25 @@ pub enum PublishError {
     },
 }
 
+/// What a writer said about the tenant of what it writes: nothing (an error on a multi-tenant
+/// store), explicitly none, or one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum TenantChoice {
+pub(crate) enum TenantChoice {
     #[default]
     Unset,
     None,
     Some(String),
+}
+
+impl TenantChoice {
+    /// The tenant to store, or `None` when the writer said nothing on a multi-tenant store.
+    pub(crate) fn resolve(self, multi_tenant: bool) -> Option<Option<String>> {
+        match self {
+            TenantChoice::Unset if multi_tenant => None,
+            TenantChoice::Unset | TenantChoice::None => Some(None),
+            TenantChoice::Some(tenant) => Some(Some(tenant)),
+        }
+    }
 }
 
 /// One event to publish, with everything that may be stamped on it besides the payload.
@@ -207,12 +220,8 @@ impl<P> Publish<P> {
         serialize: impl FnOnce(&P) -> Result<String, PublishError>,
     ) -> Result<NewEvent, PublishError> {
         let event_type = meta.event_type;
-        let tenant_id = match self.tenant {
-            TenantChoice::Unset if multi_tenant => {
-                return Err(PublishError::TenantRequired { event_type });
-            }
-            TenantChoice::Unset | TenantChoice::None => None,
-            TenantChoice::Some(tenant) => Some(tenant),
+        let Some(tenant_id) = self.tenant.resolve(multi_tenant) else {
+            return Err(PublishError::TenantRequired { event_type });
         };
         match (meta.aggregate, &self.aggregate_id) {
             (Some(aggregate), None) => {

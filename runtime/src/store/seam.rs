@@ -254,6 +254,11 @@ pub struct NewRun {
     pub parent_id: Option<Uuid>,
     /// The top-level run of its tree: its own id when it has no parent.
     pub root_id: Uuid,
+    /// The tenant it belongs to: its trigger event's, its decision's or its parent's.
+    pub tenant_id: Option<String>,
+    /// A child's key within its parent: inserting the same key for the same parent again
+    /// returns the existing child.
+    pub child_key: Option<String>,
 }
 
 /// A run a worker claimed for one attempt.
@@ -271,6 +276,8 @@ pub struct ClaimedRun {
     pub max_attempts: u32,
     /// The top-level run of its tree, for the attempt's [`crate::JobContext`].
     pub root_id: Uuid,
+    /// The tenant it belongs to, for the attempt's [`crate::JobContext`].
+    pub tenant_id: Option<String>,
 }
 
 /// How an attempt ended.

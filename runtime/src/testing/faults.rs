@@ -227,6 +227,8 @@ impl RawRun {
                 event_id: None,
                 parent_id: None,
                 root_id: id,
+                tenant_id: None,
+                child_key: None,
             },
         }
     }

@@ -31,6 +31,7 @@ pub(super) fn start_attempt<B: Backend>(
         run_id: run.id,
         root_id: run.root_id,
         attempt: run.attempt,
+        tenant_id: run.tenant_id.clone(),
         store,
         clock: shared.store.clock(),
         states: shared.states.clone(),

@@ -348,7 +348,47 @@ async fn pruning_runs_keeps_trees_with_a_live_run<B: Backend>(store: Store<B>) {
     assert_eq!(status(&store, child.id).await, RunStatus::Pending);
 }
 
+async fn a_child_key_is_spawned_once_per_parent<B: Backend>(store: Store<B>) {
+    let parent = run("j", t0());
+    insert_runs(&store, std::slice::from_ref(&parent)).await;
+    let held = claim_runs(&store, "j", claim("w1", t0())).await;
+    assert_eq!(held, vec![parent.id]);
+    let child = |key: &str| {
+        let mut child = run("k", t0());
+        child.parent_id = Some(parent.id);
+        child.root_id = parent.id;
+        child.tenant_id = Some("acme".to_owned());
+        child.child_key = Some(key.to_owned());
+        child
+    };
+    let spawn = |run: crate::store::NewRun| {
+        let store = store.clone();
+        async move {
+            store
+                .backend()
+                .insert_run_now(&run, Some(1), t0())
+                .await
+                .expect("spawn")
+                .expect("the parent holds its attempt")
+        }
+    };
+    let first = spawn(child("a")).await;
+    assert_eq!(
+        spawn(child("a")).await,
+        first,
+        "the same key gives the same child"
+    );
+    let other = spawn(child("b")).await;
+    assert_ne!(other, first);
+    let stored = store.backend().get_run(first).await.expect("get run");
+    assert_eq!(
+        stored.and_then(|run| run.tenant_id).as_deref(),
+        Some("acme")
+    );
+}
+
 on_every_backend!(
+    a_child_key_is_spawned_once_per_parent,
     pruning_runs_keeps_trees_with_a_live_run,
     runs_are_claimed_when_due_in_run_at_order,
     a_dedupe_key_collapses_onto_the_live_run,

@@ -75,6 +75,8 @@ fn run(job: &'static str, run_at: DateTime<Utc>) -> NewRun {
         event_id: None,
         parent_id: None,
         root_id: id,
+        tenant_id: None,
+        child_key: None,
     }
 }
 

@@ -19,6 +19,7 @@ pub(super) struct MemRun {
     info: RunInfo,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
+    child_key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -44,8 +45,17 @@ impl JobState {
             .map(|r| r.info.id)
     }
 
-    /// Inserts `run`, or returns the live run its dedupe key collapses onto.
+    /// Inserts `run`, or returns the run it collapses onto: the child its parent spawned under
+    /// the same key, or the live run with the same dedupe key.
     pub(super) fn insert(&mut self, run: &NewRun, now: DateTime<Utc>) -> Uuid {
+        if let (Some(parent), Some(key)) = (run.parent_id, run.child_key.as_deref())
+            && let Some(spawned) = self
+                .runs
+                .values()
+                .find(|r| r.info.parent_id == Some(parent) && r.child_key.as_deref() == Some(key))
+        {
+            return spawned.info.id;
+        }
         if let Some(live) = run
             .dedupe_key
             .as_deref()
@@ -75,9 +85,11 @@ impl JobState {
                     last_error: None,
                     created_at: now,
                     finished_at: None,
+                    tenant_id: run.tenant_id.clone(),
                 },
                 lease_owner: None,
                 lease_expires_at: None,
+                child_key: run.child_key.clone(),
             },
         );
         run.id
@@ -119,6 +131,7 @@ impl JobState {
                     attempt: run.info.attempt,
                     max_attempts: run.info.max_attempts,
                     root_id: run.info.root_id,
+                    tenant_id: run.info.tenant_id.clone(),
                 })
             })
             .collect()
@@ -413,6 +426,12 @@ impl JobStore for MemoryBackend {
                     })
                 })
                 .filter(|info| filter.root.is_none_or(|root| info.root_id == root))
+                .filter(|info| {
+                    filter
+                        .tenant
+                        .as_ref()
+                        .is_none_or(|tenant| info.tenant_id.as_ref() == Some(tenant))
+                })
                 .take(filter.limit as usize)
                 .cloned()
                 .collect())

@@ -8,20 +8,22 @@ use super::{Columns, Dialect, Statement, delete_in_slices, fetch_optional, to_u3
 use crate::ops::{DueRuns, RunFilter, RunInfo, RunStatus};
 use crate::store::{ClaimedRun, ExpiredRun, NewRun, Rescue, StoreError, corrupt};
 
-/// Inserts one run, or finds the live run its dedupe key collapses onto.
+/// Inserts one run, or finds the run it collapses onto: the child its parent already spawned
+/// under the same key, or the live run with the same dedupe key.
 pub(crate) async fn insert_run<D: Dialect>(
     connection: &mut D::Connection,
     run: &NewRun,
     now: DateTime<Utc>,
 ) -> Result<Uuid, StoreError> {
+    // No conflict target: either unique index (a child's key, a live dedupe key) absorbs it.
     let inserted = fetch_optional::<D>(
         connection,
         Statement::new(
             "INSERT INTO herald_jobs (id, job, pool, input, max_attempts, run_at, dedupe_key, \
-               scope_type, scope_id, event_id, parent_id, root_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (job, dedupe_key) \
-               WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING \
+               scope_type, scope_id, event_id, parent_id, root_id, created_at, tenant_id, \
+               child_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT DO NOTHING \
              RETURNING id",
         )
         .uuid(run.id)
@@ -36,11 +38,25 @@ pub(crate) async fn insert_run<D: Dialect>(
         .uuid(run.event_id)
         .uuid(run.parent_id)
         .uuid(run.root_id)
-        .time(now),
+        .time(now)
+        .text(run.tenant_id.as_deref())
+        .text(run.child_key.as_deref()),
     )
     .await?;
     if let Some(row) = inserted {
         return row.uuid("id");
+    }
+    if let (Some(parent), Some(key)) = (run.parent_id, run.child_key.as_deref()) {
+        let spawned = fetch_optional::<D>(
+            connection,
+            Statement::new("SELECT id FROM herald_jobs WHERE parent_id = $1 AND child_key = $2")
+                .uuid(parent)
+                .text(key),
+        )
+        .await?;
+        if let Some(row) = spawned {
+            return row.uuid("id");
+        }
     }
     let live = fetch_optional::<D>(
         connection,
@@ -243,15 +259,15 @@ pub(crate) async fn retry_run<D: Dialect>(
 // preparation.
 const LIST_RUNS: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at FROM herald_jobs \
+       created_at, finished_at, tenant_id FROM herald_jobs \
      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR job = $2) \
        AND ($3 IS NULL OR (scope_type = $3 AND scope_id = $4)) \
-       AND ($5 IS NULL OR root_id = $5) \
+       AND ($5 IS NULL OR root_id = $5) AND ($7 IS NULL OR tenant_id = $7) \
      ORDER BY created_at DESC, id DESC LIMIT $6";
 
 const GET_RUN: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at FROM herald_jobs WHERE id = $1";
+       created_at, finished_at, tenant_id FROM herald_jobs WHERE id = $1";
 
 /// Runs matching `filter`, newest first.
 pub(crate) async fn list_runs<D: Dialect>(
@@ -270,7 +286,8 @@ pub(crate) async fn list_runs<D: Dialect>(
             .text(scope_type)
             .text(scope_id)
             .uuid(filter.root)
-            .int(i64::from(filter.limit)),
+            .int(i64::from(filter.limit))
+            .text(filter.tenant.as_deref()),
     )
     .await?;
     rows.iter().map(run_info).collect()
@@ -317,6 +334,7 @@ fn run_info<R: Columns>(row: &R) -> Result<RunInfo, StoreError> {
         last_error: row.opt_text("last_error")?,
         created_at: row.time("created_at")?,
         finished_at: row.opt_time("finished_at")?,
+        tenant_id: row.opt_text("tenant_id")?,
     })
 }
 
@@ -329,6 +347,7 @@ pub(crate) fn claimed_run<R: Columns>(row: &R) -> Result<ClaimedRun, StoreError>
         attempt: to_u32(row.int("attempt")?),
         max_attempts: to_u32(row.int("max_attempts")?),
         root_id: row.uuid("root_id")?,
+        tenant_id: row.opt_text("tenant_id")?,
     })
 }
 

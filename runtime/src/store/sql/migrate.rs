@@ -121,6 +121,15 @@ macro_rules! embedded_migrations {
                     "/0004_projections.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 5,
+                name: "run tenants and child keys",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0005_run_tenants_and_child_keys.sql"
+                )),
+            },
         ]
     };
 }
