@@ -352,6 +352,49 @@ async fn postgres_concurrent_publishers_to_one_aggregate_deliver_in_order() {
     schema.drop().await;
 }
 
+/// Subscribers that each hold one of the store's few pooled connections for a while, in a
+/// batch that outlasts several lease renewals: the renewal needs a connection too, and must not
+/// stop the deliveries that would give theirs back from making progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_subscribers_holding_pooled_connections_do_not_starve_the_renewal() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_subscribers_holding_pooled_connections").await
+    else {
+        return;
+    };
+    let bus = TypedEventBus::new(schema.store(3).await);
+    let pool = bus.store().backend().pool().clone();
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe("queries", move |e: Envelope<ContactCreated>| {
+        let (seen, pool) = (seen.clone(), pool.clone());
+        async move {
+            herald::sqlx::query("SELECT pg_sleep(0.1)")
+                .execute(&pool)
+                .await?;
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let contacts: Vec<Uuid> = (100..130).map(Uuid::from_u128).collect();
+    publish(&bus, &contacts).await;
+    let drain = bus
+        .drain()
+        .lease(Duration::from_millis(150))
+        .poll_interval(Duration::from_millis(50))
+        .spawn();
+    // Far below the pool's acquire timeout (30 s), which a starved renewal would wait out.
+    eventually(
+        "every event is processed",
+        Duration::from_secs(10),
+        || async { bus.store().stats().await.unwrap().pending_events == 0 },
+    )
+    .await;
+    drain.shutdown().await;
+    assert!(contacts.iter().all(|contact| calls.of(*contact) == 1));
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
     an_event_of_an_unknown_type_waits_for_a_process_that_knows_it,
     a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,

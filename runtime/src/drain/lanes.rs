@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::deliver::{deliver, retry_policy};
@@ -157,36 +157,50 @@ async fn deliver_batch<C: Catalog, B: Backend>(
             fan_out(shared, event, subscribers).map(|outcome| (event.position, outcome))
         })
         .collect();
-    let mut still_running: Vec<i64> = batch.iter().map(|event| event.position).collect();
-    let mut done = Finished::default();
-    let mut result = DeliveredBatch {
-        events: 0,
-        delivered: 0,
-        pending: Vec::new(),
+    // The deliveries and the bookkeeping run side by side (joined, not selected): while a
+    // renewal waits for the database, the deliveries keep being polled, so that those holding a
+    // pooled connection finish and give it back instead of starving the renewal of one.
+    let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+    let deliver_all = async move {
+        while let Some(finished) = running.next().await {
+            // The receiver lives until every delivery has been sent.
+            let _ = finished_tx.send(finished);
+        }
     };
-    let renewal = renewal_interval(shared.config.lease);
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
-    loop {
-        tokio::select! {
-            finished = running.next() => {
-                let Some((position, (delivered, owed))) = finished else { break };
-                still_running.retain(|open| *open != position);
-                result.delivered += delivered;
-                done.positions.push(position);
-                done.owed.extend(owed);
-            }
-            _ = renew.tick() => {
-                // Best effort while deliveries still run: a failure here leaves the finished
-                // events for the next renewal or the end of the batch.
-                if let Err(error) = done.complete(shared, lane, owner, &mut result).await {
-                    tracing::warn!(%lane, %error, "could not complete finished events yet");
+    let keep_up = async {
+        let mut still_running: Vec<i64> = batch.iter().map(|event| event.position).collect();
+        let mut done = Finished::default();
+        let mut result = DeliveredBatch {
+            events: 0,
+            delivered: 0,
+            pending: Vec::new(),
+        };
+        let renewal = renewal_interval(shared.config.lease);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
+        loop {
+            tokio::select! {
+                finished = finished_rx.recv() => {
+                    let Some((position, (delivered, owed))) = finished else { break };
+                    still_running.retain(|open| *open != position);
+                    result.delivered += delivered;
+                    done.positions.push(position);
+                    done.owed.extend(owed);
                 }
-                extend_leases(shared, lane, owner, &still_running).await;
+                _ = renew.tick() => {
+                    // Best effort while deliveries still run: a failure here leaves the
+                    // finished events for the next renewal or the end of the batch.
+                    if let Err(error) = done.complete(shared, lane, owner, &mut result).await {
+                        tracing::warn!(%lane, %error, "could not complete finished events yet");
+                    }
+                    extend_leases(shared, lane, owner, &still_running).await;
+                }
             }
         }
-    }
-    done.complete(shared, lane, owner, &mut result).await?;
-    Ok(result)
+        done.complete(shared, lane, owner, &mut result).await?;
+        Ok(result)
+    };
+    let ((), result) = tokio::join!(deliver_all, keep_up);
+    result
 }
 
 /// How often a batch still being delivered renews its leases: well within the lease, so that a
