@@ -196,12 +196,29 @@ async fn deliver_batch<C: Catalog, B: Backend>(
                 }
             }
         }
-        done.complete(shared, lane, owner, &mut result).await?;
+        // The deliveries are made: a completion lost to a dropped connection is worth a few
+        // more tries, rather than the redelivery of the whole batch after its lease.
+        let mut pause = Duration::from_millis(50);
+        for attempt in 1.. {
+            match done.complete(shared, lane, owner, &mut result).await {
+                Ok(()) => break,
+                Err(error) if attempt < COMPLETION_TRIES => {
+                    tracing::warn!(%lane, %error, attempt, "could not complete the batch; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         Ok(result)
     };
     let ((), result) = tokio::join!(deliver_all, keep_up);
     result
 }
+
+/// How many times a lane tries to complete a delivered batch before it leaves the batch to be
+/// delivered again after its lease.
+const COMPLETION_TRIES: u32 = 5;
 
 /// How often a batch still being delivered renews its leases: well within the lease, so that a
 /// renewal delayed by a busy database still lands in time.

@@ -177,6 +177,68 @@ async fn lock_aggregates(tx: &mut Tx<'_, Postgres>, events: &[NewEvent]) -> Resu
     Ok(())
 }
 
+async fn listen_on(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
+    Ok(listener)
+}
+
+/// Wakes the lanes of this process when events or runs commit anywhere, for as long as the
+/// store's pool is open. A lost `LISTEN` connection (a server restart, a terminated backend) is
+/// re-established here, with a growing pause between tries, rather than by `recv`'s silent
+/// reconnect: notifications sent while it was down are lost, so every lane is woken to look at
+/// once when it is back, and the outage is logged once, not once per try.
+async fn turn_notifications_into_wakes(
+    pool: PgPool,
+    mut listener: Option<PgListener>,
+    wakes: Wakes,
+) {
+    let wake_all = || {
+        wakes.events.notify();
+        wakes.jobs.notify();
+    };
+    loop {
+        let Some(connected) = listener.as_mut() else {
+            let mut pause = Duration::from_millis(50);
+            loop {
+                if pool.is_closed() {
+                    return;
+                }
+                match listen_on(&pool).await {
+                    Ok(connected) => {
+                        listener = Some(connected);
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "LISTEN connection not back yet");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            tracing::info!("LISTEN connection re-established");
+            wake_all();
+            continue;
+        };
+        match connected.try_recv().await {
+            Ok(Some(notification)) if notification.channel() == JOBS_CHANNEL => {
+                wakes.jobs.notify();
+            }
+            Ok(Some(_)) => wakes.events.notify(),
+            Ok(None) => {
+                tracing::warn!("LISTEN connection lost; listening again");
+                listener = None;
+                wake_all();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "LISTEN connection lost; listening again");
+                listener = None;
+                wake_all();
+            }
+        }
+    }
+}
+
 impl SqlBackend for PostgresBackend {
     type Db = Postgres;
     type Dialect = PostgresDialect;
@@ -548,26 +610,19 @@ impl SqlBackend for PostgresBackend {
 
     fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
         Box::pin(async move {
-            let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
-            Ok(Some(tokio::spawn(async move {
-                loop {
-                    match listener.recv().await {
-                        Ok(notification) if notification.channel() == JOBS_CHANNEL => {
-                            wakes.jobs.notify();
-                        }
-                        Ok(_) => wakes.events.notify(),
-                        Err(error) => {
-                            // recv reconnects by itself; notifications sent meanwhile are
-                            // caught by the polling backstop. Wake anyway, to look at once.
-                            tracing::warn!(%error, "LISTEN connection lost; reconnecting");
-                            wakes.events.notify();
-                            wakes.jobs.notify();
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
+            let pool = self.pool.clone();
+            // Connected here first, so that a store whose server is down at start still
+            // says so once; the task keeps trying either way.
+            let listener = match listen_on(&pool).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN yet; polling until it can");
+                    None
                 }
-            })))
+            };
+            Ok(Some(tokio::spawn(turn_notifications_into_wakes(
+                pool, listener, wakes,
+            ))))
         })
     }
 }
