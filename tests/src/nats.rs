@@ -9,6 +9,7 @@ use std::time::Duration;
 use herald::relay::async_nats::jetstream::message::StreamMessage;
 use herald::relay::async_nats::jetstream::{self, stream};
 use herald::relay::async_nats::{self, ConnectOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -116,18 +117,31 @@ impl TestStream {
 }
 
 /// A TCP proxy in front of the NATS server: clients connected through it lose their
-/// connection on [`Proxy::cut`], and cannot reach the server at all between [`Proxy::stop`]
-/// and [`Proxy::resume`].
+/// connection on [`Proxy::cut`] (or after every so many bytes they send, see
+/// [`Proxy::cutting_every`]), and cannot reach the server at all between [`Proxy::stop`] and
+/// [`Proxy::resume`].
 pub struct Proxy {
     address: SocketAddr,
     upstream: String,
     cut: watch::Sender<u64>,
+    cut_after_bytes: Option<usize>,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Proxy {
     /// A proxy on a free loopback port, forwarding to the server of `nats_url`.
     pub async fn start(nats_url: &str) -> Arc<Self> {
+        Self::with_cuts(nats_url, None).await
+    }
+
+    /// A proxy that drops each connection once the client sent `bytes` bytes through it: the
+    /// cut comes right after a message reached the server, before its reply came back, so a
+    /// publish in flight loses its ack (while the server stored the message).
+    pub async fn cutting_every(nats_url: &str, bytes: usize) -> Arc<Self> {
+        Self::with_cuts(nats_url, Some(bytes)).await
+    }
+
+    async fn with_cuts(nats_url: &str, cut_after_bytes: Option<usize>) -> Arc<Self> {
         let upstream = nats_url
             .trim_start_matches("nats://")
             .trim_end_matches('/')
@@ -139,6 +153,7 @@ impl Proxy {
             address,
             upstream,
             cut,
+            cut_after_bytes,
             listener: Mutex::new(None),
         });
         proxy.listen(listener);
@@ -174,22 +189,51 @@ impl Proxy {
     fn listen(&self, listener: TcpListener) {
         let upstream = self.upstream.clone();
         let cut = self.cut.subscribe();
+        let cut_after_bytes = self.cut_after_bytes;
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let mut cut = cut.clone();
                 cut.borrow_and_update();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = forward(client, server, cut_after_bytes) => {}
                         _ = cut.changed() => {}
                     }
                 });
             }
         });
         *self.listener.lock().unwrap() = Some(task);
+    }
+}
+
+/// Copies both ways until either side closes, or the client has sent `limit` bytes.
+async fn forward(client: TcpStream, server: TcpStream, limit: Option<usize>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = async {
+        let mut buffer = vec![0; 16 * 1024];
+        let mut sent = 0;
+        loop {
+            let read = match client_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            if server_write.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+            sent += read;
+            if limit.is_some_and(|limit| sent >= limit) {
+                return;
+            }
+        }
+    };
+    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
     }
 }

@@ -212,7 +212,7 @@ impl<C: Catalog, B: Backend> Inbound<C, B> {
                 prefix: prefix.clone(),
             });
         }
-        let mut stream = match self.jetstream.get_stream(&self.stream).await {
+        let stream = match self.jetstream.get_stream(&self.stream).await {
             Ok(stream) => stream,
             Err(error) => {
                 use async_nats::jetstream::context::GetStreamErrorKind;
@@ -241,6 +241,28 @@ impl<C: Catalog, B: Backend> Inbound<C, B> {
                 });
             }
         };
+        // Checked before the consumer is created with the filter asked for, and again with
+        // the filter of the consumer as it is (an existing durable keeps its own).
+        let stream_subjects = stream.cached_info().config.subjects.clone();
+        let reads_dead_letters = |filter: &str| {
+            dead_letter_stream == self.stream
+                && if filter.is_empty() {
+                    stream_subjects
+                        .iter()
+                        .any(|subject| overlaps(subject, &dead_letters))
+                } else {
+                    overlaps(filter, &dead_letters)
+                }
+        };
+        let filter = self.filter_subject.clone().unwrap_or_default();
+        let loops = |inbound: &Self| InboundError::ReadsItsDeadLetters {
+            stream: inbound.stream.clone(),
+            consumer: inbound.consumer.clone(),
+            prefix: inbound.dead_letter_prefix.clone(),
+        };
+        if reads_dead_letters(&filter) {
+            return Err(loops(&self));
+        }
         let consumer: PullConsumer = stream
             .get_or_create_consumer(
                 &self.consumer,
@@ -249,33 +271,14 @@ impl<C: Catalog, B: Backend> Inbound<C, B> {
                     ack_policy: AckPolicy::Explicit,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: self.ack_wait,
-                    filter_subject: self.filter_subject.clone().unwrap_or_default(),
+                    filter_subject: filter,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|error| failed("create the consumer", &self.stream)(Box::new(error)))?;
-        if dead_letter_stream == self.stream {
-            let info = stream
-                .info()
-                .await
-                .map_err(|error| failed("read the stream", &self.stream)(Box::new(error)))?;
-            let consumer_filter = consumer.cached_info().config.filter_subject.clone();
-            let reads_them = if consumer_filter.is_empty() {
-                info.config
-                    .subjects
-                    .iter()
-                    .any(|subject| overlaps(subject, &dead_letters))
-            } else {
-                overlaps(&consumer_filter, &dead_letters)
-            };
-            if reads_them {
-                return Err(InboundError::ReadsItsDeadLetters {
-                    stream: self.stream,
-                    consumer: self.consumer,
-                    prefix: self.dead_letter_prefix,
-                });
-            }
+        if reads_dead_letters(&consumer.cached_info().config.filter_subject) {
+            return Err(loops(&self));
         }
         let counters = Arc::new(Counters::default());
         let worker = Arc::new(Worker {
