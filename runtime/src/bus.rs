@@ -134,6 +134,19 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         event_type: &str,
         event: Publish<serde_json::Value>,
     ) -> Result<Uuid, PublishError> {
+        self.publish_json_reporting(tx, event_type, event)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// [`EventBus::publish_json`], which also says whether the event was new (`false`: its id
+    /// was stored before, and nothing was written).
+    pub(crate) async fn publish_json_reporting(
+        &self,
+        tx: &mut B::Transaction<'_>,
+        event_type: &str,
+        event: Publish<serde_json::Value>,
+    ) -> Result<(Uuid, bool), PublishError> {
         let descriptor = C::registry().validate(event_type, &event.payload)?;
         if !event.payload.is_object() {
             return Err(PublishError::NotAnObject {
@@ -143,7 +156,8 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         let row = self
             .outbox
             .row(&descriptor.meta, event, |payload| Ok(payload.to_string()))?;
-        self.outbox.insert(tx, vec![row]).await.map(|ids| ids[0])
+        let (ids, inserted) = self.outbox.insert_reporting(tx, vec![row]).await?;
+        Ok((ids[0], inserted.contains(&ids[0])))
     }
 
     /// Registers `handler` as the subscriber `name` of `E`. The name identifies the subscriber's
@@ -256,6 +270,13 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
             event.version = current;
             Ok(())
         })
+    }
+
+    /// The subscribers shared by this bus and its clones, for the crate's own subscribers that
+    /// take the stored row (the NATS relay).
+    #[cfg(feature = "nats")]
+    pub(crate) fn subscribers(&self) -> &Subscribers {
+        &self.subscribers
     }
 
     /// A drain over every pool of the registry (and the audit lane, if the registry has audit

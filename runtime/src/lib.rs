@@ -8,7 +8,8 @@
 //! [`Job`]s, event-sourced [`Aggregate`]s and [`Projection`]s.
 //!
 //! The root holds what an application uses; [`ops`] what operators look at (dead letters, run
-//! queries, totals); [`testing`] what tests use.
+//! queries, totals); [`testing`] what tests use; `relay` (feature `nats`) the relay to NATS
+//! JetStream.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -22,6 +23,8 @@ mod jobs;
 pub mod ops;
 mod outbox;
 mod projection;
+#[cfg(feature = "nats")]
+pub mod relay;
 mod retry;
 mod service;
 mod store;

@@ -7,4 +7,5 @@ pub mod domain {
 }
 
 pub mod jobs;
+pub mod nats;
 pub mod support;

@@ -103,6 +103,37 @@ impl Subscribers {
         });
     }
 
+    /// Adds `handler` as the subscriber `name` of each of `event_types`, called with the stored
+    /// row itself rather than a decoded payload: for the crate's own forwarders (the NATS
+    /// relay), which send the payload on as it was stored. The handler builds what it needs from
+    /// the row before it returns its future, so the row is never copied.
+    ///
+    /// # Panics
+    /// When one of the types already has a subscriber called `name`.
+    #[cfg(feature = "nats")]
+    pub(crate) fn add_raw<F>(&self, name: &str, event_types: &[&'static str], handler: F)
+    where
+        F: Fn(&StoredEvent, u32) -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+    {
+        let erased: ErasedHandler = Arc::new(handler);
+        let mut subscribers = self
+            .by_type
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for event_type in event_types {
+            let list = subscribers.entry(event_type).or_default();
+            assert!(
+                list.iter().all(|existing| &*existing.name != name),
+                "`{event_type}` already has a subscriber named `{name}`"
+            );
+            list.push(Subscriber {
+                name: name.into(),
+                timeout: None,
+                handler: erased.clone(),
+            });
+        }
+    }
+
     /// The subscribers of `event_type`, cloned out of the lock.
     pub(crate) fn of(&self, event_type: &str) -> Vec<Subscriber> {
         self.by_type

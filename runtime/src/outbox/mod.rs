@@ -53,6 +53,16 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
         tx: &mut B::Transaction<'_>,
         rows: Vec<NewEvent>,
     ) -> Result<Vec<Uuid>, PublishError> {
+        self.insert_reporting(tx, rows).await.map(|(ids, _)| ids)
+    }
+
+    /// [`Outbox::insert`], which also says which of the ids were new: the others were stored
+    /// before, and this insert changed nothing for them.
+    pub(crate) async fn insert_reporting(
+        &self,
+        tx: &mut B::Transaction<'_>,
+        rows: Vec<NewEvent>,
+    ) -> Result<(Vec<Uuid>, Vec<Uuid>), PublishError> {
         for row in &rows {
             checks::check_payload_text(row.event_type, &row.payload)?;
         }
@@ -78,7 +88,7 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
                 .insert_runs(tx, &runs, self.store.now())
                 .await?;
         }
-        Ok(rows.into_iter().map(|row| row.id).collect())
+        Ok((rows.into_iter().map(|row| row.id).collect(), inserted))
     }
 
     /// The runs that the newly stored events trigger. An event id that was already stored
