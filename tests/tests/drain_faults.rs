@@ -395,6 +395,54 @@ async fn postgres_subscribers_holding_pooled_connections_do_not_starve_the_renew
     schema.drop().await;
 }
 
+/// On SQLite a payload is text that nothing checks: a row written by another tool with bytes
+/// that are not UTF-8 must not fail every claim of its pool, nor hold the good events claimed
+/// with it. (PostgreSQL's `jsonb` never stores such a payload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_unreadable_row_is_dead_lettered_and_the_rest_delivered() {
+    let (_dir, store) = integration_tests::support::sqlite().await;
+    let bus = TypedEventBus::new(store.clone());
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let (good, garbled) = (Uuid::from_u128(200), Uuid::from_u128(201));
+    publish(&bus, &[garbled, good]).await;
+    let pool = store.backend().pool().clone();
+    herald::sqlx::query(
+        "UPDATE herald_events SET payload = CAST(X'7B22FF22' AS TEXT) WHERE aggregate_id = ?",
+    )
+    .bind(garbled.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let summary = bus.drain().run_until_idle().await.unwrap();
+
+    assert_eq!((calls.of(good), calls.of(garbled)), (1, 0));
+    assert_eq!((summary.events, summary.dead_lettered), (2, 1));
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .starts_with("the stored row cannot be read:"),
+        "{}",
+        dead[0].last_error
+    );
+    // Re-driven before the row is repaired, the retry lane dead-letters it again instead of
+    // failing its claims.
+    store.redrive(&herald::ops::Redrive::all()).await.unwrap();
+    let again = bus.drain().run_until_idle().await.unwrap();
+    assert_eq!(again.dead_lettered, 1);
+    assert_eq!(calls.of(garbled), 0);
+}
+
 integration_tests::on_every_backend!(
     an_event_of_an_unknown_type_waits_for_a_process_that_knows_it,
     a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,

@@ -21,6 +21,21 @@ pub(super) fn retry_policy<C: Catalog>(event_type: &str) -> RetryPolicy {
         .unwrap_or_default()
 }
 
+/// What becomes of a delivery of a row that cannot be read: a dead letter that says why, for an
+/// operator to repair the row and re-drive it; no handler can be given it.
+pub(super) fn unreadable(event: &StoredEvent, reason: &str) -> DeliveryState {
+    tracing::error!(
+        event.id = %event.id,
+        event.position = event.position,
+        %reason,
+        "stored event cannot be read: dead-lettered without delivery"
+    );
+    DeliveryState::Failed {
+        attempts: 0,
+        last_error: format!("the stored row cannot be read: {reason}"),
+    }
+}
+
 /// One delivery attempt. `None` when it succeeded; otherwise when (or whether) to try again.
 pub(super) async fn deliver<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,

@@ -10,7 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::deliver::{deliver, retry_policy};
+use super::deliver::{deliver, retry_policy, unreadable};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
@@ -102,6 +102,8 @@ async fn fan_out<C: Catalog, B: Backend>(
                 at: shared.store.now(),
                 last_error: None,
             })
+        } else if let Some(reason) = &event.unreadable {
+            Some(unreadable(event, reason))
         } else if is_poison {
             tracing::error!(
                 event.id = %event.id,

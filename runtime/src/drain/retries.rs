@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::deliver::{deliver, retry_policy};
+use super::deliver::{deliver, retry_policy, unreadable};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
@@ -74,8 +74,10 @@ async fn redeliver<C: Catalog, B: Backend>(
         let subscribers = by_type
             .entry(delivery.event.event_type.clone())
             .or_insert_with(|| shared.subscribers.of(&delivery.event.event_type));
-        let state = match subscribers.iter().find(|s| *s.name == *delivery.subscriber) {
-            Some(subscriber) => {
+        let subscriber = subscribers.iter().find(|s| *s.name == *delivery.subscriber);
+        let state = match (&delivery.event.unreadable, subscriber) {
+            (Some(reason), _) => Some(unreadable(&delivery.event, reason)),
+            (None, Some(subscriber)) => {
                 let policy = retry_policy::<C>(&delivery.event.event_type);
                 deliver(
                     shared,
@@ -88,7 +90,7 @@ async fn redeliver<C: Catalog, B: Backend>(
             }
             // The subscriber is gone from this process's code: keep the delivery, dead, for an
             // operator to see, rather than drop it silently.
-            None => Some(DeliveryState::Failed {
+            (None, None) => Some(DeliveryState::Failed {
                 attempts: delivery.attempts,
                 last_error: format!(
                     "no subscriber named `{}` is registered for `{}` in this process",

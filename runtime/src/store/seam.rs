@@ -163,6 +163,10 @@ pub struct StoredEvent {
     /// Subscribers with a delivery of an earlier event of this aggregate (in this pool) still
     /// open: this event must queue behind it for them. Read with the claim.
     pub blocked_subscribers: Vec<String>,
+    /// Why the stored row cannot be read (a payload that is not UTF-8 text, say), when it
+    /// cannot: its subscribers are dead-lettered with the reason instead of called, so that one
+    /// bad row neither fails every claim of its pool nor holds the events claimed with it.
+    pub unreadable: Option<String>,
 }
 
 /// A delivery that the first fan-out could not complete.

@@ -181,6 +181,7 @@ impl MemoryTransaction {
                             occurred_at: event.occurred_at,
                             claims: 0,
                             blocked_subscribers: Vec::new(),
+                            unreadable: None,
                         },
                         status: Status::Pending,
                         lease_owner: None,

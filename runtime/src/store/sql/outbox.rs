@@ -339,6 +339,37 @@ pub(crate) const EVENT_COLUMNS: &str = "position, id, event_type, version, pool,
 /// The one decoder of an event row as a lane claims it. `blocked_subscribers` stays empty:
 /// each database reads that list in its own way, with the claim.
 pub(crate) fn stored_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreError> {
+    let error = match readable_event(row) {
+        Ok(event) => return Ok(event),
+        Err(error) => error,
+    };
+    // Enough to route the failure (the row, its type, its pool and aggregate); when not even
+    // that reads, the row cannot be told apart and the error stands.
+    let (Ok(position), Ok(id), Ok(event_type)) =
+        (row.int("position"), row.uuid("id"), row.text("event_type"))
+    else {
+        return Err(error);
+    };
+    Ok(StoredEvent {
+        position,
+        id,
+        event_type,
+        version: row.int("version").map(to_u32).unwrap_or_default(),
+        pool: row.opt_text("pool").ok().flatten(),
+        aggregate_type: row.opt_text("aggregate_type").ok().flatten(),
+        aggregate_id: row.opt_text("aggregate_id").ok().flatten(),
+        tenant_id: None,
+        correlation_id: None,
+        causation_id: None,
+        payload: String::new(),
+        occurred_at: row.time("occurred_at").unwrap_or_default(),
+        claims: row.int("attempts").map(to_u32).unwrap_or(1),
+        blocked_subscribers: Vec::new(),
+        unreadable: Some(error.to_string()),
+    })
+}
+
+fn readable_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: row.int("position")?,
         id: row.uuid("id")?,
@@ -354,6 +385,7 @@ pub(crate) fn stored_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreErro
         occurred_at: row.time("occurred_at")?,
         claims: to_u32(row.int("attempts")?),
         blocked_subscribers: Vec::new(),
+        unreadable: None,
     })
 }
 
