@@ -369,6 +369,7 @@ mod tests {
             occurred_at: chrono::Utc::now(),
             claims: 1,
             blocked_subscribers: Vec::new(),
+            unreadable: None,
         }
     }
 
