@@ -446,6 +446,30 @@ impl MapReader {
     }
 }
 
+/// What to do about a key that YAML did not read as a string: most often a word that YAML 1.1
+/// reads as a boolean (`on`, `n`), or digits. The word is told by its value and its length.
+fn scalar_key_help(key: &Node) -> String {
+    let width = key.span.end.saturating_sub(key.span.start);
+    let (word, read_as) = match &key.value {
+        Value::Bool(value) => {
+            let words: &[&str] = if *value {
+                &["y", "on", "yes", "true"]
+            } else {
+                &["n", "no", "off", "false"]
+            };
+            let word = words.iter().find(|word| word.len() == width).copied();
+            (word, format!("the boolean {value}"))
+        }
+        Value::Int(_) | Value::Float(_) => (None, "a number".to_owned()),
+        Value::Null => (None, "null".to_owned()),
+        Value::Str(_) | Value::Seq(_) | Value::Map(_) => {
+            return "write the key as a name".to_owned();
+        }
+    };
+    let example = word.unwrap_or("on");
+    format!("YAML reads this key as {read_as}: quote it to keep it a name, e.g. `\"{example}\":`")
+}
+
 /// Mapping entries whose keys are strings; duplicate keys are reported, the first one wins.
 fn read_entries(
     ctx: &mut Ctx<'_>,
@@ -463,7 +487,7 @@ fn read_entries(
                     key.value.kind()
                 ),
             )
-            .set_help("write the key as a name");
+            .set_help(scalar_key_help(key));
             continue;
         };
         if let Some((first, _)) = out.iter().find(|(k, _)| &k.value == name) {
