@@ -387,7 +387,42 @@ async fn a_child_key_is_spawned_once_per_parent<B: Backend>(store: Store<B>) {
     );
 }
 
+/// Statements that lock several runs lock them in one order (by id), whatever order they are
+/// given: two heartbeats of the same runs in opposite orders race 30 times. Locked in the order
+/// given, they deadlock on PostgreSQL (`deadlock detected`).
+async fn writes_of_many_runs_lock_them_in_one_order<B: Backend>(store: Store<B>) {
+    let runs: Vec<_> = (0..60).map(|_| run("j", t0())).collect();
+    insert_runs(&store, &runs).await;
+    let claimed = store
+        .backend()
+        .claim_runs("batch", &["j"], claim("w1", t0()))
+        .await
+        .expect("claim runs");
+    let forward: Vec<(Uuid, u32)> = claimed.iter().map(|run| (run.id, run.attempt)).collect();
+    let backward: Vec<(Uuid, u32)> = forward.iter().rev().copied().collect();
+    for round in 0..30 {
+        let until = at(60 + round);
+        let (a, b) = tokio::join!(
+            store.backend().heartbeat(&forward, until),
+            store.backend().heartbeat(&backward, until),
+        );
+        assert_eq!(a.expect("heartbeat").len(), forward.len());
+        assert_eq!(b.expect("heartbeat").len(), forward.len());
+    }
+    let results: Vec<AttemptResult> = backward
+        .iter()
+        .map(|&(id, attempt)| completed(id, attempt))
+        .collect();
+    let (finished, beat) = tokio::join!(
+        store.backend().finish_runs(&results, at(100)),
+        store.backend().heartbeat(&forward, at(120)),
+    );
+    assert_eq!(finished.expect("finish runs"), forward.len() as u64);
+    beat.expect("heartbeat");
+}
+
 on_every_backend!(
+    writes_of_many_runs_lock_them_in_one_order,
     a_child_key_is_spawned_once_per_parent,
     pruning_runs_keeps_trees_with_a_live_run,
     runs_are_claimed_when_due_in_run_at_order,

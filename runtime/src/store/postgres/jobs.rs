@@ -116,9 +116,13 @@ impl SqlJobStore for PostgresBackend {
                 .map(|(_, attempt)| i32::try_from(*attempt).unwrap_or(i32::MAX))
                 .collect();
             Ok(sqlx::query_scalar(
-                "UPDATE herald_jobs j SET lease_expires_at = $3 \
-                 FROM UNNEST($1::uuid[], $2::int4[]) AS r(id, attempt) \
-                 WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running' \
+                "WITH locked AS ( \
+                   SELECT j.id FROM herald_jobs j \
+                   JOIN UNNEST($1::uuid[], $2::int4[]) AS r(id, attempt) \
+                     ON j.id = r.id AND j.attempt = r.attempt \
+                   WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) \
+                 UPDATE herald_jobs j SET lease_expires_at = $3 \
+                 FROM locked l WHERE j.id = l.id AND j.status = 'running' \
                  RETURNING j.id",
             )
             .bind(&ids)
@@ -145,15 +149,23 @@ impl SqlJobStore for PostgresBackend {
                 errors.push(result.outcome.error());
                 retry_at.push(result.outcome.retry_at());
             }
-            // One statement, committed before any result is reported.
+            // One statement, committed before any result is reported. Like every statement
+            // that writes several runs, it locks them by id first: two of them locking the same
+            // runs in different orders (a heartbeat and a completion) would deadlock.
             Ok(sqlx::query(
-                "UPDATE herald_jobs j SET status = r.status, output = r.output::jsonb, \
+                "WITH r AS ( \
+                   SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], \
+                     $5::text[], $6::timestamptz[]) \
+                     AS r(id, attempt, status, output, error, retry_at)), \
+                 locked AS ( \
+                   SELECT j.id FROM herald_jobs j JOIN r ON j.id = r.id AND j.attempt = r.attempt \
+                   WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) \
+                 UPDATE herald_jobs j SET status = r.status, output = r.output::jsonb, \
                    last_error = r.error, run_at = coalesce(r.retry_at, j.run_at), \
                    lease_owner = NULL, lease_expires_at = NULL, \
                    finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE $7 END \
-                 FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], \
-                             $6::timestamptz[]) AS r(id, attempt, status, output, error, retry_at) \
-                 WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running'",
+                 FROM locked l JOIN r ON r.id = l.id \
+                 WHERE j.id = l.id AND j.status = 'running'",
             )
             .bind(&ids)
             .bind(&attempts)

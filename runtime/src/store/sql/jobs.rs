@@ -141,7 +141,10 @@ pub(crate) async fn write_rescues<D: Dialect>(
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, StoreError> {
     let mut written = Vec::new();
-    for rescue in rescues {
+    // In id order, like every write of several runs, so that it cannot deadlock with one.
+    let mut in_id_order: Vec<&Rescue> = rescues.iter().collect();
+    in_id_order.sort_unstable_by_key(|rescue| rescue.id);
+    for rescue in in_id_order {
         let (status, finished_at) = match rescue.status {
             RunStatus::Pending => (RunStatus::Pending, None),
             final_status => (final_status, Some(now)),
