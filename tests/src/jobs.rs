@@ -199,3 +199,13 @@ pub async fn records_its_tenant(ctx: JobContext, _input: Nothing) -> Result<(), 
     ctx.state::<Probe>()?.record(format!("tenant {tenant}"));
     Ok(())
 }
+
+/// Records a tick every 20 ms until its attempt is stopped.
+#[job_handler(retries = 0)]
+pub async fn ticks_until_canceled(ctx: JobContext, _input: Nothing) -> Result<(), JobError> {
+    let probe = ctx.state::<Probe>()?.clone();
+    loop {
+        probe.record("tick");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

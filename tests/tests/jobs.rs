@@ -15,7 +15,7 @@ use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
 use integration_tests::domain::{JobBindings, TypedEventBus};
 use integration_tests::jobs::{
     AlwaysFails, Capped, ChargeThenCrash, Deduped, Keyed, LeafOfATree, Nothing, OutlivesItsLease,
-    ParentOfATree, Probe, SleepsTooLong, SyncContact,
+    ParentOfATree, Probe, SleepsTooLong, SyncContact, TicksUntilCanceled,
 };
 use integration_tests::support::{PostgresSchema, eventually};
 
@@ -408,6 +408,35 @@ async fn canceling_a_run_cancels_its_tree<B: Backend>(store: Store<B>) {
     }
 }
 
+async fn canceling_a_run_aborts_its_running_attempt<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let run = start::<B, TicksUntilCanceled>(&store, Nothing {}).await;
+    let worker = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<TicksUntilCanceled>(),
+    )
+    .lease(Duration::from_millis(300))
+    .spawn();
+    eventually("the attempt runs", DEADLINE, || async {
+        !probe.calls().is_empty()
+    })
+    .await;
+    assert_eq!(store.jobs().cancel(run).await.unwrap(), 1);
+    // Stopped at the next heartbeat (every lease/3): the ticks stop well within the lease.
+    let ticks = || probe.calls().len();
+    eventually("the ticks stop", DEADLINE, || {
+        let before = ticks();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ticks() == before
+        }
+    })
+    .await;
+    worker.shutdown().await;
+    assert_eq!(run_of(&store, run).await.status, RunStatus::Canceled);
+}
+
 async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
@@ -736,6 +765,7 @@ async fn an_input_that_can_never_decode_fails_at_once<B: Backend>(store: Store<B
 }
 
 integration_tests::on_every_backend!(
+    canceling_a_run_aborts_its_running_attempt,
     triggers_enqueue_in_the_publishing_transaction,
     republishing_an_event_id_enqueues_nothing_again,
     audit_events_never_enqueue_jobs,

@@ -880,3 +880,42 @@ integration_tests::on_every_backend!(
     an_idle_drain_delivers_a_later_commit_at_once,
     unstorable_payloads_are_refused_in_heralds_words,
 );
+
+/// The memory store's record of what was committed, for unit tests of code that publishes.
+#[tokio::test]
+async fn memory_published_lists_committed_events_in_order() {
+    let store = herald::memory();
+    let bus = TypedEventBus::new(store.clone());
+    let (first, second) = (Uuid::from_u128(400), Uuid::from_u128(401));
+    let mut tx = store.begin().await.unwrap();
+    bus.publish_with(
+        &mut tx,
+        Publish::new(contact_created(first))
+            .aggregate_id(first)
+            .tenant("acme"),
+    )
+    .await
+    .unwrap();
+    bus.publish_with(&mut tx, Publish::new(payment("evt_mem")))
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    let mut rolled_back = store.begin().await.unwrap();
+    bus.publish(&mut rolled_back, second, contact_created(second))
+        .await
+        .unwrap();
+    drop(rolled_back);
+
+    let published = store.backend().published();
+    let types: Vec<&str> = published.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["contact_created", "stripe_payment_received"]);
+    assert_eq!(published[0].aggregate_id, Some(first.to_string()));
+    assert_eq!(published[0].tenant_id.as_deref(), Some("acme"));
+    let contacts: Vec<Uuid> = store
+        .backend()
+        .published_of::<ContactCreated>()
+        .iter()
+        .map(|event| event.contact_id)
+        .collect();
+    assert_eq!(contacts, vec![first], "only committed events of that type");
+}
