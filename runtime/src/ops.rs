@@ -68,6 +68,19 @@ pub struct OutboxStats {
     pub dead_letters: u64,
 }
 
+/// How far a projection is behind the outbox: see [`crate::Projector::lag`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectionLag {
+    /// Committed events after the projection's checkpoint: what it has yet to fold.
+    pub behind: u64,
+    /// Of those, the ones it cannot read yet. On PostgreSQL a projection reads only events of
+    /// transactions older than every transaction still open, so that it never skips one that
+    /// commits later at a smaller position; a long-running transaction therefore holds it back
+    /// (by design, until that transaction ends), and this counts what it holds. Always 0 on
+    /// SQLite and in memory, whose writers take turns.
+    pub held_back: u64,
+}
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {

@@ -6,13 +6,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald::ops::ProjectionLag;
 use herald::serde_json;
 use herald::testing::{RawEvent, SilentEventClaim};
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Event, HandlerError, RetryTiming, Store};
+use herald::{
+    Backend, Envelope, Event, HandlerError, ProjectedEvent, Projection, RetryTiming, Store,
+};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
 use integration_tests::support::{PostgresSchema, eventually};
+use std::future::Future;
+use std::pin::Pin;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -443,7 +448,103 @@ async fn sqlite_an_unreadable_row_is_dead_lettered_and_the_rest_delivered() {
     assert_eq!(calls.of(garbled), 0);
 }
 
+/// Counts what a projection folded, whatever the backend.
+#[derive(Clone, Default)]
+struct Folds(Arc<Mutex<u64>>);
+
+impl<B: Backend> Projection<B> for Folds {
+    fn name(&self) -> &str {
+        "folds"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+        _event: &'a ProjectedEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        *self.0.lock().unwrap() += 1;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        *self.0.lock().unwrap() = 0;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn a_projections_lag_counts_what_it_has_yet_to_fold<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    let projector = bus.projector(Folds::default());
+    assert_eq!(projector.lag().await.unwrap(), ProjectionLag::default());
+    publish(&bus, &[Uuid::from_u128(300), Uuid::from_u128(301)]).await;
+    assert_eq!(projector.lag().await.unwrap().behind, 2);
+    eventually("the projection folds both", DEADLINE, || async {
+        projector.catch_up().await.unwrap();
+        *projector.projection().0.lock().unwrap() == 2
+    })
+    .await;
+    assert_eq!(projector.lag().await.unwrap(), ProjectionLag::default());
+}
+
+/// A long-running writing transaction pins PostgreSQL's snapshot horizon: projections stall
+/// behind it by design (they never skip an event that commits later at a smaller position),
+/// the lag says so, and they resume when it ends; the drain does not stall at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_long_transaction_holds_projections_back_but_not_the_drain() {
+    let Some(schema) =
+        PostgresSchema::create("postgres_a_long_transaction_holds_projections").await
+    else {
+        return;
+    };
+    let bus = TypedEventBus::new(schema.store(4).await);
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let projector = bus.projector(Folds::default());
+    // A writing transaction left open: it has a transaction id, which pins the horizon.
+    let mut long = bus.store().begin().await.unwrap();
+    let pinned = Uuid::from_u128(310);
+    bus.publish(&mut long, pinned, contact_created(pinned))
+        .await
+        .unwrap();
+    let later = Uuid::from_u128(311);
+    publish(&bus, &[later]).await;
+
+    let summary = bus.drain().run_until_idle().await.unwrap();
+    assert_eq!(
+        (summary.events, calls.of(later)),
+        (1, 1),
+        "the drain is not held"
+    );
+    assert_eq!(
+        projector.catch_up().await.unwrap(),
+        0,
+        "the projection is held back"
+    );
+    let lag = projector.lag().await.unwrap();
+    assert!(lag.behind >= 1 && lag.held_back >= 1, "{lag:?}");
+
+    bus.store().commit(long).await.unwrap();
+    eventually("the projection resumes", DEADLINE, || async {
+        projector.catch_up().await.unwrap();
+        *projector.projection().0.lock().unwrap() == 2
+    })
+    .await;
+    assert_eq!(projector.lag().await.unwrap(), ProjectionLag::default());
+    schema.drop().await;
+}
+
 integration_tests::on_every_backend!(
+    a_projections_lag_counts_what_it_has_yet_to_fold,
     an_event_of_an_unknown_type_waits_for_a_process_that_knows_it,
     a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,
     a_released_claim_does_not_count_as_lost,

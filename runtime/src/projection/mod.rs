@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::drain::subscribers::HandlerError;
 use crate::event::upcast::UpcastError;
+use crate::ops::ProjectionLag;
 use crate::store::{Backend, Checkpoint, ProjectedEvent, Store, StoreError};
 
 /// A read model. `apply` and `reset` write through the transaction they are given, which also
@@ -110,6 +111,15 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
     pub fn batch_size(mut self, size: u32) -> Self {
         self.batch_size = size.max(1);
         self
+    }
+
+    /// How far the projection is behind the outbox: what it has yet to fold, and what an open
+    /// transaction holds back from it (PostgreSQL). For a lag metric or alert.
+    pub async fn lag(&self) -> Result<ProjectionLag, StoreError> {
+        self.store
+            .backend()
+            .projection_lag(self.projection.name())
+            .await
     }
 
     /// The projection it runs, e.g. to query its read model.

@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::wake::Wakes;
-use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
+use crate::ops::{
+    DeadLetter, DueRuns, OutboxStats, ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
+};
 
 /// Which rows a drain lane claims: the domain events of one pool, or the audit events (which
 /// have no pool).
@@ -624,6 +626,9 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         after: Checkpoint,
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>>;
+    /// How far `projection` is behind the outbox (nothing folded yet: every event).
+    #[doc(hidden)]
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag>;
     /// See [`crate::Store::dead_letters`].
     #[doc(hidden)]
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;

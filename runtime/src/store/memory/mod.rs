@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::Event;
+use crate::ops::ProjectionLag;
 use crate::store::{
     Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
     Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
@@ -785,6 +786,18 @@ impl Backend for MemoryBackend {
                     )
                 })
                 .collect())
+        })
+    }
+
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag> {
+        Box::pin(async move {
+            let state = self.lock();
+            let checkpoint = state.checkpoints.get(projection).copied().unwrap_or(0);
+            let behind = state.rows.range(checkpoint + 1..).count() as u64;
+            Ok(ProjectionLag {
+                behind,
+                held_back: 0,
+            })
         })
     }
 

@@ -6,6 +6,7 @@
 mod dialect;
 mod jobs;
 
+use crate::ops::ProjectionLag;
 use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::migrate::{Migration, embedded_migrations};
 use crate::store::sql::outbox::{self, EVENT_COLUMNS};
@@ -605,6 +606,26 @@ impl SqlBackend for PostgresBackend {
             rows.iter()
                 .map(|row| outbox::projected_event(row, row.try_get("tx_id")?))
                 .collect()
+        })
+    }
+
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag> {
+        Box::pin(async move {
+            let (behind, held_back): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER ( \
+                   WHERE e.tx_id >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+                 FROM herald_events e \
+                 WHERE (e.tx_id, e.position) > ( \
+                   COALESCE((SELECT tx_id FROM herald_projections WHERE name = $1), 0), \
+                   COALESCE((SELECT position FROM herald_projections WHERE name = $1), 0))",
+            )
+            .bind(projection)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(ProjectionLag {
+                behind: behind.max(0) as u64,
+                held_back: held_back.max(0) as u64,
+            })
         })
     }
 

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::migrate::{self, Migration};
 use super::{Dialect, jobs, outbox};
-use crate::ops::{DeadLetter, DueRuns, OutboxStats, Redrive, RunFilter, RunInfo, RunStatus};
+use crate::ops::{
+    DeadLetter, DueRuns, OutboxStats, ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
+};
 use crate::store::wake::Wakes;
 use crate::store::{
     AttemptResult, Backend, Checkpoint, Claim, ClaimedDelivery, ClaimedRun, DeliveryOutcome,
@@ -89,6 +91,8 @@ pub trait SqlBackend: Clone + Send + Sync + 'static {
         after: Checkpoint,
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>>;
+
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag>;
 
     fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;
 }
@@ -299,6 +303,10 @@ impl<S: SqlJobStore> Backend for S {
         limit: u32,
     ) -> Fut<'a, Vec<(Checkpoint, ProjectedEvent)>> {
         S::read_committed(tx, after, limit)
+    }
+
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag> {
+        SqlBackend::projection_lag(self, projection)
     }
 
     fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {

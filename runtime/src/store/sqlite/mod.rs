@@ -5,6 +5,7 @@
 mod dialect;
 mod jobs;
 
+use crate::ops::ProjectionLag;
 use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::migrate::{Migration, embedded_migrations};
 use crate::store::sql::outbox::{self, EVENT_COLUMNS};
@@ -441,6 +442,22 @@ impl SqlBackend for SqliteBackend {
             rows.iter()
                 .map(|row| outbox::projected_event(row, 0))
                 .collect()
+        })
+    }
+
+    fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag> {
+        Box::pin(async move {
+            let behind: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM herald_events WHERE position > \
+                   COALESCE((SELECT position FROM herald_projections WHERE name = ?), 0)",
+            )
+            .bind(projection)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(ProjectionLag {
+                behind: behind.max(0) as u64,
+                held_back: 0,
+            })
         })
     }
 
