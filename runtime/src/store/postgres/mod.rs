@@ -38,6 +38,13 @@ const JOBS_CHANNEL: &str = "herald_jobs";
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
     pool: PgPool,
+    /// The drain's and worker's own bookkeeping (claims, completions, lease renewals,
+    /// releases, rescues): connections whose commits do not wait for the WAL flush, so that
+    /// they never queue behind the application's commits. Such a write lost in a crash of the
+    /// server is redone — a claim expires unclaimed, a completion means a redelivery, which at
+    /// least once allows — whereas the application's writes and job results stay durable
+    /// before they are reported.
+    bookkeeping: PgPool,
 }
 
 impl PostgresBackend {
@@ -45,11 +52,14 @@ impl PostgresBackend {
         options: PgConnectOptions,
         max_connections: u32,
     ) -> Result<Self, StoreError> {
+        let bookkeeping = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, bookkeeping })
     }
 
     /// The connection pool, for the application's own queries.
@@ -253,7 +263,7 @@ impl SqlBackend for PostgresBackend {
     }
 
     fn bookkeeping(&self) -> &PgPool {
-        &self.pool
+        &self.bookkeeping
     }
 
     fn lock_migrations<'a>(tx: &'a mut Tx<'_, Postgres>) -> Fut<'a, ()> {
@@ -392,7 +402,7 @@ impl SqlBackend for PostgresBackend {
                 .bind(claim.owner)
                 .bind(claim.until())
                 .bind(types)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.bookkeeping)
                 .await?;
             let mut events = rows
                 .iter()
@@ -411,12 +421,7 @@ impl SqlBackend for PostgresBackend {
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            // The completion need not wait for the WAL flush: one lost in a crash of the server
-            // means a redelivery, which at-least-once allows.
-            sqlx::query("SELECT set_config('synchronous_commit', 'off', true)")
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = self.bookkeeping.begin().await?;
             // Fenced by the lease owner: rows reclaimed by another worker after our lease
             // expired stay theirs.
             let owned: Vec<i64> = sqlx::query_scalar(
@@ -482,7 +487,7 @@ impl SqlBackend for PostgresBackend {
             .bind(positions)
             .bind(owner)
             .bind(until)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.bookkeeping)
             .await?)
         })
     }
