@@ -23,6 +23,8 @@ use herald::{
 };
 use serde::{Deserialize, Serialize};
 
+mod relay;
+
 #[derive(Parser)]
 #[command(about = "Throughput and latency of Herald's outbox and jobs against baselines")]
 struct Args {
@@ -43,6 +45,13 @@ struct Args {
     /// Run only one backend.
     #[arg(long, value_parser = ["sqlite", "postgres"])]
     only: Option<String>,
+    /// NATS server (with JetStream) for the relay scenarios (default: $HERALD_TEST_NATS_URL;
+    /// without one they are skipped).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Run only the relay scenarios.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 /// One line of the report.
@@ -901,8 +910,30 @@ async fn main() -> Result<(), Failure> {
         "backend", "scenario", "Herald", "baseline", "ratio"
     );
     let mut report = Report::default();
+    if args.nats_url.is_none() {
+        args.nats_url = std::env::var("HERALD_TEST_NATS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+    }
     let sqlite = args.only.as_deref() != Some("postgres");
     let postgres = args.only.as_deref() != Some("sqlite");
+    if args.relay_only {
+        let Some(nats) = args.nats_url.clone() else {
+            return Err("--relay-only needs --nats-url or HERALD_TEST_NATS_URL".into());
+        };
+        if sqlite {
+            let (store, path) = fresh_sqlite("relay").await?;
+            relay::run(store, &nats, &args, &mut report).await?;
+            remove_sqlite(&path);
+        }
+        if let (Some(url), true) = (&args.postgres_url, postgres) {
+            let (store, schema) = fresh_postgres(url).await?;
+            relay::run(store, &nats, &args, &mut report).await?;
+            drop_postgres(url, &schema).await;
+        }
+        report.print();
+        return Ok(());
+    }
     if args.aggregates_only {
         if sqlite {
             let (store, path) = fresh_sqlite("aggregates").await?;
@@ -927,6 +958,11 @@ async fn main() -> Result<(), Failure> {
         let (store, path) = fresh_sqlite("aggregates").await?;
         aggregates(store, &mut report).await?;
         remove_sqlite(&path);
+        if let Some(nats) = &args.nats_url {
+            let (store, path) = fresh_sqlite("relay").await?;
+            relay::run(store, nats, &args, &mut report).await?;
+            remove_sqlite(&path);
+        }
         if !args.skip_backlog {
             let (store, path) = fresh_sqlite("backlog").await?;
             backlog_memory(store, &args, &mut report).await?;
@@ -944,6 +980,11 @@ async fn main() -> Result<(), Failure> {
             let (store, schema) = fresh_postgres(url).await?;
             aggregates(store, &mut report).await?;
             drop_postgres(url, &schema).await;
+            if let Some(nats) = &args.nats_url {
+                let (store, schema) = fresh_postgres(url).await?;
+                relay::run(store, nats, &args, &mut report).await?;
+                drop_postgres(url, &schema).await;
+            }
             if !args.skip_backlog {
                 let (store, schema) = fresh_postgres(url).await?;
                 backlog_memory(store, &args, &mut report).await?;

@@ -3,6 +3,7 @@
 //! and subjects of its own, so they run in parallel.
 
 use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,6 +165,7 @@ on_sqlite_and_postgres!(
     message_carries_headers_body_and_event_id,
     order_per_aggregate_survives_intermittent_failures,
     redrive_of_a_published_event_stores_no_second_message,
+    deliveries_retry_while_nats_is_unreachable,
     inbound_message_delivered_again_is_stored_once,
     bad_inbound_messages_end_on_the_dead_letter_subject,
     two_services_end_to_end,
@@ -824,4 +826,149 @@ async fn inbound_refuses_a_set_up_that_would_lose_or_loop_dead_letters() {
         "{invalid}"
     );
     test.delete(&[&test.name]).await;
+}
+
+/// NATS unreachable (the proxy in front of it closed) while 100 events are committed: every
+/// delivery fails and is retried; once NATS is reachable again the relay resumes by itself and
+/// the stream gets every event once, in order, with no dead letter.
+async fn deliveries_retry_while_nats_is_unreachable<B: Backend>(store: Store<B>, nats: String) {
+    let proxy = Proxy::start(&nats).await;
+    let direct = connect(&nats).await;
+    let test = TestStream::new(&direct);
+    relay(&direct, &test)
+        .ensure_stream()
+        .await
+        .expect("ensure the stream");
+    let through_proxy = connect(&proxy.url()).await;
+    // Retries spread over seconds (ten attempts, from 100 ms up to 500 ms apart), so that the
+    // outage below ends well before any delivery runs out of attempts.
+    let config = DrainConfig {
+        retry: RetryTiming {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(500),
+        },
+        ..drain_config()
+    };
+    let relay = Relay::<AppEvent>::new(through_proxy, &test.name)
+        .subjects(relay_subjects(&test))
+        .drain_config(&config)
+        .publish_timeout(Duration::from_millis(200));
+    let bus = TypedEventBus::new(store.clone());
+    relay.subscribe(&bus);
+
+    proxy.stop();
+    let expected = publish_events(&store, 100, 20).await;
+    let drain = bus.drain().config(config).spawn();
+    eventually(
+        "deliveries to fail while NATS is away",
+        DEADLINE,
+        || async { relay.stats().failed >= 40 },
+    )
+    .await;
+    assert_eq!(test.count(&test.name).await, 0, "nothing got through");
+    assert_eq!(relay.stats().published, 0);
+
+    proxy.resume().await;
+    eventually("every event in the stream", DEADLINE, || async {
+        let stats = store.stats().await.unwrap();
+        test.count(&test.name).await >= 100
+            && stats.pending_events == 0
+            && stats.retrying_deliveries == 0
+    })
+    .await;
+    drain.shutdown().await;
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_once_and_in_order(&test.messages(&test.name).await, &expected);
+    eprintln!("relay across an outage: {:?}", relay.stats());
+    test.delete(&[&test.name]).await;
+}
+
+/// How many times the kill test kills the relay worker (`HERALD_RELAY_KILLS`, default 5).
+fn kills() -> u64 {
+    std::env::var("HERALD_RELAY_KILLS")
+        .ok()
+        .and_then(|kills| kills.parse().ok())
+        .unwrap_or(5)
+}
+
+fn spawn_relay_worker(database_url: &str, nats: &str, test: &TestStream, id: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_relay_worker"))
+        .args([database_url, nats, &test.name, &test.prefix, id])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start relay_worker")
+}
+
+/// 2,000 events on 20 aggregates, relayed by a worker process that is killed with SIGKILL
+/// mid-stream again and again (each time after it got some further), then left to finish: the
+/// stream holds every event exactly once, each aggregate's in order. A killed worker's claims
+/// pass to the next one after their 1 s lease; what it published without recording is published
+/// again, and JetStream drops the copy.
+async fn relay_killed_again_and_again<B: Backend>(store: Store<B>, database_url: &str, nats: &str) {
+    const EVENTS: u64 = 2_000;
+    let client = connect(nats).await;
+    let test = TestStream::new(&client);
+    relay(&client, &test)
+        .ensure_stream()
+        .await
+        .expect("ensure the stream");
+    let expected = publish_events(&store, u128::from(EVENTS), 20).await;
+    let kills = kills();
+    let step = EVENTS / (kills + 2);
+    let mut counts_at_kill = Vec::new();
+    for round in 0..kills {
+        let mut worker = spawn_relay_worker(database_url, nats, &test, &format!("worker-{round}"));
+        let target = step * (round + 1);
+        eventually(
+            &format!("the stream to reach {target} messages"),
+            DEADLINE,
+            || async { test.count(&test.name).await >= target },
+        )
+        .await;
+        worker.kill().expect("SIGKILL the relay worker");
+        worker.wait().expect("reap the relay worker");
+        let count = test.count(&test.name).await;
+        assert!(
+            count < EVENTS,
+            "the worker relayed everything before kill {round}"
+        );
+        counts_at_kill.push(count);
+    }
+    let mut last = spawn_relay_worker(database_url, nats, &test, "last");
+    eventually("every event relayed", DEADLINE, || async {
+        let stats = store.stats().await.unwrap();
+        stats.pending_events == 0 && stats.retrying_deliveries == 0
+    })
+    .await;
+    last.kill().expect("stop the last worker");
+    last.wait().expect("reap the last worker");
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_once_and_in_order(&test.messages(&test.name).await, &expected);
+    eprintln!("killed {kills} times, with {counts_at_kill:?} messages in the stream");
+    test.delete(&[&test.name]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_relay_killed_again_and_again_loses_and_duplicates_nothing() {
+    let Some(nats) = nats_url("sqlite_relay_killed_again_and_again_loses_and_duplicates_nothing")
+    else {
+        return;
+    };
+    let (dir, store) = integration_tests::support::sqlite().await;
+    let url = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    relay_killed_again_and_again(store, &url, &nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_relay_killed_again_and_again_loses_and_duplicates_nothing() {
+    const TEST: &str = "postgres_relay_killed_again_and_again_loses_and_duplicates_nothing";
+    let Some(nats) = nats_url(TEST) else {
+        return;
+    };
+    let Some(schema) = integration_tests::support::PostgresSchema::create(TEST).await else {
+        return;
+    };
+    let store = schema.store(4).await;
+    relay_killed_again_and_again(store, &schema.url_with_search_path(), &nats).await;
+    schema.drop().await;
 }

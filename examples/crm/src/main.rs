@@ -4,7 +4,8 @@
 //! a failing subscriber retries alone.
 //!
 //! `cargo run -p crm` uses a SQLite file; `--database-url postgres://...` runs the same flow
-//! against PostgreSQL.
+//! against PostgreSQL; `--nats-url nats://127.0.0.1:4222` also relays the change and outbound
+//! events to the JetStream stream `HERALD_DEMO`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,18 +15,19 @@ use std::time::Duration;
 
 use clap::Parser;
 use crm::contact::{Contact, ContactCommand};
-use crm::generated::TypedEventBus;
 use crm::generated::entities::{ContactRepository, NewContact};
 use crm::generated::events::{ContactCreated, StripePaymentReceived, WebhookOutboundContactSync};
+use crm::generated::{AppEvent, TypedEventBus};
 use crm::jobs::App;
 use herald::chrono::Utc;
 use herald::ops::{RunFilter, RunStatus};
+use herald::relay::Relay;
 use herald::sqlx;
 use herald::sqlx::migrate::{MigrateError, Migrator};
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Envelope, ExecuteError, HandlerError, PostgresBackend, Publish, RepositoryBackend,
-    RepositoryError, RetryTiming, ServiceHandle, SqliteBackend, Store,
+    Backend, DrainConfig, Envelope, ExecuteError, HandlerError, PostgresBackend, Publish,
+    RepositoryBackend, RepositoryError, RetryTiming, ServiceHandle, SqliteBackend, Store,
 };
 
 #[derive(Parser)]
@@ -39,6 +41,10 @@ struct Args {
     /// Contacts to create.
     #[arg(long, default_value_t = 3)]
     contacts: u32,
+    /// Also relay the change and outbound events to JetStream (stream `HERALD_DEMO`, subjects
+    /// `herald.<direction>.<type>`), e.g. `nats://127.0.0.1:4222`.
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -130,6 +136,10 @@ fn migration_failed(error: MigrateError) -> Failure {
 
 async fn demo<B: DemoDatabase>(store: Store<B>, args: &Args) -> Result<(), Failure> {
     let bus = wire(&store);
+    let relay = match &args.nats_url {
+        Some(url) => Some(relay(&bus, url).await?),
+        None => None,
+    };
     let drain = start(&bus);
     let worker = bus.worker().state(B::app(&bus)).spawn();
     let contacts = ContactRepository::new(&bus);
@@ -157,7 +167,16 @@ async fn demo<B: DemoDatabase>(store: Store<B>, args: &Args) -> Result<(), Failu
     }
     publish_payment(&bus).await?;
     aggregate_demo(&bus).await?;
-    finish(&bus, drain, worker).await
+    finish(&bus, drain, worker).await?;
+    if let Some(relay) = relay {
+        let stats = relay.stats();
+        println!(
+            "relayed to JetStream: {} stored, {} already there (a repeat within the duplicate \
+             window), {} failed attempts",
+            stats.published, stats.duplicates, stats.failed
+        );
+    }
+    Ok(())
 }
 
 /// The user the demo writes as (`created_by`, and the actor of the events).
@@ -311,13 +330,31 @@ fn wire<B: Backend>(store: &Store<B>) -> TypedEventBus<B> {
     bus
 }
 
-fn start<B: Backend>(bus: &TypedEventBus<B>) -> ServiceHandle {
-    bus.drain()
-        .retry(RetryTiming {
+fn drain_config() -> DrainConfig {
+    DrainConfig {
+        retry: RetryTiming {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(2),
-        })
-        .spawn()
+        },
+        ..DrainConfig::default()
+    }
+}
+
+fn start<B: Backend>(bus: &TypedEventBus<B>) -> ServiceHandle {
+    bus.drain().config(drain_config()).spawn()
+}
+
+/// Relays the change and outbound events to the stream `HERALD_DEMO`, created if missing.
+async fn relay<B: Backend>(bus: &TypedEventBus<B>, url: &str) -> Result<Relay<AppEvent>, Failure> {
+    let client = herald::relay::async_nats::connect(url).await?;
+    let relay = Relay::new(client, "HERALD_DEMO").drain_config(&drain_config());
+    relay.ensure_stream().await?;
+    relay.subscribe(bus);
+    println!(
+        "relaying to JetStream at {url}: stream HERALD_DEMO, subjects {:?}",
+        relay.stream_subjects()
+    );
+    Ok(relay)
 }
 
 async fn finish<B: Backend>(

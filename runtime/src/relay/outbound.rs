@@ -227,6 +227,11 @@ impl<C: Catalog> Relay<C> {
         self
     }
 
+    /// The stream the relay publishes to.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
     /// The event types of the registry that the relay publishes.
     pub fn event_types(&self) -> Vec<&'static EventDescriptor> {
         C::registry()
