@@ -478,6 +478,29 @@ mod service_b {
 
     impl InCatalog<ServiceB> for CrmContactCreated {}
     impl InCatalog<ServiceB> for InvoiceSent {}
+
+    /// What B's triggered job is given of the contact.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct NewContact {
+        pub contact_id: Uuid,
+    }
+
+    impl From<&CrmContactCreated> for NewContact {
+        fn from(event: &CrmContactCreated) -> Self {
+            Self {
+                contact_id: event.contact_id,
+            }
+        }
+    }
+
+    /// B's job triggered by the inbound event, enqueued in the transaction that stores it.
+    #[herald::job_handler(triggers = [CrmContactCreated])]
+    pub async fn welcome_contact(
+        _ctx: herald::JobContext,
+        input: NewContact,
+    ) -> Result<Uuid, herald::JobError> {
+        Ok(input.contact_id)
+    }
 }
 
 use service_b::{CrmContactCreated, ServiceB};
@@ -735,7 +758,8 @@ async fn two_services_end_to_end<B: Backend>(store_a: Store<B>, nats: String) {
 
     // Service B: another database, another registry.
     let (_dir, store_b) = integration_tests::support::sqlite().await;
-    let bus_b = EventBus::<ServiceB, _>::new(store_b.clone());
+    let bus_b = EventBus::<ServiceB, _>::new(store_b.clone())
+        .with_jobs(herald::Jobs::<ServiceB>::new().register::<service_b::WelcomeContact>());
     let seen = record_contacts(&bus_b);
     let inbound = Inbound::new(&bus_b, client.clone(), &test.name, "service_b")
         .filter_subject(test.subject("change.contact_created"))
@@ -781,6 +805,23 @@ async fn two_services_end_to_end<B: Backend>(store_a: Store<B>, nats: String) {
             duplicates: 0,
             rejected: 0
         }
+    );
+    // B's triggered job was enqueued with the inbound event, in A's tenant, and runs.
+    let worker = bus_b.worker().run_until_idle().await.expect("B's worker");
+    assert_eq!(worker.completed, 1);
+    let runs = store_b
+        .jobs()
+        .list(&herald::ops::RunFilter::default().tenant("acme"))
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].job.as_str(), runs[0].event_id),
+        ("welcome_contact", Some(id))
+    );
+    assert_eq!(
+        runs[0].output,
+        Some(herald::serde_json::json!(payload.contact_id))
     );
     for service in [drain_a, drain_b] {
         service.shutdown().await;
