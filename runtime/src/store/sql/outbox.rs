@@ -22,7 +22,7 @@ pub(crate) async fn release<D: Dialect>(
         Statement::new(
             // A claim given back is not a lost one: it does not count against the event.
             "UPDATE herald_events SET status = 'pending', lease_owner = NULL, \
-               lease_expires_at = NULL, attempts = attempts - 1 \
+               lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = recorded_at \
              WHERE lease_owner = $1 AND status = 'processing'",
         )
         .text(owner),
