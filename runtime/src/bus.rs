@@ -127,7 +127,8 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
 
     /// Publishes an event known only by its type name, for forwarders: the type is looked up
     /// in the registry and the payload checked against it, exactly as the typed path would
-    /// have shaped it.
+    /// have shaped it. A payload of an older version ([`Publish::payload_version`]) goes
+    /// through the upcasters ([`EventBus::upcast`]) first, and is stored at the current one.
     pub async fn publish_json(
         &self,
         tx: &mut B::Transaction<'_>,
@@ -147,6 +148,28 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
         event_type: &str,
         event: Publish<serde_json::Value>,
     ) -> Result<(Uuid, bool), PublishError> {
+        let mut event = event;
+        if let (Some(given), Some(descriptor)) =
+            (event.payload_version, C::registry().get(event_type))
+        {
+            let meta = &descriptor.meta;
+            if given > meta.version {
+                return Err(PublishError::NewerVersion {
+                    event_type: meta.event_type,
+                    given,
+                    current: meta.version,
+                });
+            }
+            let stored = std::mem::take(&mut event.payload);
+            event.payload = self
+                .subscribers
+                .upcasters()
+                .to_current(meta.event_type, given, meta.version, stored)
+                .map_err(|source| PublishError::Upcast {
+                    event_type: meta.event_type,
+                    source,
+                })?;
+        }
         let descriptor = C::registry().validate(event_type, &event.payload)?;
         if !event.payload.is_object() {
             return Err(PublishError::NotAnObject {

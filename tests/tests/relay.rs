@@ -689,6 +689,21 @@ async fn bad_inbound_messages_end_on_the_dead_letter_subject<B: Backend>(
             dead_letter_token: "contact_created",
             reason: "is not JSON",
         },
+        BadMessage {
+            headers: &[
+                (headers::TYPE, "contact_created"),
+                (headers::VERSION, "two"),
+            ],
+            body: r#"{"contact_id":"00000000-0000-0000-0000-000000000001"}"#,
+            dead_letter_token: "contact_created",
+            reason: "the `Herald-Version` header `two` is not a version number",
+        },
+        BadMessage {
+            headers: &[(headers::TYPE, "contact_created"), (headers::VERSION, "9")],
+            body: r#"{"contact_id":"00000000-0000-0000-0000-000000000001"}"#,
+            dead_letter_token: "contact_created",
+            reason: "newer than the version 1 this code reads",
+        },
     ];
     for message in &bad {
         send(
@@ -711,7 +726,7 @@ async fn bad_inbound_messages_end_on_the_dead_letter_subject<B: Backend>(
         InboundStats {
             stored: 0,
             duplicates: 0,
-            rejected: 5,
+            rejected: 7,
         },
     )
     .await;

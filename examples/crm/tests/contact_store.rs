@@ -12,7 +12,8 @@ use herald::testing::RawEvent;
 use herald::uuid::Uuid;
 use herald::{
     Backend, CommandContext, Decide, Envelope, ExecuteError, HandlerError, JobQueue,
-    ProjectedEvent, Projection, ProjectionError, Projector, PublishError, Store, StoreError,
+    ProjectedEvent, Projection, ProjectionError, Projector, Publish, PublishError, Store,
+    StoreError,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -455,7 +456,75 @@ async fn commands_on_a_multi_tenant_store_carry_their_tenant<B: Backend>(store: 
     );
 }
 
+/// A forwarder publishing an older version's payload by type name (a sender on the previous
+/// release): it is upcast before it is checked, and stored at the current version.
+async fn an_old_untyped_payload_is_upcast_before_it_is_stored<B: Backend>(store: Store<B>) {
+    let id = Uuid::now_v7();
+    let v1 = herald::serde_json::json!({
+        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+    });
+    let without = TypedEventBus::new(store.clone());
+    let mut tx = store.begin().await.unwrap();
+    let missing = without
+        .publish_json(
+            &mut tx,
+            "contact_updated",
+            Publish::new(v1.clone()).aggregate_id(id).payload_version(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, PublishError::Upcast { .. }), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("bus.upcast(\"contact_updated\", 1, ..)"),
+        "{missing}"
+    );
+    let newer = without
+        .publish_json(
+            &mut tx,
+            "contact_updated",
+            Publish::new(v1.clone()).aggregate_id(id).payload_version(3),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            newer,
+            PublishError::NewerVersion {
+                given: 3,
+                current: 2,
+                ..
+            }
+        ),
+        "{newer}"
+    );
+
+    let bus = TypedEventBus::new(store.clone());
+    bus.upcast("contact_updated", 1, tags_were_added_in_v2);
+    bus.publish_json(
+        &mut tx,
+        "contact_updated",
+        Publish::new(v1).aggregate_id(id).payload_version(1),
+    )
+    .await
+    .unwrap();
+    store.commit(tx).await.unwrap();
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink = delivered.clone();
+    bus.subscribe("record", move |e: Envelope<ContactUpdated>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push((e.version, e.payload.tags));
+            Ok::<_, HandlerError>(())
+        }
+    });
+    bus.drain().run_until_idle().await.unwrap();
+    assert_eq!(*delivered.lock().unwrap(), vec![(2, Vec::<String>::new())]);
+}
+
 integration_tests::on_every_backend!(
+    an_old_untyped_payload_is_upcast_before_it_is_stored,
     commands_on_a_multi_tenant_store_carry_their_tenant,
     a_pending_old_version_reaches_every_consumer_upcast,
     a_missing_upcaster_is_named_on_every_read_path,

@@ -61,6 +61,28 @@ pub enum PublishError {
         /// The event type.
         event_type: &'static str,
     },
+    /// An untyped payload of an older version could not be brought to the current one.
+    #[error("payload of `{event_type}`: {source}")]
+    Upcast {
+        /// The event type.
+        event_type: &'static str,
+        /// Why.
+        #[source]
+        source: crate::event::upcast::UpcastError,
+    },
+    /// An untyped payload claims a version newer than the one this code reads.
+    #[error(
+        "payload of `{event_type}` is version {given}, newer than the version {current} this code \
+         reads: deploy the release that declares it first"
+    )]
+    NewerVersion {
+        /// The event type.
+        event_type: &'static str,
+        /// The version given.
+        given: u32,
+        /// The version this code reads.
+        current: u32,
+    },
     /// An untyped payload is not a JSON object.
     #[error(
         "payload of `{event_type}` is not a JSON object: event payloads are objects of named \
@@ -136,6 +158,7 @@ pub struct Publish<P> {
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
     occurred_at: Option<DateTime<Utc>>,
+    pub(crate) payload_version: Option<u32>,
 }
 
 impl<P> Publish<P> {
@@ -150,6 +173,7 @@ impl<P> Publish<P> {
             correlation_id: None,
             causation_id: None,
             occurred_at: None,
+            payload_version: None,
         }
     }
 
@@ -202,6 +226,14 @@ impl<P> Publish<P> {
                 None => TenantChoice::None,
             };
         }
+        self
+    }
+
+    /// The version the untyped payload was written at, when it is older than its type's
+    /// current one (a message from a service on the previous release): `publish_json` brings
+    /// it to the current version through the bus's upcasters before checking it.
+    pub fn payload_version(mut self, version: u32) -> Self {
+        self.payload_version = Some(version);
         self
     }
 

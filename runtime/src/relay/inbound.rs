@@ -520,6 +520,18 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
             },
         };
         event = event.occurred_at(occurred_at);
+        // A message of an older version (a sender on the previous release) is upcast.
+        if let Some(value) = header(headers::VERSION) {
+            match value.parse::<u32>() {
+                Ok(version) => event = event.payload_version(version),
+                Err(error) => {
+                    return Outcome::Refused(format!(
+                        "the `{}` header `{value}` is not a version number: {error}",
+                        headers::VERSION
+                    ));
+                }
+            }
+        }
 
         let store = self.bus.store();
         let mut tx = match store.begin().await {
