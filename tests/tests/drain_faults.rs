@@ -55,6 +55,20 @@ impl Calls {
     }
 }
 
+/// Subscribes `name` to `contact_created`, counting the deliveries per contact.
+fn record_calls<B: Backend>(bus: &TypedEventBus<B>, name: &str) -> Calls {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe(name, move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.record(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    calls
+}
+
 fn quick_retries() -> RetryTiming {
     RetryTiming {
         base: Duration::from_millis(5),
@@ -66,15 +80,7 @@ async fn a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts<B: 
     store: Store<B>,
 ) {
     let bus = TypedEventBus::new(store);
-    let calls = Calls::default();
-    let seen = calls.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let seen = seen.clone();
-        async move {
-            seen.record(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let calls = record_calls(&bus, "record");
     let poison = Uuid::from_u128(1);
     publish(&bus, &[poison]).await;
     // Every claim of the event is lost, as if each worker that took it crashed mid-delivery.
@@ -164,15 +170,7 @@ async fn a_hanging_subscriber_times_out_and_its_pool_moves_on<B: Backend>(store:
             }
         },
     );
-    let quick = Calls::default();
-    let quick_seen = quick.clone();
-    bus.subscribe("quick", move |e: Envelope<ContactCreated>| {
-        let seen = quick_seen.clone();
-        async move {
-            seen.record(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let quick = record_calls(&bus, "quick");
     publish(&bus, &[hanging]).await;
     let drain = bus
         .drain()
@@ -266,15 +264,7 @@ async fn an_event_of_an_unknown_type_waits_for_a_process_that_knows_it<B: Backen
     store: Store<B>,
 ) {
     let bus = TypedEventBus::new(store);
-    let calls = Calls::default();
-    let seen = calls.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let seen = seen.clone();
-        async move {
-            seen.record(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let calls = record_calls(&bus, "record");
     // A newer release published a type this process does not know, then a known event of the
     // same aggregate; another aggregate's event is unrelated.
     let (contact, other) = (Uuid::from_u128(50), Uuid::from_u128(51));
@@ -413,15 +403,7 @@ async fn postgres_subscribers_holding_pooled_connections_do_not_starve_the_renew
 async fn sqlite_an_unreadable_row_is_dead_lettered_and_the_rest_delivered() {
     let (_dir, store) = integration_tests::support::sqlite().await;
     let bus = TypedEventBus::new(store.clone());
-    let calls = Calls::default();
-    let seen = calls.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let seen = seen.clone();
-        async move {
-            seen.record(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let calls = record_calls(&bus, "record");
     let (good, garbled) = (Uuid::from_u128(200), Uuid::from_u128(201));
     publish(&bus, &[garbled, good]).await;
     let pool = store.backend().pool().clone();
@@ -506,15 +488,7 @@ async fn postgres_a_long_transaction_holds_projections_back_but_not_the_drain() 
         return;
     };
     let bus = TypedEventBus::new(schema.store(4).await);
-    let calls = Calls::default();
-    let seen = calls.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let seen = seen.clone();
-        async move {
-            seen.record(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let calls = record_calls(&bus, "record");
     let projector = bus.projector(Folds::default());
     // A writing transaction left open: it has a transaction id, which pins the horizon.
     let mut long = bus.store().begin().await.unwrap();

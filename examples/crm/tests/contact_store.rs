@@ -42,6 +42,20 @@ fn rename(name: &str) -> ContactCommand {
     }
 }
 
+/// A version-1 `contact_updated` (no `tags`), as an older release wrote it.
+fn contact_updated_v1(id: Uuid) -> herald::serde_json::Value {
+    herald::serde_json::json!({
+        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
+    })
+}
+
+/// Commits a row written the way another release would have.
+async fn store_raw<B: Backend>(store: &Store<B>, event: RawEvent) {
+    let mut tx = store.begin().await.unwrap();
+    event.insert(store, &mut tx).await.unwrap();
+    store.commit(tx).await.unwrap();
+}
+
 /// `contact_updated` version 1 had no `tags`.
 fn tags_were_added_in_v2(
     mut payload: herald::serde_json::Value,
@@ -211,17 +225,11 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
         .upcast("contact_updated", 1, tags_were_added_in_v2);
     let id = Uuid::now_v7();
     contacts.execute(id, create(id)).await.unwrap();
-    // A version-1 `contact_updated` (no `tags`), as an older release stored it.
-    let mut tx = store.begin().await.unwrap();
-    let payload = herald::serde_json::json!({
-        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
-    });
-    RawEvent::change("contact_updated", 1, payload)
-        .aggregate("contact", id, 2)
-        .insert(&store, &mut tx)
-        .await
-        .unwrap();
-    store.commit(tx).await.unwrap();
+    store_raw(
+        &store,
+        RawEvent::change("contact_updated", 1, contact_updated_v1(id)).aggregate("contact", id, 2),
+    )
+    .await;
     let loaded = contacts.load(id).await.unwrap();
     assert_eq!(loaded.state.name.as_deref(), Some("Old"));
     assert_eq!(loaded.state.updates, 1);
@@ -240,13 +248,12 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
     );
 
     // An event type the code no longer knows is named.
-    let mut tx = store.begin().await.unwrap();
-    RawEvent::change("contact_merged", 1, herald::serde_json::json!({}))
-        .aggregate("contact", id, 3)
-        .insert(&store, &mut tx)
-        .await
-        .unwrap();
-    store.commit(tx).await.unwrap();
+    store_raw(
+        &store,
+        RawEvent::change("contact_merged", 1, herald::serde_json::json!({}))
+            .aggregate("contact", id, 3),
+    )
+    .await;
     let error = contacts.load(id).await.unwrap_err();
     assert!(matches!(
         &error,
@@ -313,16 +320,11 @@ async fn catch_up_error<B: Backend>(projector: &Projector<Folded, B>) -> Project
 /// the upcaster registered once on the bus brings it to version 2 for every consumer.
 async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: Store<B>) {
     let id = Uuid::now_v7();
-    let mut tx = store.begin().await.unwrap();
-    let payload = herald::serde_json::json!({
-        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
-    });
-    RawEvent::change("contact_updated", 1, payload)
-        .aggregate("contact", id, 1)
-        .insert(&store, &mut tx)
-        .await
-        .unwrap();
-    store.commit(tx).await.unwrap();
+    store_raw(
+        &store,
+        RawEvent::change("contact_updated", 1, contact_updated_v1(id)).aggregate("contact", id, 1),
+    )
+    .await;
 
     let bus = TypedEventBus::new(store.clone());
     bus.upcast("contact_updated", 1, tags_were_added_in_v2);
@@ -361,15 +363,11 @@ async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: 
 /// upcaster to add, and a projection stops on it without moving its checkpoint.
 async fn a_missing_upcaster_is_named_on_every_read_path<B: Backend>(store: Store<B>) {
     let id = Uuid::now_v7();
-    let mut tx = store.begin().await.unwrap();
-    let payload = herald::serde_json::json!({
-        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
-    });
-    RawEvent::change("contact_updated", 1, payload)
-        .insert(&store, &mut tx)
-        .await
-        .unwrap();
-    store.commit(tx).await.unwrap();
+    store_raw(
+        &store,
+        RawEvent::change("contact_updated", 1, contact_updated_v1(id)),
+    )
+    .await;
     let bus = TypedEventBus::new(store.clone());
     bus.subscribe("record", |_: Envelope<ContactUpdated>| async {
         Ok::<_, HandlerError>(())
@@ -460,9 +458,7 @@ async fn commands_on_a_multi_tenant_store_carry_their_tenant<B: Backend>(store: 
 /// release): it is upcast before it is checked, and stored at the current version.
 async fn an_old_untyped_payload_is_upcast_before_it_is_stored<B: Backend>(store: Store<B>) {
     let id = Uuid::now_v7();
-    let v1 = herald::serde_json::json!({
-        "contact_id": id, "email": null, "name": "Old", "updated_by": USER
-    });
+    let v1 = contact_updated_v1(id);
     let without = TypedEventBus::new(store.clone());
     let mut tx = store.begin().await.unwrap();
     let missing = without

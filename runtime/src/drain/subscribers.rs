@@ -134,6 +134,11 @@ impl Subscribers {
         }
     }
 
+    /// The upcasters the subscribers' payloads go through.
+    pub(crate) fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
+    }
+
     /// The subscribers of `event_type`, cloned out of the lock.
     pub(crate) fn of(&self, event_type: &str) -> Vec<Subscriber> {
         self.by_type
@@ -150,13 +155,6 @@ impl Subscribers {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
-    }
-}
-
-impl Subscribers {
-    /// The upcasters the subscribers' payloads go through.
-    pub(crate) fn upcasters(&self) -> &Upcasters {
-        &self.upcasters
     }
 }
 

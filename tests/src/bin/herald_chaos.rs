@@ -227,44 +227,12 @@ async fn work<B: Backend>(store: Store<B>, id: String, record: Record) -> Result
 /// a kill in the middle of a transaction must leave neither.
 async fn producer(store: AnyStore, events: i64) -> Result<(), Failure> {
     match store {
-        AnyStore::Sqlite(store) => {
-            produce(&store, events, |tx, seq, contact| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO chaos_produced (seq, contact) VALUES ($1, $2)")
-                        .bind(seq)
-                        .bind(contact)
-                        .execute(&mut **tx)
-                        .await
-                        .map(drop)
-                })
-            })
-            .await
-        }
-        AnyStore::Postgres(store) => {
-            produce(&store, events, |tx, seq, contact| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO chaos_produced (seq, contact) VALUES ($1, $2)")
-                        .bind(seq)
-                        .bind(contact)
-                        .execute(&mut **tx)
-                        .await
-                        .map(drop)
-                })
-            })
-            .await
-        }
+        AnyStore::Sqlite(store) => produce(&store, events).await,
+        AnyStore::Postgres(store) => produce(&store, events).await,
     }
 }
 
-async fn produce<B, W>(store: &Store<B>, events: i64, domain_row: W) -> Result<(), Failure>
-where
-    B: ChaosDb,
-    W: for<'a> Fn(
-        &'a mut B::Transaction<'static>,
-        i64,
-        String,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>>,
-{
+async fn produce<B: ChaosDb>(store: &Store<B>, events: i64) -> Result<(), Failure> {
     let bus =
         TypedEventBus::new(store.clone()).with_jobs(JobBindings::new().register::<ChaosLedger>());
     let mut seq = B::last_produced(store).await? + 1;
@@ -273,7 +241,7 @@ where
         let last = (seq + 9).min(events);
         for n in seq..=last {
             let contact = contact_of(n);
-            domain_row(&mut tx, n, contact.to_string()).await?;
+            B::insert_produced(&mut tx, n, contact.to_string()).await?;
             let created_by = Uuid::from_u128(u128::try_from(n)?);
             bus.publish(
                 &mut tx,
@@ -558,6 +526,12 @@ const COUNTS: &str = "SELECT \
 /// What the supervisor and the producer ask of the database, written once for both.
 trait ChaosDb: Backend {
     fn last_produced(store: &Store<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>>;
+    /// The producer's domain row, in the transaction that publishes its event.
+    fn insert_produced<'a>(
+        tx: &'a mut Self::Transaction<'static>,
+        seq: i64,
+        contact: String,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
     fn execute<'a>(store: &'a Store<Self>, sql: &'a str) -> BoxFuture<'a, Result<(), Failure>>;
     fn counts(store: &Store<Self>) -> BoxFuture<'_, Result<Counts, Failure>>;
     fn terminate_connections(store: &Store<Self>) -> BoxFuture<'_, Result<(), Failure>>;
@@ -566,6 +540,21 @@ trait ChaosDb: Backend {
 macro_rules! impl_counts {
     ($backend:ty, $terminate:expr) => {
         impl ChaosDb for $backend {
+            fn insert_produced<'a>(
+                tx: &'a mut Self::Transaction<'static>,
+                seq: i64,
+                contact: String,
+            ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO chaos_produced (seq, contact) VALUES ($1, $2)")
+                        .bind(seq)
+                        .bind(contact)
+                        .execute(&mut **tx)
+                        .await
+                        .map(drop)
+                })
+            }
+
             fn last_produced(store: &Store<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>> {
                 Box::pin(async move {
                     sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM chaos_produced")
