@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crm::generated::events::ContactCreated;
 use crm::generated::{AppEvent, TypedEventBus};
 use herald::futures_util::StreamExt;
 use herald::relay::async_nats::jetstream::{self, consumer};
@@ -18,7 +17,7 @@ use herald::{ServiceHandle, Store};
 
 use super::{
     Dialect, Failure, Report, counting_bus, created, latencies, ms, per_second, percentile,
-    publish_backlog, rate, wait_for,
+    publish_backlog, publish_spaced, rate, wait_for,
 };
 
 /// A relay to a fresh stream of this run, its subjects under a prefix of its own.
@@ -115,18 +114,7 @@ pub(super) async fn run<B: Dialect>(
     //    handler. The stream side is seen by a consumer of the stream: its delivery (one more
     //    loopback hop) is included, so the figure is an upper bound.
     let noop_drain = bus.drain().spawn();
-    let mut committed = HashMap::new();
-    for _ in 0..1_000 {
-        let event = ContactCreated {
-            created_by: Uuid::nil(),
-            ..created(0)
-        };
-        let mut tx = store.begin().await?;
-        let id = bus.publish(&mut tx, event.contact_id, event).await?;
-        store.commit(tx).await?;
-        committed.insert(id, Instant::now());
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let committed = publish_spaced(&bus, 1_000).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     noop_drain.shutdown().await;
     let noop_latencies = latencies(&committed, &arrivals.lock().unwrap());
