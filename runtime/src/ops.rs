@@ -4,6 +4,13 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+mod inspect;
+
+pub use inspect::{
+    DeliveryInfo, DeliveryStatus, EventDetail, EventFilter, EventStatus, EventSummary, JobStats,
+    LaneStats, ProjectionStatus,
+};
+
 /// A delivery that ran out of attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -21,15 +28,22 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// The error of the last attempt, as the handler returned it (or the panic message).
     pub last_error: String,
+    /// The lane it was delivered in: its pool, or `audit`.
+    pub lane: String,
+    /// When its last attempt failed.
+    pub failed_at: DateTime<Utc>,
 }
 
-/// Which dead letters to re-drive.
+/// Which dead letters to re-drive (or to list, with [`crate::Store::dead_letters_of`]); every
+/// set field must match.
 #[derive(Debug, Clone, Default)]
 pub struct Redrive {
     /// Only the dead letters of this event (`None`: of every event).
     pub event_id: Option<Uuid>,
     /// Only those of this subscriber (`None`: of every subscriber).
     pub subscriber: Option<String>,
+    /// Only those of events of this type (`None`: of every type).
+    pub event_type: Option<String>,
 }
 
 impl Redrive {
@@ -43,7 +57,15 @@ impl Redrive {
     pub fn event(event_id: Uuid) -> Self {
         Self {
             event_id: Some(event_id),
-            subscriber: None,
+            ..Self::default()
+        }
+    }
+
+    /// The dead letters of every event of one type.
+    pub fn event_type(event_type: impl Into<String>) -> Self {
+        Self {
+            event_type: Some(event_type.into()),
+            ..Self::default()
         }
     }
 
@@ -178,6 +200,9 @@ pub struct RunInfo {
     /// The tenant it belongs to: that of the event that triggered it, of the command that
     /// decided it, or of the run that spawned it.
     pub tenant_id: Option<String>,
+    /// Until when the worker running it holds it (while running): a lease in the past is a
+    /// worker that stopped heartbeating.
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Which runs to list; every set field must match. Newest first.

@@ -475,6 +475,17 @@ async fn a_projections_lag_counts_what_it_has_yet_to_fold<B: Backend>(store: Sto
     })
     .await;
     assert_eq!(projector.lag().await.unwrap(), ProjectionLag::default());
+    let listed = bus.store().projections().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.name.as_str(), p.lag))
+            .collect::<Vec<_>>(),
+        vec![("folds", ProjectionLag::default())],
+        "operators see the projection, caught up"
+    );
+    let last = bus.store().events(&Default::default()).await.unwrap()[0].position;
+    assert_eq!(listed[0].position, last);
 }
 
 /// A long-running writing transaction pins PostgreSQL's snapshot horizon: projections stall

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::job::{Job, RunAt};
+use crate::ops::JobStats;
 use crate::outbox::TenantChoice;
 use crate::store::{Backend, DueRuns, NewRun, RunFilter, RunInfo, Store, StoreError};
 
@@ -191,6 +192,12 @@ impl<B: Backend> JobClient<B> {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunInfo>, StoreError> {
         self.store.backend().list_runs(filter).await
+    }
+
+    /// Runs per pool and job by status: due and scheduled, running (with the earliest lease
+    /// expiry), completed and failed, and the oldest due run.
+    pub async fn stats(&self) -> Result<Vec<JobStats>, StoreError> {
+        self.store.backend().job_stats(self.store.now()).await
     }
 
     /// Pending runs that have been due for at least `waiting`, per pool and job: what no worker

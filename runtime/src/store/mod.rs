@@ -32,7 +32,8 @@ pub(crate) use wake::Wakes;
 
 use crate::clock::{Clock, SystemClock};
 pub(crate) use crate::ops::{
-    DeadLetter, DueRuns, OutboxStats, Pruned, Redrive, Retention, RunFilter, RunInfo, RunStatus,
+    DeadLetter, DueRuns, EventDetail, EventFilter, EventSummary, LaneStats, OutboxStats,
+    ProjectionStatus, Pruned, Redrive, Retention, RunFilter, RunInfo, RunStatus,
 };
 
 /// A store on the embedded default, SQLite.
@@ -236,7 +237,51 @@ impl<B: Backend> Store<B> {
 
     /// Deliveries that ran out of attempts, oldest first.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        self.backend.dead_letters(limit).await
+        self.backend.dead_letters(&Redrive::all(), limit).await
+    }
+
+    /// The dead letters that `which` names (what [`Store::redrive`] with it would re-drive),
+    /// oldest first.
+    pub async fn dead_letters_of(
+        &self,
+        which: &Redrive,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.backend.dead_letters(which, limit).await
+    }
+
+    /// Per drain lane: the backlog, how old its oldest event is, the last minute's rate,
+    /// retries owed and dead letters. A lane appears once it holds an open event, a delivery
+    /// or an event processed in the last minute.
+    pub async fn lane_stats(&self) -> Result<Vec<LaneStats>, StoreError> {
+        self.backend.lane_stats(self.now()).await
+    }
+
+    /// Every projection that has saved a checkpoint, with how far it is behind.
+    pub async fn projections(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
+        let mut projections = Vec::new();
+        for (name, position, updated_at) in self.backend.projection_checkpoints().await? {
+            let lag = self.backend.projection_lag(&name).await?;
+            projections.push(ProjectionStatus {
+                name,
+                position,
+                updated_at,
+                lag,
+            });
+        }
+        Ok(projections)
+    }
+
+    /// Events matching `filter`: the newest first, or the oldest first after
+    /// [`EventFilter::after_position`] (to follow the outbox).
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        self.backend.list_events(filter).await
+    }
+
+    /// One event whole: envelope, payload, the deliveries it still owes (a delivery that
+    /// succeeded leaves none) and the runs it enqueued.
+    pub async fn event(&self, id: Uuid) -> Result<Option<EventDetail>, StoreError> {
+        self.backend.get_event(id).await
     }
 
     /// Puts dead letters back in line with a fresh set of attempts; returns how many.

@@ -10,8 +10,12 @@ use uuid::Uuid;
 use super::StoreError;
 use super::wake::Wakes;
 use crate::ops::{
-    DeadLetter, DueRuns, OutboxStats, ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
+    DeadLetter, DueRuns, EventDetail, EventFilter, EventSummary, JobStats, LaneStats, OutboxStats,
+    ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
 };
+
+/// The name of the lane of audit events, which have no pool.
+pub(crate) const AUDIT_LANE: &str = "audit";
 
 /// Which rows a drain lane claims: the domain events of one pool, or the audit events (which
 /// have no pool).
@@ -37,7 +41,7 @@ impl std::fmt::Display for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Lane::Pool(pool) => f.write_str(pool),
-            Lane::Audit => f.write_str("audit"),
+            Lane::Audit => f.write_str(AUDIT_LANE),
         }
     }
 }
@@ -475,6 +479,8 @@ pub trait JobStore: Send + Sync + 'static {
     fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>>;
     /// Pending runs due before `due_before`, counted per pool and job.
     fn due_runs(&self, due_before: DateTime<Utc>) -> Fut<'_, Vec<DueRuns>>;
+    /// Runs per pool and job by status, as of `now`.
+    fn job_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<JobStats>>;
     /// Deletes runs in the final `status` that finished before `finished_before`, with their
     /// steps, unless their tree still has a live run; returns how many.
     fn prune_runs(&self, status: RunStatus, finished_before: DateTime<Utc>) -> Fut<'_, u64>;
@@ -629,9 +635,9 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// How far `projection` is behind the outbox (nothing folded yet: every event).
     #[doc(hidden)]
     fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag>;
-    /// See [`crate::Store::dead_letters`].
+    /// See [`crate::Store::dead_letters_of`].
     #[doc(hidden)]
-    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>>;
+    fn dead_letters<'a>(&'a self, which: &'a Redrive, limit: u32) -> Fut<'a, Vec<DeadLetter>>;
     /// See [`crate::Store::redrive`].
     #[doc(hidden)]
     fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64>;
@@ -641,6 +647,18 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// See [`crate::Store::stats`].
     #[doc(hidden)]
     fn stats(&self) -> Fut<'_, OutboxStats>;
+    /// See [`crate::Store::lane_stats`].
+    #[doc(hidden)]
+    fn lane_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<LaneStats>>;
+    /// Every projection's checkpoint, by name (its lag is read with `projection_lag`).
+    #[doc(hidden)]
+    fn projection_checkpoints(&self) -> Fut<'_, Vec<(String, i64, DateTime<Utc>)>>;
+    /// See [`crate::Store::events`].
+    #[doc(hidden)]
+    fn list_events<'a>(&'a self, filter: &'a EventFilter) -> Fut<'a, Vec<EventSummary>>;
+    /// See [`crate::Store::event`].
+    #[doc(hidden)]
+    fn get_event(&self, id: Uuid) -> Fut<'_, Option<EventDetail>>;
     /// Starts whatever turns commits made elsewhere into wake-ups (PostgreSQL `LISTEN`).
     #[doc(hidden)]
     fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;

@@ -4,6 +4,7 @@
 //! River's `riverdrivertest`. Time is passed in, so leases and backoffs expire without sleeping.
 
 mod jobs;
+mod ops;
 mod outbox;
 
 use std::time::Duration;

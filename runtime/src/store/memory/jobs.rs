@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryBackend;
-use crate::ops::DueRuns;
+use crate::ops::{DueRuns, JobStats};
 use crate::store::{
     AttemptResult, Claim, ClaimedRun, ExpiredRun, JobStore, NewRun, Rescue, RunFilter, RunInfo,
     RunStatus,
@@ -29,11 +29,35 @@ pub(super) struct JobState {
     steps: HashMap<(Uuid, String), String>,
 }
 
+impl MemRun {
+    /// The run as the query API shows it: the lease only while it runs.
+    fn view(&self) -> RunInfo {
+        RunInfo {
+            lease_expires_at: self
+                .lease_expires_at
+                .filter(|_| self.info.status == RunStatus::Running),
+            ..self.info.clone()
+        }
+    }
+}
+
 fn is_live(status: RunStatus) -> bool {
     matches!(status, RunStatus::Pending | RunStatus::Running)
 }
 
 impl JobState {
+    /// The runs `event` enqueued, oldest first.
+    pub(super) fn runs_of_event(&self, event: Uuid) -> Vec<RunInfo> {
+        let mut runs: Vec<RunInfo> = self
+            .runs
+            .values()
+            .filter(|run| run.info.event_id == Some(event))
+            .map(MemRun::view)
+            .collect();
+        runs.sort_by_key(|run| (run.created_at, run.id));
+        runs
+    }
+
     pub(super) fn live_run(&self, job: &str, key: &str) -> Option<Uuid> {
         self.runs
             .values()
@@ -86,6 +110,7 @@ impl JobState {
                     created_at: now,
                     finished_at: None,
                     tenant_id: run.tenant_id.clone(),
+                    lease_expires_at: None,
                 },
                 lease_owner: None,
                 lease_expires_at: None,
@@ -416,24 +441,22 @@ impl JobStore for MemoryBackend {
                 .runs
                 .values()
                 .rev()
-                .map(|run| &run.info)
-                .filter(|info| filter.status.is_none_or(|status| info.status == status))
-                .filter(|info| filter.job.as_ref().is_none_or(|job| &info.job == job))
-                .filter(|info| {
-                    filter.scope.as_ref().is_none_or(|(scope_type, scope_id)| {
-                        info.scope_type.as_ref() == Some(scope_type)
-                            && info.scope_id.as_ref() == Some(scope_id)
-                    })
-                })
-                .filter(|info| filter.root.is_none_or(|root| info.root_id == root))
-                .filter(|info| {
-                    filter
-                        .tenant
-                        .as_ref()
-                        .is_none_or(|tenant| info.tenant_id.as_ref() == Some(tenant))
+                .filter(|run| {
+                    let info = &run.info;
+                    filter.status.is_none_or(|status| info.status == status)
+                        && filter.job.as_ref().is_none_or(|job| &info.job == job)
+                        && filter.scope.as_ref().is_none_or(|(scope_type, scope_id)| {
+                            info.scope_type.as_ref() == Some(scope_type)
+                                && info.scope_id.as_ref() == Some(scope_id)
+                        })
+                        && filter.root.is_none_or(|root| info.root_id == root)
+                        && filter
+                            .tenant
+                            .as_ref()
+                            .is_none_or(|tenant| info.tenant_id.as_ref() == Some(tenant))
                 })
                 .take(filter.limit as usize)
-                .cloned()
+                .map(MemRun::view)
                 .collect())
         })
     }
@@ -486,9 +509,51 @@ impl JobStore for MemoryBackend {
         })
     }
 
-    fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>> {
+    fn job_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<JobStats>> {
         Box::pin(async move {
-            Ok::<_, StoreError>(self.jobs().runs.get(&run).map(|run| run.info.clone()))
+            let mut stats: BTreeMap<(String, String), JobStats> = BTreeMap::new();
+            for run in self.jobs().runs.values() {
+                let info = &run.info;
+                let entry = stats
+                    .entry((info.pool.clone(), info.job.clone()))
+                    .or_insert_with(|| JobStats {
+                        pool: info.pool.clone(),
+                        job: info.job.clone(),
+                        due: 0,
+                        scheduled: 0,
+                        running: 0,
+                        completed: 0,
+                        failed: 0,
+                        oldest_due_at: None,
+                        earliest_lease_expiry: None,
+                    });
+                let earliest = |current: Option<DateTime<Utc>>, at: DateTime<Utc>| {
+                    Some(current.map_or(at, |current| current.min(at)))
+                };
+                match info.status {
+                    RunStatus::Pending if info.run_at <= now => {
+                        entry.due += 1;
+                        entry.oldest_due_at = earliest(entry.oldest_due_at, info.run_at);
+                    }
+                    RunStatus::Pending => entry.scheduled += 1,
+                    RunStatus::Running => {
+                        entry.running += 1;
+                        if let Some(lease) = run.lease_expires_at {
+                            entry.earliest_lease_expiry =
+                                earliest(entry.earliest_lease_expiry, lease);
+                        }
+                    }
+                    RunStatus::Completed => entry.completed += 1,
+                    RunStatus::Failed | RunStatus::TimedOut | RunStatus::Canceled => {
+                        entry.failed += 1;
+                    }
+                }
+            }
+            Ok(stats.into_values().collect())
         })
+    }
+
+    fn get_run(&self, run: Uuid) -> Fut<'_, Option<RunInfo>> {
+        Box::pin(async move { Ok::<_, StoreError>(self.jobs().runs.get(&run).map(MemRun::view)) })
     }
 }

@@ -10,11 +10,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::ops::ProjectionLag;
+use crate::ops::{
+    DeliveryInfo, DeliveryStatus, EventDetail, EventFilter, EventStatus, EventSummary, LaneStats,
+    ProjectionLag,
+};
 use crate::store::{
-    Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome, DeliveryState, Fut,
-    Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive, StoreError,
-    StoredEvent, StreamEvent, Wakes, sealed,
+    AUDIT_LANE, Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome,
+    DeliveryState, Fut, Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive,
+    StoreError, StoredEvent, StreamEvent, Wakes, sealed,
 };
 use jobs::JobState;
 
@@ -33,6 +36,7 @@ struct Row {
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     processed_at: Option<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -58,11 +62,22 @@ struct State {
     deliveries: BTreeMap<(Uuid, String), Delivery>,
     /// By (aggregate type, aggregate id): (sequence, state).
     snapshots: BTreeMap<(String, String), (i64, String)>,
-    /// Projection checkpoints (positions), by name.
-    checkpoints: BTreeMap<String, i64>,
+    /// Projection checkpoints (position, saved at), by name.
+    checkpoints: BTreeMap<String, (i64, DateTime<Utc>)>,
 }
 
 impl State {
+    /// Whether `which` names the delivery of `event_id` (at `position`) to `subscriber`.
+    fn names(&self, which: &Redrive, event_id: Uuid, subscriber: &str, position: i64) -> bool {
+        which.event_id.is_none_or(|id| id == event_id)
+            && which.subscriber.as_deref().is_none_or(|s| s == subscriber)
+            && which.event_type.as_deref().is_none_or(|event_type| {
+                self.rows
+                    .get(&position)
+                    .is_some_and(|row| row.event.event_type == event_type)
+            })
+    }
+
     fn position_of(&self, id: Uuid) -> Option<i64> {
         self.rows
             .values()
@@ -124,7 +139,9 @@ pub struct MemoryTransaction {
     /// Runs enqueued in the transaction, with the time they were enqueued at.
     runs: Vec<(NewRun, DateTime<Utc>)>,
     snapshots: Vec<(String, String, i64, String)>,
-    checkpoints: Vec<(String, i64)>,
+    checkpoints: Vec<(String, i64, DateTime<Utc>)>,
+    /// When the transaction first wrote an event: its events' `recorded_at`.
+    recorded_at: Option<DateTime<Utc>>,
 }
 
 impl MemoryTransaction {
@@ -155,6 +172,7 @@ impl MemoryTransaction {
             drop(jobs);
             self.backend.wakes.jobs.notify();
         }
+        let recorded_at = self.recorded_at.unwrap_or_else(Utc::now);
         let inserted = {
             let mut inserted = false;
             for event in self.buffered {
@@ -188,12 +206,13 @@ impl MemoryTransaction {
                         lease_owner: None,
                         lease_expires_at: None,
                         processed_at: None,
+                        recorded_at,
                     },
                 );
                 inserted = true;
             }
-            for (projection, position) in self.checkpoints {
-                state.checkpoints.insert(projection, position);
+            for (projection, position, saved_at) in self.checkpoints {
+                state.checkpoints.insert(projection, (position, saved_at));
             }
             for (aggregate_type, aggregate_id, sequence, snapshot) in self.snapshots {
                 let slot = state
@@ -297,6 +316,7 @@ impl Backend for MemoryBackend {
                 runs: Vec::new(),
                 snapshots: Vec::new(),
                 checkpoints: Vec::new(),
+                recorded_at: None,
             })
         })
     }
@@ -313,10 +333,11 @@ impl Backend for MemoryBackend {
         &'a self,
         tx: &'a mut Self::Transaction<'_>,
         events: &'a [NewEvent],
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
             let state = self.lock();
+            tx.recorded_at.get_or_insert(now);
             let mut inserted = Vec::new();
             for event in events {
                 let known = state.position_of(event.id).is_some()
@@ -732,8 +753,7 @@ impl Backend for MemoryBackend {
                 .lock()
                 .checkpoints
                 .get(projection)
-                .copied()
-                .unwrap_or(0);
+                .map_or(0, |(position, _)| *position);
             Ok(Checkpoint { tx_id: 0, position })
         })
     }
@@ -743,11 +763,11 @@ impl Backend for MemoryBackend {
         tx: &'a mut Self::Transaction<'_>,
         projection: &'a str,
         checkpoint: Checkpoint,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
             tx.checkpoints
-                .push((projection.to_owned(), checkpoint.position));
+                .push((projection.to_owned(), checkpoint.position, now));
             Ok(())
         })
     }
@@ -792,7 +812,10 @@ impl Backend for MemoryBackend {
     fn projection_lag<'a>(&'a self, projection: &'a str) -> Fut<'a, ProjectionLag> {
         Box::pin(async move {
             let state = self.lock();
-            let checkpoint = state.checkpoints.get(projection).copied().unwrap_or(0);
+            let checkpoint = state
+                .checkpoints
+                .get(projection)
+                .map_or(0, |(position, _)| *position);
             let behind = state.rows.range(checkpoint + 1..).count() as u64;
             Ok(ProjectionLag {
                 behind,
@@ -801,14 +824,15 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
+    fn dead_letters<'a>(&'a self, which: &'a Redrive, limit: u32) -> Fut<'a, Vec<DeadLetter>> {
         Box::pin(async move {
             let state = self.lock();
-            Ok(state
+            let mut dead: Vec<DeadLetter> = state
                 .deliveries
                 .iter()
-                .filter(|(_, d)| d.failed)
-                .take(limit as usize)
+                .filter(|((event_id, subscriber), d)| {
+                    d.failed && state.names(which, *event_id, subscriber, d.position)
+                })
                 .map(|((event_id, subscriber), d)| DeadLetter {
                     event_id: *event_id,
                     event_type: state
@@ -821,20 +845,31 @@ impl Backend for MemoryBackend {
                     aggregate_id: d.aggregate.as_ref().map(|(_, i)| i.clone()),
                     attempts: d.attempts,
                     last_error: d.last_error.clone().unwrap_or_default(),
+                    lane: lane_name(d.pool.as_deref()),
+                    // A delivery is due again at the time it failed for good.
+                    failed_at: d.next_attempt_at,
                 })
-                .collect())
+                .collect();
+            dead.sort_by_key(|letter| letter.failed_at);
+            dead.truncate(limit as usize);
+            Ok(dead)
         })
     }
 
     fn redrive<'a>(&'a self, which: &'a Redrive, now: DateTime<Utc>) -> Fut<'a, u64> {
         Box::pin(async move {
             let mut state = self.lock();
+            let named: Vec<(Uuid, String)> = state
+                .deliveries
+                .iter()
+                .filter(|((event_id, subscriber), d)| {
+                    d.failed && state.names(which, *event_id, subscriber, d.position)
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
             let mut count = 0;
-            for ((event_id, subscriber), delivery) in state.deliveries.iter_mut() {
-                let matches = delivery.failed
-                    && which.event_id.is_none_or(|id| id == *event_id)
-                    && which.subscriber.as_ref().is_none_or(|s| s == subscriber);
-                if matches {
+            for key in named {
+                if let Some(delivery) = state.deliveries.get_mut(&key) {
                     delivery.failed = false;
                     delivery.attempts = 0;
                     delivery.next_attempt_at = now;
@@ -879,7 +914,179 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn lane_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<LaneStats>> {
+        Box::pin(async move {
+            let state = self.lock();
+            let minute_ago = now - chrono::Duration::minutes(1);
+            let mut touch = Vec::new();
+            for row in state.rows.values() {
+                if row.status != Status::Processed {
+                    touch.push((row.event.pool.as_deref(), Some(row.recorded_at), 0, 0, 0));
+                } else if row.processed_at.is_some_and(|at| at >= minute_ago) {
+                    touch.push((row.event.pool.as_deref(), None, 1, 0, 0));
+                }
+            }
+            for delivery in state.deliveries.values() {
+                let dead = u64::from(delivery.failed);
+                touch.push((delivery.pool.as_deref(), None, 0, 1 - dead, dead));
+            }
+            let mut lanes: BTreeMap<String, LaneStats> = BTreeMap::new();
+            for (pool, pending_since, processed, retrying, dead) in touch {
+                let name = lane_name(pool);
+                let stats = lanes.entry(name.clone()).or_insert_with(|| LaneStats {
+                    lane: name,
+                    pending: 0,
+                    oldest_pending_at: None,
+                    processed_last_minute: 0,
+                    retrying: 0,
+                    dead_letters: 0,
+                });
+                if let Some(since) = pending_since {
+                    stats.pending += 1;
+                    stats.oldest_pending_at =
+                        Some(stats.oldest_pending_at.map_or(since, |o| o.min(since)));
+                }
+                stats.processed_last_minute += processed;
+                stats.retrying += retrying;
+                stats.dead_letters += dead;
+            }
+            Ok(lanes.into_values().collect())
+        })
+    }
+
+    fn projection_checkpoints(&self) -> Fut<'_, Vec<(String, i64, DateTime<Utc>)>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()
+                .checkpoints
+                .iter()
+                .map(|(name, (position, saved_at))| (name.clone(), *position, *saved_at))
+                .collect())
+        })
+    }
+
+    fn list_events<'a>(&'a self, filter: &'a EventFilter) -> Fut<'a, Vec<EventSummary>> {
+        Box::pin(async move {
+            let state = self.lock();
+            let matches = |row: &&Row| {
+                let event = &row.event;
+                filter
+                    .event_type
+                    .as_deref()
+                    .is_none_or(|t| event.event_type == t)
+                    && filter
+                        .aggregate
+                        .as_ref()
+                        .is_none_or(|(aggregate_type, id)| {
+                            event.aggregate_type.as_deref() == Some(aggregate_type.as_str())
+                                && id
+                                    .as_deref()
+                                    .is_none_or(|id| event.aggregate_id.as_deref() == Some(id))
+                        })
+                    && filter
+                        .tenant
+                        .as_deref()
+                        .is_none_or(|t| event.tenant_id.as_deref() == Some(t))
+                    && filter
+                        .status
+                        .is_none_or(|status| row.summary().status == status)
+                    && filter.since.is_none_or(|since| row.recorded_at >= since)
+                    && filter.until.is_none_or(|until| row.recorded_at < until)
+            };
+            let limit = filter.limit as usize;
+            Ok(match filter.after_position {
+                Some(after) => state
+                    .rows
+                    .range(after + 1..)
+                    .map(|(_, row)| row)
+                    .filter(matches)
+                    .take(limit)
+                    .map(Row::summary)
+                    .collect(),
+                None => state
+                    .rows
+                    .values()
+                    .rev()
+                    .filter(matches)
+                    .take(limit)
+                    .map(Row::summary)
+                    .collect(),
+            })
+        })
+    }
+
+    fn get_event(&self, id: Uuid) -> Fut<'_, Option<EventDetail>> {
+        Box::pin(async move {
+            let detail = {
+                let state = self.lock();
+                let Some(row) = state.position_of(id).and_then(|p| state.rows.get(&p)) else {
+                    return Ok(None);
+                };
+                let payload = serde_json::from_str(&row.event.payload)
+                    .unwrap_or_else(|_| serde_json::Value::String(row.event.payload.clone()));
+                let deliveries = state
+                    .deliveries
+                    .range((id, String::new())..)
+                    .take_while(|((event_id, _), _)| *event_id == id)
+                    .map(|((_, subscriber), d)| DeliveryInfo {
+                        subscriber: subscriber.clone(),
+                        status: if d.failed {
+                            DeliveryStatus::DeadLetter
+                        } else if d.processing {
+                            DeliveryStatus::Delivering
+                        } else {
+                            DeliveryStatus::Retrying
+                        },
+                        attempts: d.attempts,
+                        next_attempt_at: d.next_attempt_at,
+                        last_error: d.last_error.clone(),
+                    })
+                    .collect();
+                EventDetail {
+                    event: row.summary(),
+                    payload,
+                    deliveries,
+                    runs: Vec::new(),
+                }
+            };
+            let runs = self.jobs().runs_of_event(id);
+            Ok(Some(EventDetail { runs, ..detail }))
+        })
+    }
+
     fn listen(&self, _wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// The lane of a pool column: the pool, or `audit`.
+fn lane_name(pool: Option<&str>) -> String {
+    pool.unwrap_or(AUDIT_LANE).to_owned()
+}
+
+impl Row {
+    fn summary(&self) -> EventSummary {
+        let event = &self.event;
+        EventSummary {
+            position: event.position,
+            id: event.id,
+            event_type: event.event_type.clone(),
+            version: event.version,
+            lane: lane_name(event.pool.as_deref()),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            tenant_id: event.tenant_id.clone(),
+            correlation_id: event.correlation_id,
+            causation_id: event.causation_id,
+            status: match self.status {
+                Status::Pending => EventStatus::Pending,
+                Status::Processing => EventStatus::Processing,
+                Status::Processed => EventStatus::Processed,
+            },
+            claims: event.claims,
+            occurred_at: event.occurred_at,
+            recorded_at: self.recorded_at,
+            processed_at: self.processed_at,
+        }
     }
 }

@@ -9,9 +9,10 @@ use sqlx::Database;
 use uuid::Uuid;
 
 use super::migrate::{self, Migration};
-use super::{Dialect, jobs, outbox};
+use super::{Dialect, jobs, ops, outbox};
 use crate::ops::{
-    DeadLetter, DueRuns, OutboxStats, ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
+    DeadLetter, DueRuns, EventDetail, EventFilter, EventSummary, JobStats, LaneStats, OutboxStats,
+    ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
 };
 use crate::store::wake::Wakes;
 use crate::store::{
@@ -309,10 +310,10 @@ impl<S: SqlJobStore> Backend for S {
         SqlBackend::projection_lag(self, projection)
     }
 
-    fn dead_letters(&self, limit: u32) -> Fut<'_, Vec<DeadLetter>> {
+    fn dead_letters<'a>(&'a self, which: &'a Redrive, limit: u32) -> Fut<'a, Vec<DeadLetter>> {
         Box::pin(async move {
             let mut connection = self.pool().acquire().await?;
-            outbox::dead_letters::<S::Dialect>(&mut connection, limit).await
+            outbox::dead_letters::<S::Dialect>(&mut connection, which, limit).await
         })
     }
 
@@ -334,6 +335,34 @@ impl<S: SqlJobStore> Backend for S {
         Box::pin(async move {
             let mut connection = self.pool().acquire().await?;
             outbox::stats::<S::Dialect>(&mut connection).await
+        })
+    }
+
+    fn lane_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<LaneStats>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::lane_stats::<S::Dialect>(&mut connection, now).await
+        })
+    }
+
+    fn projection_checkpoints(&self) -> Fut<'_, Vec<(String, i64, DateTime<Utc>)>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::projection_checkpoints::<S::Dialect>(&mut connection).await
+        })
+    }
+
+    fn list_events<'a>(&'a self, filter: &'a EventFilter) -> Fut<'a, Vec<EventSummary>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::list_events::<S::Dialect>(&mut connection, filter).await
+        })
+    }
+
+    fn get_event(&self, id: Uuid) -> Fut<'_, Option<EventDetail>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::get_event::<S::Dialect>(&mut connection, id).await
         })
     }
 
@@ -466,6 +495,13 @@ impl<S: SqlJobStore> JobStore for S {
         Box::pin(async move {
             let mut connection = self.pool().acquire().await?;
             jobs::get_run::<S::Dialect>(&mut connection, run).await
+        })
+    }
+
+    fn job_stats(&self, now: DateTime<Utc>) -> Fut<'_, Vec<JobStats>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::job_stats::<S::Dialect>(&mut connection, now).await
         })
     }
 

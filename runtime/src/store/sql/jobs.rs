@@ -262,7 +262,7 @@ pub(crate) async fn retry_run<D: Dialect>(
 // preparation.
 const LIST_RUNS: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at, tenant_id FROM herald_jobs \
+       created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs \
      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR job = $2) \
        AND ($3 IS NULL OR (scope_type = $3 AND scope_id = $4)) \
        AND ($5 IS NULL OR root_id = $5) AND ($7 IS NULL OR tenant_id = $7) \
@@ -270,7 +270,21 @@ const LIST_RUNS: &str = "SELECT id, job, pool, status, input, output, attempt, m
 
 const GET_RUN: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at, tenant_id FROM herald_jobs WHERE id = $1";
+       created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs WHERE id = $1";
+
+const RUNS_OF_EVENT: &str = "SELECT id, job, pool, status, input, output, attempt, \
+       max_attempts, run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, \
+       last_error, created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs \
+     WHERE event_id = $1 ORDER BY created_at, id";
+
+/// The runs an event enqueued, oldest first.
+pub(crate) async fn runs_of_event<D: Dialect>(
+    connection: &mut D::Connection,
+    event: Uuid,
+) -> Result<Vec<RunInfo>, StoreError> {
+    let rows = D::fetch_all(connection, Statement::new(RUNS_OF_EVENT).uuid(event)).await?;
+    rows.iter().map(run_info).collect()
+}
 
 /// Runs matching `filter`, newest first.
 pub(crate) async fn list_runs<D: Dialect>(
@@ -338,6 +352,11 @@ fn run_info<R: Columns>(row: &R) -> Result<RunInfo, StoreError> {
         created_at: row.time("created_at")?,
         finished_at: row.opt_time("finished_at")?,
         tenant_id: row.opt_text("tenant_id")?,
+        // A finished run keeps the column of its last lease, which no longer means anything.
+        lease_expires_at: match status.as_str() {
+            "running" => row.opt_time("lease_expires_at")?,
+            _ => None,
+        },
     })
 }
 

@@ -14,6 +14,7 @@
 pub(crate) mod backend;
 pub(crate) mod jobs;
 pub(crate) mod migrate;
+pub(crate) mod ops;
 pub(crate) mod outbox;
 
 use std::borrow::Cow;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::{Columns, Dialect, Statement, delete_in_slices, fetch_optional, to_u32};
 use crate::ops::{DeadLetter, OutboxStats, Redrive};
 use crate::store::{
-    Checkpoint, DeliveryOutcome, DeliveryState, ProjectedEvent, StoreError, StoredEvent,
-    StreamEvent, corrupt,
+    AUDIT_LANE, Checkpoint, DeliveryOutcome, DeliveryState, ProjectedEvent, StoreError,
+    StoredEvent, StreamEvent, corrupt,
 };
 
 /// Gives a stopping worker's claims back (events and retries it held), so that others take
@@ -164,17 +164,23 @@ pub(crate) async fn save_checkpoint<D: Dialect>(
 /// Deliveries that ran out of attempts, oldest first.
 pub(crate) async fn dead_letters<D: Dialect>(
     connection: &mut D::Connection,
+    which: &Redrive,
     limit: u32,
 ) -> Result<Vec<DeadLetter>, StoreError> {
     let rows = D::fetch_all(
         connection,
         Statement::new(
-            "SELECT d.event_id, e.event_type, d.subscriber, d.aggregate_type, \
-               d.aggregate_id, d.attempts, d.last_error \
+            "SELECT d.event_id, e.event_type, d.subscriber, d.pool, d.aggregate_type, \
+               d.aggregate_id, d.attempts, d.last_error, d.updated_at \
              FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
-             WHERE d.status = 'failed' ORDER BY d.updated_at, d.event_position LIMIT $1",
+             WHERE d.status = 'failed' AND ($2 IS NULL OR d.event_id = $2) \
+               AND ($3 IS NULL OR d.subscriber = $3) AND ($4 IS NULL OR e.event_type = $4) \
+             ORDER BY d.updated_at, d.event_position LIMIT $1",
         )
-        .int(i64::from(limit)),
+        .int(i64::from(limit))
+        .uuid(which.event_id)
+        .text(which.subscriber.as_deref())
+        .text(which.event_type.as_deref()),
     )
     .await?;
     rows.iter()
@@ -187,6 +193,10 @@ pub(crate) async fn dead_letters<D: Dialect>(
                 aggregate_id: row.opt_text("aggregate_id")?,
                 attempts: to_u32(row.int("attempts")?),
                 last_error: row.opt_text("last_error")?.unwrap_or_default(),
+                lane: row
+                    .opt_text("pool")?
+                    .unwrap_or_else(|| AUDIT_LANE.to_owned()),
+                failed_at: row.time("updated_at")?,
             })
         })
         .collect()
@@ -204,11 +214,14 @@ pub(crate) async fn redrive<D: Dialect>(
             "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
                next_attempt_at = $1, updated_at = $1 \
              WHERE status = 'failed' AND ($2 IS NULL OR event_id = $2) \
-               AND ($3 IS NULL OR subscriber = $3)",
+               AND ($3 IS NULL OR subscriber = $3) \
+               AND ($4 IS NULL OR event_id IN \
+                    (SELECT id FROM herald_events WHERE event_type = $4))",
         )
         .time(now)
         .uuid(which.event_id)
-        .text(which.subscriber.as_deref()),
+        .text(which.subscriber.as_deref())
+        .text(which.event_type.as_deref()),
     )
     .await?)
 }
