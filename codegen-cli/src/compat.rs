@@ -442,13 +442,15 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FindingKind {
     /// A change that breaks a direction `mode` checks, while `version` stayed the same.
+    /// `version` is the old one, `now` the new one (not above it).
     Breaking {
         change: PayloadChange,
         mode: Compatibility,
         version: u32,
+        now: u32,
     },
-    /// `version` went down.
-    VersionDecreased { old: u32, new: u32 },
+    /// `version` went down; `implicit` when the new declaration leaves it out (1).
+    VersionDecreased { old: u32, new: u32, implicit: bool },
     /// `version` went up: the runtime needs an upcaster from every version in `from..to`.
     VersionBumped {
         from: u32,
@@ -526,7 +528,7 @@ impl Report {
     ) -> String {
         let mut out = String::new();
         let old_note = format!(
-            "this is the declaration at `{against}`; what it declares could not be compared"
+            "found in the declarations at `{against}`, which are compared where they can be read"
         );
         for problem in old.problems.iter() {
             out.push_str(&render_as(
@@ -576,6 +578,13 @@ impl Report {
                 plural(self.compared, "event")
             ));
         }
+        if !self.not_compared.is_empty() {
+            let names: Vec<String> = self.not_compared.iter().map(|n| format!("`{n}`")).collect();
+            out.push_str(&format!(
+                "\nnot compared, as their declarations at `{against}` have errors: {}",
+                names.join(", ")
+            ));
+        }
         out
     }
 }
@@ -604,6 +613,7 @@ fn render_finding(
                 change,
                 mode,
                 version,
+                now,
             } => {
                 let breaks = change.breaks(*version);
                 let mut notes = Vec::new();
@@ -632,7 +642,11 @@ fn render_finding(
                 ));
                 (
                     change.code(),
-                    format!("{}, but `version` is still {version}", change.title()),
+                    if now == version {
+                        format!("{}, but `version` is still {version}", change.title())
+                    } else {
+                        format!("{}, and `version` is not above {version}", change.title())
+                    },
                     match change {
                         PayloadChange::FieldRemoved { .. } => {
                             format!("`{}` is gone from here", change.field())
@@ -649,10 +663,14 @@ fn render_finding(
                     ),
                 )
             }
-            FindingKind::VersionDecreased { old, new } => (
+            FindingKind::VersionDecreased { old, new, implicit } => (
                 "version-decreased",
                 format!("`version` went down from {old} to {new}"),
-                format!("was {old} at `{against}`"),
+                if *implicit {
+                    format!("no `version`, so {new}; it was {old} at `{against}`")
+                } else {
+                    format!("was {old} at `{against}`")
+                },
                 vec![format!(
                     "events may be stored at version {old}; this declaration would read them as newer than itself, and upcasters only go up"
                 )],
@@ -683,7 +701,7 @@ fn render_finding(
                     .collect();
                 if !forward.is_empty() {
                     notes.push(format!(
-                        "`compatibility: {}`: consumers still built from version {from} cannot read version {to} events (see {}): deploy them before the producers",
+                        "`compatibility: {}`: consumers still built from version {from} cannot read version {to} events ({}): upgrade them before any producer publishes version {to}",
                         mode.as_str(),
                         forward
                             .iter()
@@ -728,10 +746,10 @@ fn render_finding(
                             "keep `{event}` declared beside `{renamed}` (publish only `{renamed}` from now on), or rename it back"
                         )
                     }
-                    None => {
-                        "restore its declaration; keep it even once nothing publishes the event"
-                            .to_owned()
-                    }
+                    None => format!(
+                        "restore its declaration (as in `{}`); keep it even once nothing publishes the event",
+                        old.sources.path(finding.at.location.file)
+                    ),
                 };
                 (
                     "event-removed",
@@ -867,17 +885,19 @@ fn compare_event(
     let old_version_place = before
         .version_span
         .map(|span| old.place(Side::Old, before.file, span));
+    // A version that went down is an error of its own; the payload is then checked as if
+    // the version had stayed, so that one run lists everything to fix.
     if new_version < old_version {
         findings.push(Finding {
             event: name.clone(),
             kind: FindingKind::VersionDecreased {
                 old: old_version,
                 new: new_version,
+                implicit: now.version_span.is_none(),
             },
             at: version_place,
             was: old_version_place,
         });
-        return;
     }
     let changes = payload_changes(old, new, before, now);
     if new_version > old_version {
@@ -905,6 +925,7 @@ fn compare_event(
                     change,
                     mode,
                     version: old_version,
+                    now: new_version,
                 },
                 at,
                 was,
