@@ -1,6 +1,7 @@
 //! `codegen-cli`: the command-line front of the Herald schema compiler.
 //!
-//! Exit codes: 0 success, 1 invalid YAML or stale output (`--check`), 2 usage or I/O error.
+//! Exit codes: 0 success, 1 invalid YAML, stale output (`--check`) or an incompatible change
+//! (`check --against`), 2 usage, git or I/O error.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
