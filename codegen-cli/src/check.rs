@@ -11,10 +11,10 @@ use herald_vocabulary::{DEFAULT_JOB_POOL, Keyword, MaxAttempts, Tier};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::model::{
-    BEHAVIORS, Backoff, Behavior, Choice, DefaultValue, Direction, ENTITY_TYPES, EmitBinding,
-    Entity, EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES, PayloadField,
-    PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry, Routing, Scalar, Source,
-    Write,
+    BEHAVIORS, Backoff, Behavior, Choice, Compatibility, DefaultValue, Direction, ENTITY_TYPES,
+    EmitBinding, Entity, EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES,
+    PayloadField, PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry, Routing,
+    Scalar, Source, Write,
 };
 use crate::names::{field_ident, variant_ident};
 use crate::parse::{
@@ -75,8 +75,8 @@ impl EntityNames {
 /// them is not checked against them.
 pub fn check(
     sources: &SourceMap,
-    events: Vec<RawEvent>,
-    entities: Vec<RawEntity>,
+    events: &[RawEvent],
+    entities: &[RawEntity],
     unreadable: &[FileId],
     diagnostics: &mut Diagnostics,
 ) -> Model {
@@ -84,7 +84,7 @@ pub fn check(
         sources,
         diagnostics,
     };
-    let entity_names = check_entity_names(&mut checker, &entities, unreadable);
+    let entity_names = check_entity_names(&mut checker, entities, unreadable);
 
     let all_events: Vec<&RawEvent> = events
         .iter()
@@ -96,7 +96,7 @@ pub fn check(
         .iter()
         .filter_map(|e| e.type_.as_ref().map(|t| t.value.clone()))
         .collect();
-    for raw in &events {
+    for raw in events {
         if raw.type_.is_none()
             && let Some(stem) = sources.stem(raw.file)
         {
@@ -125,7 +125,7 @@ pub fn check(
         let subject = Subject::Event(event.name.clone());
         if let Some(first) = first_declared.get(&event.name) {
             let first = *first;
-            let help = if raw.declared_in_entity.is_some() || first_is_inline(&entities, first) {
+            let help = if raw.declared_in_entity.is_some() || first_is_inline(entities, first) {
                 "an entity's `events:` block declares change events just like `events/`; keep one declaration"
             } else {
                 "event types are unique; rename one of them or delete the duplicate"
@@ -180,8 +180,8 @@ pub fn check(
         .filter_map(|raw| check_entity(&mut checker, raw, &entity_names, &known_events))
         .collect();
     model_entities.sort_by(|a, b| a.name.cmp(&b.name));
-    check_back_references(&mut checker, &entities, &model_entities);
-    check_tables(&mut checker, &entities, &model_entities);
+    check_back_references(&mut checker, entities, &model_entities);
+    check_tables(&mut checker, entities, &model_entities);
 
     Model {
         events: model_events,
@@ -423,6 +423,13 @@ fn check_event(checker: &mut Checker<'_>, raw: &RawEvent, entities: &EntityNames
         }
     };
 
+    let compatibility = raw.compatibility.as_ref().and_then(|word| {
+        let found =
+            keyword::<Compatibility>(checker, &subject, file, word, "unknown-compatibility");
+        valid &= found.is_some();
+        found
+    });
+
     let retry = match &raw.retry {
         None => None,
         Some(r) => {
@@ -492,6 +499,7 @@ fn check_event(checker: &mut Checker<'_>, raw: &RawEvent, entities: &EntityNames
         struct_name: to_pascal_case(&name),
         name,
         version,
+        compatibility,
         routing,
         aggregate,
         source: raw.source.as_ref().map(|s| s.value.clone()),

@@ -161,8 +161,20 @@ impl IntoIterator for Diagnostics {
 }
 
 fn render_one(diagnostic: &Diagnostic, sources: &SourceMap, renderer: &Renderer) -> String {
+    render_as(diagnostic, sources, renderer, Level::ERROR, None)
+}
+
+/// One diagnostic at `level`, with an extra `note` after its snippets: how the compatibility
+/// report shows the problems of an older version, which are warnings there.
+pub(crate) fn render_as(
+    diagnostic: &Diagnostic,
+    sources: &SourceMap,
+    renderer: &Renderer,
+    level: Level<'_>,
+    note: Option<&str>,
+) -> String {
     let title = format!("{}: {}", diagnostic.subject, diagnostic.message);
-    let mut group = Level::ERROR
+    let mut group = level
         .primary_title(title)
         .id(diagnostic.code)
         .element(snippet(
@@ -174,6 +186,9 @@ fn render_one(diagnostic: &Diagnostic, sources: &SourceMap, renderer: &Renderer)
     for (location, label) in &diagnostic.related {
         group = group.element(snippet(sources, *location, label, AnnotationKind::Context));
     }
+    if let Some(note) = note {
+        group = group.element(Level::NOTE.message(note));
+    }
     if let Some(help) = &diagnostic.help {
         group = group.element(Level::HELP.message(help.as_str()));
     }
@@ -181,7 +196,7 @@ fn render_one(diagnostic: &Diagnostic, sources: &SourceMap, renderer: &Renderer)
     renderer.render(&report).to_string()
 }
 
-fn snippet<'a>(
+pub(crate) fn snippet<'a>(
     sources: &'a SourceMap,
     location: Location,
     label: &'a str,

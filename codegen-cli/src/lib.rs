@@ -18,8 +18,10 @@
 
 mod builder;
 mod check;
+pub mod compat;
 pub mod diagnostic;
 mod emit;
+pub mod git;
 pub mod migrate;
 pub mod model;
 mod names;
@@ -62,6 +64,24 @@ impl Default for Options {
 
 /// Parses and checks every file, reporting every problem of every file at once.
 pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
+    let read = read(sources);
+    if read.diagnostics.is_empty() {
+        Ok(read.model)
+    } else {
+        Err(read.diagnostics)
+    }
+}
+
+/// What one run read: the model of every declaration that passed, the raw events (with their
+/// spans, which the model does not keep) and every problem, sorted.
+pub(crate) struct Read {
+    pub model: Model,
+    /// The events of `events/` and of entities' `events:` blocks, valid or not.
+    pub events: Vec<parse::RawEvent>,
+    pub diagnostics: Diagnostics,
+}
+
+pub(crate) fn read(sources: &SourceMap) -> Read {
     let mut diagnostics = Diagnostics::default();
     let mut events = Vec::new();
     let mut entities = Vec::new();
@@ -98,12 +118,13 @@ pub fn check(sources: &SourceMap) -> Result<Model, Diagnostics> {
             unreadable.push(id);
         }
     }
-    let model = check::check(sources, events, entities, &unreadable, &mut diagnostics);
-    if diagnostics.is_empty() {
-        Ok(model)
-    } else {
-        diagnostics.sort(sources);
-        Err(diagnostics)
+    let model = check::check(sources, &events, &entities, &unreadable, &mut diagnostics);
+    diagnostics.sort(sources);
+    events.extend(entities.into_iter().flat_map(|entity| entity.events));
+    Read {
+        model,
+        events,
+        diagnostics,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `codegen-cli`: the command-line front of the Herald schema compiler.
 //!
-//! Exit codes: 0 success, 1 invalid YAML or stale output (`--check`), 2 usage or I/O error.
+//! Exit codes: 0 success, 1 invalid YAML, stale output (`--check`) or an incompatible change
+//! (`check --against`), 2 usage, git or I/O error.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,13 +9,15 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
+use herald_codegen::compat::{self, Compatibility, Declarations};
 use herald_codegen::output::{OutputDir, Staleness, check_files, write_all};
 use herald_codegen::schema::{Format, json_schema_text};
 use herald_codegen::{
     Database, DatabaseFiles, MigrationError, MigrationOptions, Options, SourceMap, generate_rust,
     generate_sql, load_sources, read_migrations_dir, scaffold,
 };
-use herald_vocabulary::Direction;
+use herald_vocabulary::naming::{closest, list_or};
+use herald_vocabulary::{Direction, Keyword as _};
 use serde::Deserialize;
 
 const CONFIG_FILE: &str = "codegen.yaml";
@@ -56,6 +59,16 @@ enum Command {
     Validate {
         #[command(flatten)]
         dirs: Dirs,
+    },
+    /// Check the YAML, then compare every event with its declaration at a git revision:
+    /// report the payload changes that break the readers its `compatibility` names while
+    /// `version` stayed the same, removed events and versions that went down.
+    Check {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The git revision to compare with: a branch, tag or commit (`main`, `HEAD~1`).
+        #[arg(long, value_name = "REF")]
+        against: String,
     },
     /// Scaffold a new declaration from templates/.
     New {
@@ -110,6 +123,8 @@ struct Config {
     migrations: Option<PathBuf>,
     /// The databases that get SQL; both by default, `[]` for none.
     databases: Option<Vec<String>>,
+    /// The `compatibility` of events that do not declare one; `backward` by default.
+    compatibility: Option<String>,
 }
 
 /// A failure of the command itself (not of the YAML): exit code 2.
@@ -235,6 +250,33 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                 Err(diagnostics) => Ok(report(&diagnostics, &sources)),
             }
         }
+        Command::Check { dirs, against } => {
+            let config = load_config()?;
+            let default = default_compatibility(&config)?;
+            let Some(sources) = read_sources(&dirs, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let (events, entities) = source_dirs(&dirs, &config);
+            let new = Declarations::read(sources);
+            if !new.problems().is_empty() {
+                return Ok(report(new.problems(), new.sources()));
+            }
+            let old_sources = herald_codegen::git::sources_at(&against, &events, &entities)
+                .map_err(|e| UsageError(e.to_string()))?;
+            let old = Declarations::read(old_sources);
+            let outcome = compat::compare(&old, &new, default);
+            let text = if std::io::stderr().is_terminal() {
+                outcome.render_styled(&old, &new, &against)
+            } else {
+                outcome.render(&old, &new, &against)
+            };
+            eprintln!("{text}");
+            Ok(if outcome.has_errors() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::New { what } => {
             let config = load_config()?;
             let written = match what {
@@ -282,15 +324,22 @@ fn load_config() -> Result<Config, UsageError> {
     serde_saphyr::from_str(&text).map_err(|err| UsageError(format!("{CONFIG_FILE}: {err}")))
 }
 
-/// `None` when a directory given explicitly does not exist (reported).
-fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, UsageError> {
+/// The events and entities directories: the flag, else codegen.yaml, else the default.
+fn source_dirs(dirs: &Dirs, config: &Config) -> (PathBuf, PathBuf) {
     let pick = |flag: &Option<PathBuf>, configured: &Option<PathBuf>, default: &str| {
         flag.clone()
             .or_else(|| configured.clone())
             .unwrap_or_else(|| default.into())
     };
-    let events = pick(&dirs.events, &config.events, "events");
-    let entities = pick(&dirs.entities, &config.entities, "entities");
+    (
+        pick(&dirs.events, &config.events, "events"),
+        pick(&dirs.entities, &config.entities, "entities"),
+    )
+}
+
+/// `None` when a directory given explicitly does not exist (reported).
+fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, UsageError> {
+    let (events, entities) = source_dirs(dirs, config);
     for dir in [&events, &entities] {
         if !dir.is_dir() {
             return Err(UsageError(format!("{} is not a directory", dir.display())));
@@ -299,6 +348,24 @@ fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, Usage
     load_sources(&events, &entities)
         .map(Some)
         .map_err(|err| UsageError(err.to_string()))
+}
+
+/// `compatibility:` of codegen.yaml, `backward` by default.
+fn default_compatibility(config: &Config) -> Result<Compatibility, UsageError> {
+    let Some(word) = &config.compatibility else {
+        return Ok(Compatibility::default());
+    };
+    Compatibility::parse(word).ok_or_else(|| {
+        let spellings = Compatibility::spellings();
+        let hint = match closest(word, &spellings) {
+            Some(near) => format!("did you mean `{near}`? "),
+            None => String::new(),
+        };
+        UsageError(format!(
+            "{CONFIG_FILE}: unknown compatibility `{word}`; {hint}`compatibility` is one of {}",
+            list_or(&spellings, "`")
+        ))
+    })
 }
 
 /// `databases:` of codegen.yaml, both by default.

@@ -1,7 +1,7 @@
 //! The checked declarations. Whatever is here is valid: an invalid combination of YAML keys
 //! cannot be represented (an audit event has no direction or pool to get wrong).
 
-pub use herald_vocabulary::{Backoff, Direction, MaxAttempts};
+pub use herald_vocabulary::{Backoff, Direction, Keyword, MaxAttempts};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -36,6 +36,8 @@ pub struct Event {
     /// The payload struct's name, e.g. `ContactCreated`.
     pub struct_name: String,
     pub version: u32,
+    /// `compatibility:`; `None` takes the project's default (see [`Compatibility`]).
+    pub compatibility: Option<Compatibility>,
     pub routing: Routing,
     pub aggregate: Option<String>,
     pub source: Option<String>,
@@ -45,6 +47,63 @@ pub struct Event {
     pub fields: Vec<PayloadField>,
     /// The YAML file it was declared in, for the generated header.
     pub origin: String,
+}
+
+/// Which readers a payload change must keep working for while `version` stays the same:
+/// `codegen-cli check --against <ref>` enforces it (see [`crate::compat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Compatibility {
+    /// Consumers of the new declaration read events stored under the old one.
+    #[default]
+    Backward,
+    /// Consumers still built from the old declaration read events published under the new one.
+    Forward,
+    /// Both.
+    Full,
+    /// Nothing is checked.
+    None,
+}
+
+impl Compatibility {
+    pub const ALL: [Compatibility; 4] = [
+        Compatibility::Backward,
+        Compatibility::Forward,
+        Compatibility::Full,
+        Compatibility::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compatibility::Backward => "backward",
+            Compatibility::Forward => "forward",
+            Compatibility::Full => "full",
+            Compatibility::None => "none",
+        }
+    }
+
+    /// The spelling `word` stands for; `None` for any other word.
+    pub fn parse(word: &str) -> Option<Self> {
+        <Self as Keyword>::parse(word)
+    }
+
+    /// New consumers must read old events.
+    pub fn checks_backward(self) -> bool {
+        matches!(self, Compatibility::Backward | Compatibility::Full)
+    }
+
+    /// Old consumers must read new events.
+    pub fn checks_forward(self) -> bool {
+        matches!(self, Compatibility::Forward | Compatibility::Full)
+    }
+}
+
+impl Keyword for Compatibility {
+    const KIND: &'static str = "compatibility";
+    const ALL: &'static [Self] = &Compatibility::ALL;
+
+    fn as_str(self) -> &'static str {
+        Compatibility::as_str(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

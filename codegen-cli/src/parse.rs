@@ -26,12 +26,20 @@ pub const EVENT_KEYS: &[&str] = &[
     "destination",
     "pool",
     "version",
+    "compatibility",
     "description",
     "retry",
     "payload",
 ];
 /// The keys of an event declared in an entity's `events:` block.
-pub const INLINE_EVENT_KEYS: &[&str] = &["description", "version", "pool", "retry", "payload"];
+pub const INLINE_EVENT_KEYS: &[&str] = &[
+    "description",
+    "version",
+    "compatibility",
+    "pool",
+    "retry",
+    "payload",
+];
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 pub const PAYLOAD_FIELD_KEYS: &[&str] = &["type", "items", "nullable", "description"];
 pub const ENTITY_KEYS: &[&str] = &[
@@ -155,8 +163,11 @@ pub struct RawEvent {
     pub destination: Option<Sp<String>>,
     pub pool: Option<Sp<String>>,
     pub version: Option<Sp<i64>>,
+    pub compatibility: Option<Sp<String>>,
     pub description: Option<Sp<String>>,
     pub retry: Option<RawRetry>,
+    /// The `payload` key itself, where a change to the payload as a whole is shown.
+    pub payload_key: Option<Span>,
     pub payload: Option<Sp<Vec<RawPayloadField>>>,
 }
 
@@ -545,8 +556,10 @@ pub fn event_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEvent> {
         destination: map.string(ctx, "destination"),
         pool: None,
         version: None,
+        compatibility: None,
         description: None,
         retry: None,
+        payload_key: None,
         payload: None,
     };
     event_body(ctx, &mut map, &mut event);
@@ -558,11 +571,13 @@ pub fn event_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEvent> {
 fn event_body(ctx: &mut Ctx<'_>, map: &mut MapReader, event: &mut RawEvent) {
     event.pool = map.string(ctx, "pool");
     event.version = map.integer(ctx, "version");
+    event.compatibility = map.string(ctx, "compatibility");
     event.description = map.string(ctx, "description");
     event.retry = map.take("retry").and_then(|(_, node)| retry(ctx, &node));
-    event.payload = map
-        .take("payload")
-        .and_then(|(_, node)| payload(ctx, &node));
+    event.payload = map.take("payload").and_then(|(key, node)| {
+        event.payload_key = Some(key.span);
+        payload(ctx, &node)
+    });
 }
 
 fn retry(ctx: &mut Ctx<'_>, node: &Node) -> Option<RawRetry> {
@@ -712,8 +727,10 @@ pub fn entity_file(ctx: &mut Ctx<'_>, root: &Node) -> Option<RawEntity> {
                 destination: None,
                 pool: None,
                 version: None,
+                compatibility: None,
                 description: None,
                 retry: None,
+                payload_key: None,
                 payload: None,
             };
             if let Some(mut body) = MapReader::new(

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use herald_vocabulary::naming::{list_or, to_pascal_case};
 use herald_vocabulary::{Backoff, Direction, Keyword, Tier};
+
+use crate::model::Compatibility;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema, schema_for};
 use serde::{Deserialize, Deserializer};
 
@@ -35,6 +37,12 @@ pub struct EventFile {
     /// Payload version, from 1 (default 1).
     #[schemars(range(min = 1))]
     pub version: Option<u32>,
+    /// Which readers a payload change must keep working for while `version` stays the same,
+    /// checked by `codegen-cli check --against <git ref>`: `backward` (consumers of this
+    /// declaration read stored events), `forward` (consumers of the previous declaration read
+    /// new events), `full` (both) or `none`. Default: `compatibility` of codegen.yaml, else
+    /// `backward`.
+    pub compatibility: Option<Word<Compatibility>>,
     pub description: Option<String>,
     pub retry: Option<Retry>,
     /// The payload fields: key on the wire → declaration (or just the type name).
@@ -330,6 +338,12 @@ pub struct InlineEvent {
     pub description: Option<String>,
     #[schemars(range(min = 1))]
     pub version: Option<u32>,
+    /// Which readers a payload change must keep working for while `version` stays the same,
+    /// checked by `codegen-cli check --against <git ref>`: `backward` (consumers of this
+    /// declaration read stored events), `forward` (consumers of the previous declaration read
+    /// new events), `full` (both) or `none`. Default: `compatibility` of codegen.yaml, else
+    /// `backward`.
+    pub compatibility: Option<Word<Compatibility>>,
     pub pool: Option<String>,
     pub retry: Option<Retry>,
     pub payload: BTreeMap<String, PayloadField>,
