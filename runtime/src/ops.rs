@@ -12,7 +12,7 @@ pub use inspect::{
 };
 
 /// A delivery that ran out of attempts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeadLetter {
     /// The event whose delivery failed: with `subscriber`, what [`Redrive`] names.
     pub event_id: Uuid,
@@ -77,7 +77,7 @@ impl Redrive {
 }
 
 /// Counts of the outbox rows, for dashboards and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxStats {
     /// Events not yet processed by a drain, claimed ones included: the backlog.
     pub pending_events: u64,
@@ -91,7 +91,7 @@ pub struct OutboxStats {
 }
 
 /// How far a projection is behind the outbox: see [`crate::Projector::lag`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectionLag {
     /// Committed events after the projection's checkpoint: what it has yet to fold.
     pub behind: u64,
@@ -104,7 +104,8 @@ pub struct ProjectionLag {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Waiting for a worker; with a future `run_at` it is scheduled (or backing off).
     Pending,
@@ -155,7 +156,7 @@ impl RunStatus {
 }
 
 /// A run as the query API shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunInfo {
     /// The run's id: what [`crate::JobClient`]'s `get`, `cancel` and `retry` take.
     pub id: Uuid,
@@ -275,7 +276,7 @@ impl RunFilter {
 
 /// Pending runs of one job in one pool that were due before a given time: what waits for a
 /// worker. A job with due runs that no running worker knows shows up here and nowhere else.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DueRuns {
     /// The pool the runs wait in.
     pub pool: String,
@@ -318,7 +319,7 @@ impl Retention {
 }
 
 /// What [`crate::Store::prune`] deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Pruned {
     /// Processed events.
     pub events: u64,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{ProjectionLag, RunInfo};
 
 /// One drain lane of the outbox: the domain events of a pool, or the audit events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LaneStats {
     /// The pool, e.g. `events_change`; `audit` for the audit events, which have no pool.
     pub lane: String,
@@ -34,7 +34,7 @@ impl LaneStats {
 }
 
 /// The runs of one job in one pool, by status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JobStats {
     /// The pool that runs the job.
     pub pool: String,
@@ -58,7 +58,7 @@ pub struct JobStats {
 }
 
 /// A projection's checkpoint and how far it is behind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectionStatus {
     /// The projection's name.
     pub name: String,
@@ -71,7 +71,8 @@ pub struct ProjectionStatus {
 }
 
 /// Where an event stands in its lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Committed, waiting for its lane.
     Pending,
@@ -140,7 +141,7 @@ impl Default for EventFilter {
 }
 
 /// An event as the outbox holds it, without its payload.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventSummary {
     /// Its position in the outbox: the order lanes deliver in.
     pub position: i64,
@@ -175,7 +176,8 @@ pub struct EventSummary {
 }
 
 /// Where a delivery that the first fan-out did not complete stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt (or behind an earlier open delivery of its aggregate).
     Retrying,
@@ -198,7 +200,7 @@ impl DeliveryStatus {
 
 /// A delivery an event still owes, or a dead letter. A delivery that succeeded leaves no row:
 /// a processed event with no deliveries reached every subscriber.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeliveryInfo {
     /// The subscriber, by the name it was registered under.
     pub subscriber: String,
@@ -214,7 +216,7 @@ pub struct DeliveryInfo {
 
 /// One event whole: its envelope, payload, the deliveries it still owes and the job runs it
 /// triggered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventDetail {
     /// The envelope and where it stands.
     pub event: EventSummary,

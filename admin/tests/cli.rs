@@ -1,0 +1,446 @@
+//! The `herald` binary run as a person on call runs it, against a real database that an
+//! application filled: SQLite always, PostgreSQL when `HERALD_TEST_POSTGRES_URL` names a server
+//! (a schema per test).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use herald::chrono::Utc;
+use herald::serde_json::{self, Value};
+use herald::uuid::Uuid;
+use herald::{Backend, Envelope, Jobs, Publish, RetryTiming, Store};
+use integration_tests::domain::TypedEventBus;
+use integration_tests::domain::events::{ContactCreated, StripePaymentReceived};
+use integration_tests::jobs::SyncContact;
+use integration_tests::support::PostgresSchema;
+
+/// What one run of the binary printed and how it ended.
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("not JSON ({error}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    fn succeeded(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+fn herald(url: Option<&str>, args: &[&str], stdin: &str) -> Ran {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("run herald");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("answer");
+    let output = child.wait_with_output().expect("herald ends");
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn contact_created(contact: Uuid) -> ContactCreated {
+    ContactCreated {
+        contact_id: contact,
+        account_id: None,
+        created_by: Uuid::from_u128(7),
+    }
+}
+
+fn payment() -> StripePaymentReceived {
+    StripePaymentReceived {
+        event_id: "evt_1".to_owned(),
+        customer_id: "cus_1".to_owned(),
+        amount_cents: 1250.0,
+        currency: "eur".to_owned(),
+        received_at: Utc::now(),
+    }
+}
+
+/// Drains until idle with retries due at once, so that one call spends every attempt.
+async fn drain<B: Backend>(bus: &TypedEventBus<B>) {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        bus.drain()
+            .retry(RetryTiming {
+                base: Duration::ZERO,
+                cap: Duration::ZERO,
+            })
+            .run_until_idle(),
+    )
+    .await
+    .expect("the drain goes idle")
+    .expect("drain");
+}
+
+/// An application's day: two contacts created (each triggers a `sync_contact` run) and a
+/// payment whose `ledger` subscriber fails until it is dead-lettered. Then the person on call
+/// finds the dead letter, declines once, re-drives it, and sees it delivered; cancels and
+/// retries runs; prunes.
+async fn an_operator_finds_redrives_and_cleans_up<B: Backend>(store: Store<B>, url: String) {
+    let url = Some(url.as_str());
+    let bus = TypedEventBus::new(store.clone()).with_jobs(Jobs::new().register::<SyncContact>());
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    bus.subscribe("ledger", move |_: Envelope<StripePaymentReceived>| {
+        let healthy = flag.load(Ordering::SeqCst);
+        async move {
+            if healthy {
+                Ok(())
+            } else {
+                Err("ledger unavailable".to_owned())
+            }
+        }
+    });
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut tx = store.begin().await.unwrap();
+    bus.publish(&mut tx, first, contact_created(first))
+        .await
+        .unwrap();
+    bus.publish(&mut tx, second, contact_created(second))
+        .await
+        .unwrap();
+    let paid = bus
+        .publish_with(&mut tx, Publish::new(payment()))
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    drain(&bus).await;
+
+    let stats = herald(url, &["stats", "--json"], "").succeeded().json();
+    let lanes = stats["lanes"].as_array().expect("lanes");
+    let dead: u64 = lanes
+        .iter()
+        .map(|l| l["dead_letters"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dead, 1, "{stats:#}");
+    assert!(lanes.iter().all(|l| l["pending"] == 0), "{stats:#}");
+    let sync = &stats["jobs"][0];
+    assert_eq!(
+        (sync["job"].as_str(), sync["due"].as_u64()),
+        (Some("sync_contact"), Some(2)),
+        "{stats:#}"
+    );
+    let human = herald(url, &["stats"], "").succeeded().stdout;
+    assert!(
+        human.contains("DEAD LETTERS") && human.contains("sync_contact"),
+        "{human}"
+    );
+
+    let listed = herald(url, &["dead-letters", "list"], "")
+        .succeeded()
+        .stdout;
+    assert!(
+        listed.contains("stripe_payment_received")
+            && listed.contains("ledger")
+            && listed.contains("ledger unavailable"),
+        "{listed}"
+    );
+
+    let unnamed = herald(url, &["dead-letters", "redrive"], "");
+    assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
+    assert!(unnamed.stderr.contains("--all"), "{}", unnamed.stderr);
+    let declined = herald(
+        url,
+        &[
+            "dead-letters",
+            "redrive",
+            "--type",
+            "stripe_payment_received",
+        ],
+        "n\n",
+    );
+    assert_eq!(declined.code, 4, "{}", declined.stderr);
+    assert!(
+        declined.stderr.contains("Re-drive 1 dead letter(s)"),
+        "{}",
+        declined.stderr
+    );
+    assert_eq!(
+        store.stats().await.unwrap().dead_letters,
+        1,
+        "nothing changed"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    let redriven = herald(
+        url,
+        &[
+            "dead-letters",
+            "redrive",
+            "--type",
+            "stripe_payment_received",
+        ],
+        "y\n",
+    )
+    .succeeded();
+    assert!(
+        redriven.stdout.contains("re-drove 1"),
+        "{}",
+        redriven.stdout
+    );
+    drain(&bus).await;
+    let shown = herald(url, &["events", "show", &paid.to_string(), "--json"], "")
+        .succeeded()
+        .json();
+    assert_eq!(shown["event"]["status"], "processed", "{shown:#}");
+    assert_eq!(shown["deliveries"], Value::Array(vec![]), "{shown:#}");
+    assert_eq!(shown["payload"]["customer_id"], "cus_1");
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+
+    let contacts = herald(
+        url,
+        &["events", "list", "--type", "contact_created", "--json"],
+        "",
+    )
+    .succeeded()
+    .json();
+    assert_eq!(contacts.as_array().map(Vec::len), Some(2), "{contacts:#}");
+    assert_eq!(
+        contacts[0]["aggregate_id"],
+        second.to_string(),
+        "newest first"
+    );
+    let one = herald(
+        url,
+        &["events", "show", contacts[1]["id"].as_str().unwrap()],
+        "",
+    )
+    .succeeded()
+    .stdout;
+    assert!(
+        one.contains("every subscriber has it") && one.contains("sync_contact"),
+        "{one}"
+    );
+
+    let canceled = herald(
+        url,
+        &["jobs", "cancel", "--job", "sync_contact", "--yes", "--json"],
+        "",
+    )
+    .succeeded()
+    .json();
+    assert_eq!(canceled["changed"], 2, "{canceled:#}");
+    let runs = herald(url, &["jobs", "list", "--status", "canceled", "--json"], "")
+        .succeeded()
+        .json();
+    let run = runs[0]["id"].as_str().expect("a canceled run").to_owned();
+    herald(url, &["jobs", "retry", &run, "--yes"], "").succeeded();
+    let detail = herald(url, &["jobs", "show", &run, "--json"], "")
+        .succeeded()
+        .json();
+    assert_eq!(detail["run"]["status"], "pending", "{detail:#}");
+    let refused = herald(url, &["jobs", "retry", "--status", "pending"], "");
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("cannot be retried"),
+        "{}",
+        refused.stderr
+    );
+
+    let missing = herald(url, &["events", "show", &Uuid::now_v7().to_string()], "");
+    assert_eq!(missing.code, 3, "{}", missing.stderr);
+    assert!(missing.stderr.contains("no event"), "{}", missing.stderr);
+
+    let pruned = herald(url, &["prune", "--older-than", "0s", "--yes", "--json"], "")
+        .succeeded()
+        .json();
+    assert_eq!(pruned["events"], 3, "{pruned:#}");
+    assert_eq!(
+        pruned["runs"], 1,
+        "the canceled run left canceled goes; the retried one is live: {pruned:#}"
+    );
+}
+
+/// `events tail` prints what is there, then what commits while it follows.
+async fn tail_follows_new_commits<B: Backend>(store: Store<B>, url: String) {
+    let bus = TypedEventBus::new(store.clone());
+    let publish = |contact: Uuid| {
+        let (bus, store) = (bus.clone(), store.clone());
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            bus.publish(&mut tx, contact, contact_created(contact))
+                .await
+                .unwrap();
+            store.commit(tx).await.unwrap();
+        }
+    };
+    let (before, after) = (Uuid::now_v7(), Uuid::now_v7());
+    publish(before).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "events",
+            "tail",
+            "--from-start",
+            "--count",
+            "2",
+            "--interval-ms",
+            "20",
+        ])
+        .env("DATABASE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run herald");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    assert!(first.contains(&before.to_string()), "{first}");
+    publish(after).await;
+    let second = lines.next().expect("a line").expect("text");
+    assert!(
+        second.contains(&after.to_string()) && second.contains("contact_created"),
+        "{second}"
+    );
+    assert!(child.wait().expect("herald ends").success());
+}
+
+macro_rules! on_sqlite_and_postgres {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+                    let store = herald::sqlite(&url).await.unwrap();
+                    store.migrate().await.unwrap();
+                    super::$scenario(store, url).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(schema) = super::PostgresSchema::create(stringify!($scenario)).await
+                    else {
+                        return;
+                    };
+                    let store = schema.store(5).await;
+                    super::$scenario(store, schema.url_with_search_path()).await;
+                    schema.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite_and_postgres!(
+    an_operator_finds_redrives_and_cleans_up,
+    tail_follows_new_commits
+);
+
+#[test]
+fn without_a_database_it_says_how_to_name_one() {
+    let ran = herald(None, &["stats"], "");
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr.contains("--database-url or set DATABASE_URL"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn a_missing_sqlite_file_is_refused_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.db");
+    let ran = herald(
+        Some(&format!("sqlite://{}", path.display())),
+        &["stats"],
+        "",
+    );
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("no SQLite database at"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!path.exists(), "no empty database is left behind");
+}
+
+#[test]
+fn an_unmigrated_database_says_to_migrate_and_migrate_makes_it_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    herald(Some(&url), &["migrate"], "").succeeded();
+    let fresh = herald(Some(&url), &["stats"], "").succeeded().stdout;
+    assert!(fresh.contains("(no events yet)"), "{fresh}");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::File::create(&empty).unwrap();
+    let ran = herald(
+        Some(&format!("sqlite://{}", empty.display())),
+        &["stats"],
+        "",
+    );
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("run `herald migrate`"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn unknown_databases_and_bad_values_are_refused_with_the_fix() {
+    let ran = herald(Some("mysql://localhost/app"), &["stats"], "");
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr.contains("sqlite://path/app.db or postgres://"),
+        "{}",
+        ran.stderr
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    herald(Some(&url), &["migrate"], "").succeeded();
+    let since = herald(Some(&url), &["events", "list", "--since", "yesterday"], "");
+    assert_eq!(since.code, 2);
+    assert!(since.stderr.contains("neither an age"), "{}", since.stderr);
+    let scope = herald(Some(&url), &["jobs", "list", "--scope", "contact"], "");
+    assert_eq!(scope.code, 2);
+    assert!(
+        scope.stderr.contains("<aggregate type>:<id>"),
+        "{}",
+        scope.stderr
+    );
+    let prune = herald(Some(&url), &["prune", "--older-than", "7"], "");
+    assert_eq!(prune.code, 2);
+    assert!(
+        prune.stderr.contains("e.g. 90s, 15m, 2h, 7d"),
+        "{}",
+        prune.stderr
+    );
+    let unanswered = herald(Some(&url), &["prune", "--older-than", "7d"], "");
+    assert_eq!(unanswered.code, 4, "no answer is no: {}", unanswered.stderr);
+}
