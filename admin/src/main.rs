@@ -56,6 +56,17 @@ enum Command {
     Prune(PruneArgs),
     /// Create or update Herald's tables (what the application does at start-up).
     Migrate,
+    /// Serve the web dashboard: the same views in a browser, read-only unless
+    /// --allow-actions. No authentication of its own: listen on localhost, or mount
+    /// `herald_admin::dashboard` behind the application's.
+    Dashboard {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Show the re-drive, retry and cancel buttons and accept them.
+        #[arg(long)]
+        allow_actions: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -5,8 +5,9 @@ use herald::{Backend, Store};
 use serde::Serialize;
 
 use crate::confirm::confirm;
-use crate::render::{Output, Table, aggregate, first_line, relative};
+use crate::render::{Output, Table};
 use crate::{DeadLetterSelection, DeadLettersCommand, Failure};
+use herald_admin::format::{aggregate, first_line, relative};
 
 /// How many dead letters a re-drive may name before the count is shown as "at least".
 const COUNT_LIMIT: u32 = 100_000;

@@ -7,8 +7,9 @@ use herald::ops::{EventDetail, EventFilter, EventStatus, EventSummary};
 use herald::{Backend, Store};
 use uuid::Uuid;
 
-use crate::render::{Output, Table, aggregate, or_dash, relative, time};
+use crate::render::{Output, Table};
 use crate::{EventQuery, EventSelection, EventsCommand, Failure};
+use herald_admin::format::{aggregate, or_dash, relative, time};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,

@@ -9,8 +9,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::confirm::confirm;
-use crate::render::{Output, Table, aggregate, first_line, or_dash, relative, time};
+use crate::render::{Output, Table};
 use crate::{Failure, JobsCommand, RunAction, RunSelection};
+use herald_admin::format::{aggregate, first_line, or_dash, relative, run_status, time};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,
@@ -65,7 +66,7 @@ fn runs_table(runs: &[RunInfo], now: chrono::DateTime<chrono::Utc>) -> Table {
             run.id.to_string(),
             run.job.clone(),
             run.pool.clone(),
-            status(run, now),
+            run_status(run, now),
             format!("{}/{}", run.attempt, run.max_attempts),
             aggregate(run.scope_type.as_deref(), run.scope_id.as_deref()),
             relative(run.created_at, now),
@@ -75,17 +76,6 @@ fn runs_table(runs: &[RunInfo], now: chrono::DateTime<chrono::Utc>) -> Table {
         ]);
     }
     table
-}
-
-/// The status, with when a pending run is due and until when a running one is leased.
-fn status(run: &RunInfo, now: chrono::DateTime<chrono::Utc>) -> String {
-    match (run.status, run.lease_expires_at) {
-        (RunStatus::Pending, _) if run.run_at > now => {
-            format!("pending (due {})", relative(run.run_at, now))
-        }
-        (RunStatus::Running, Some(lease)) => format!("running (lease {})", relative(lease, now)),
-        (status, _) => status.as_str().to_owned(),
-    }
 }
 
 async fn list<B: Backend>(
@@ -136,7 +126,7 @@ fn human_detail(
         ("run", run.id.to_string()),
         ("job", run.job.clone()),
         ("pool", run.pool.clone()),
-        ("status", status(run, now)),
+        ("status", run_status(run, now)),
         (
             "attempt",
             format!("{} of {}", run.attempt, run.max_attempts),
@@ -199,7 +189,7 @@ fn write_tree(
             "  ".repeat(depth),
             node.job,
             node.id,
-            status(node, now)
+            run_status(node, now)
         )?;
         write_tree(children, Some(node.id), depth + 1, shown, now, out)?;
     }

@@ -5,8 +5,9 @@ use herald::{Backend, Store};
 use serde::Serialize;
 
 use crate::confirm::confirm;
-use crate::render::{Output, duration};
+use crate::render::Output;
 use crate::{Failure, PruneArgs};
+use herald_admin::format::duration;
 
 pub(super) async fn prune<B: Backend>(
     store: &Store<B>,

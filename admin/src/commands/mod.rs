@@ -8,6 +8,7 @@ mod maintenance;
 mod stats;
 
 use herald::{Backend, Store};
+use herald_admin::dashboard::{Dashboard, DashboardOptions};
 
 use crate::render::Output;
 use crate::{Command, Failure};
@@ -24,5 +25,36 @@ pub(crate) async fn execute<B: Backend>(
         Command::Jobs(command) => jobs::execute(store, command, output).await,
         Command::Prune(args) => maintenance::prune(store, args, output).await,
         Command::Migrate => maintenance::migrate(store, output).await,
+        Command::Dashboard {
+            listen,
+            allow_actions,
+        } => serve(store, listen, allow_actions).await,
     }
+}
+
+async fn serve<B: Backend>(
+    store: &Store<B>,
+    listen: std::net::SocketAddr,
+    allow_actions: bool,
+) -> Result<(), Failure> {
+    let options = DashboardOptions::default().allow_actions(allow_actions);
+    let router = Dashboard::new(store.clone(), options).router();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| Failure::Usage(format!("cannot listen on {listen}: {error}")))?;
+    let mode = if allow_actions {
+        "actions allowed"
+    } else {
+        "read-only"
+    };
+    eprintln!(
+        "herald dashboard on http://{} ({mode}); Ctrl-C stops it",
+        listener.local_addr()?
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }

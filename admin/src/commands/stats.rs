@@ -8,7 +8,8 @@ use herald::{Backend, Store};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::render::{Output, Table, duration, or_dash, relative};
+use crate::render::{Output, Table};
+use herald_admin::format::{duration, or_dash, relative};
 
 #[derive(Serialize)]
 struct Stats {
@@ -70,7 +71,11 @@ fn human(stats: &Stats, out: &mut dyn Write) -> std::io::Result<()> {
             lane.dead_letters.to_string(),
         ]);
     }
-    write_or_none(&lanes, "no events yet", out)?;
+    write_or_none(
+        &lanes,
+        "nothing pending, owed or processed in the last minute",
+        out,
+    )?;
 
     writeln!(out, "\nJobs")?;
     let mut jobs = Table::new(&[
