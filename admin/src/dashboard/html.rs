@@ -209,7 +209,7 @@ pre{background:#f4f6f9;padding:.7em;overflow:auto}.empty{color:#5b6475}\
 .flash{background:#e5f5e8;border:1px solid #9fd4a9;padding:.5em .8em}\
 .readonly{color:#5b6475;font-size:.9em}form.inline{display:inline}\
 form.filter{display:flex;gap:.8em;align-items:end;margin:.4em 0 1em}\
-.dead{color:#a3261b;font-weight:600}.ok{color:#1f7a35}";
+.dead{color:#a3261b;font-weight:600}button{white-space:nowrap}td a{white-space:nowrap}";
 
 /// A whole page: the navigation, an optional notice of what an action did, then `body`.
 pub(crate) fn page(
