@@ -492,3 +492,46 @@ fn headers(event: &Event) -> Value {
         "required": required,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The templates the runtime refuses are refused here, for the same reasons.
+    #[test]
+    fn templates_are_checked_by_the_relays_rules() {
+        let refused = |template: &str| SubjectTemplate::parse(template).err();
+        assert_eq!(refused(""), Some(SubjectTemplateError::Empty));
+        assert!(matches!(
+            refused("herald.{type"),
+            Some(SubjectTemplateError::UnmatchedBrace { brace: '{', .. })
+        ));
+        assert!(matches!(
+            refused("herald.type}"),
+            Some(SubjectTemplateError::UnmatchedBrace { brace: '}', .. })
+        ));
+        assert!(matches!(
+            refused("herald.{kind}"),
+            Some(SubjectTemplateError::UnknownPlaceholder { name, .. }) if name == "kind"
+        ));
+        assert!(matches!(
+            refused("herald..{type}"),
+            Some(SubjectTemplateError::EmptyToken { .. })
+        ));
+        assert!(matches!(
+            refused("herald.>"),
+            Some(SubjectTemplateError::InvalidCharacter { character: '>', .. })
+        ));
+        assert_eq!(
+            SubjectTemplate::parse(SubjectTemplate::DEFAULT).ok(),
+            Some(SubjectTemplate::default())
+        );
+    }
+
+    #[test]
+    fn varying_placeholders_are_parameters_once_each() {
+        let template =
+            SubjectTemplate::parse("t.{tenant}.{aggregate_id}.x{tenant}.{type}").expect("valid");
+        assert_eq!(template.parameters(), ["tenant", "aggregate_id"]);
+    }
+}
