@@ -16,17 +16,21 @@
 //! // src/lib.rs: include!(concat!(env!("OUT_DIR"), "/herald.rs"));
 //! ```
 
+pub mod asyncapi;
 mod builder;
+pub mod catalog;
 mod check;
 pub mod compat;
 pub mod diagnostic;
 mod emit;
 pub mod git;
+pub mod jobs;
 pub mod migrate;
 pub mod model;
 mod names;
 pub mod output;
 mod parse;
+pub mod payload;
 mod repository;
 pub mod scaffold;
 pub mod schema;

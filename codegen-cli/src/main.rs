@@ -9,8 +9,13 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
+use herald_codegen::asyncapi::{AsyncApiOptions, SubjectTemplate, asyncapi_json};
+use herald_codegen::catalog::{CatalogOptions, catalog_markdown};
 use herald_codegen::compat::{self, Compatibility, Declarations};
-use herald_codegen::output::{OutputDir, Staleness, check_files, write_all};
+use herald_codegen::jobs::{find_jobs, read_rust_sources};
+use herald_codegen::output::{
+    OutputDir, Staleness, check_file, check_files, write_all, write_file,
+};
 use herald_codegen::schema::{Format, json_schema_text};
 use herald_codegen::{
     Database, DatabaseFiles, MigrationError, MigrationOptions, Options, SourceMap, generate_rust,
@@ -77,6 +82,34 @@ enum Command {
     },
     /// Print the JSON Schema of the event or entity YAML format (for editors).
     Schema { format: Format },
+    /// Check the YAML, read the jobs, and write the Markdown event catalog (or, with --check,
+    /// compare it).
+    Catalog {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The Markdown file [default: `catalog` of codegen.yaml, else docs/catalog.md].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rust files or directories holding the `#[job_handler]` functions [default: `jobs`
+        /// of codegen.yaml, else none].
+        #[arg(long = "jobs", value_name = "PATH")]
+        jobs: Vec<PathBuf>,
+        /// Write nothing; fail when the file differs from what would be written.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Check the YAML and write the AsyncAPI 3.0 document of the events as the NATS relay
+    /// carries them (or, with --check, compare it).
+    Asyncapi {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The JSON file [default: `asyncapi.out` of codegen.yaml, else docs/asyncapi.json].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write nothing; fail when the file differs from what would be written.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -125,7 +158,29 @@ struct Config {
     databases: Option<Vec<String>>,
     /// The `compatibility` of events that do not declare one; `backward` by default.
     compatibility: Option<String>,
+    /// The Markdown event catalog written by `catalog`; docs/catalog.md by default.
+    catalog: Option<PathBuf>,
+    /// The Rust files and directories whose `#[job_handler]` functions the catalog shows.
+    jobs: Option<Vec<PathBuf>>,
+    asyncapi: Option<AsyncApiConfig>,
 }
+
+/// `asyncapi:` of codegen.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsyncApiConfig {
+    /// docs/asyncapi.json by default.
+    out: Option<PathBuf>,
+    /// `info.title`; "Herald events" by default.
+    title: Option<String>,
+    /// `info.version`; 1.0.0 by default.
+    version: Option<String>,
+    /// The relay's subject template, when the application sets one (`Relay::subjects`).
+    subjects: Option<String>,
+}
+
+const DEFAULT_CATALOG: &str = "docs/catalog.md";
+const DEFAULT_ASYNCAPI: &str = "docs/asyncapi.json";
 
 /// A failure of the command itself (not of the YAML): exit code 2.
 struct UsageError(String);
@@ -304,7 +359,113 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
             print!("{}", json_schema_text(format));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Catalog {
+            dirs,
+            out,
+            jobs,
+            check,
+        } => {
+            let config = load_config()?;
+            let out = out
+                .or(config.catalog.clone())
+                .unwrap_or_else(|| DEFAULT_CATALOG.into());
+            let default_compatibility = default_compatibility(&config)?;
+            let job_paths = if jobs.is_empty() {
+                config.jobs.clone().unwrap_or_default()
+            } else {
+                jobs
+            };
+            let Some(sources) = read_sources(&dirs, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let model = match herald_codegen::check(&sources) {
+                Ok(model) => model,
+                Err(diagnostics) => return Ok(report(&diagnostics, &sources)),
+            };
+            let rust = read_rust_sources(&job_paths).map_err(|e| UsageError(e.to_string()))?;
+            let jobs = match find_jobs(&model, &rust) {
+                Ok(jobs) => jobs,
+                Err(errors) => {
+                    for error in &errors {
+                        eprintln!("error: {error}");
+                    }
+                    eprintln!("error: the jobs could not be read; nothing was written");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let text = catalog_markdown(
+                &model,
+                &jobs,
+                &CatalogOptions {
+                    default_compatibility,
+                    ..CatalogOptions::default()
+                },
+            );
+            write_or_check(&out, &text, check, "catalog", "the event catalog")
+        }
+        Command::Asyncapi { dirs, out, check } => {
+            let config = load_config()?;
+            let asyncapi = config.asyncapi.as_ref();
+            let out = out
+                .or_else(|| asyncapi.and_then(|a| a.out.clone()))
+                .unwrap_or_else(|| DEFAULT_ASYNCAPI.into());
+            let mut options = AsyncApiOptions::default();
+            if let Some(asyncapi) = asyncapi {
+                if let Some(title) = &asyncapi.title {
+                    options.title.clone_from(title);
+                }
+                if let Some(version) = &asyncapi.version {
+                    options.version.clone_from(version);
+                }
+                if let Some(subjects) = &asyncapi.subjects {
+                    options.subjects = SubjectTemplate::parse(subjects).map_err(|e| {
+                        UsageError(format!("{CONFIG_FILE}: `asyncapi.subjects`: {e}"))
+                    })?;
+                }
+            }
+            let Some(sources) = read_sources(&dirs, &config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let model = match herald_codegen::check(&sources) {
+                Ok(model) => model,
+                Err(diagnostics) => return Ok(report(&diagnostics, &sources)),
+            };
+            let text = asyncapi_json(&model, &options);
+            write_or_check(&out, &text, check, "asyncapi", "the AsyncAPI document")
+        }
     }
+}
+
+/// Writes one generated document, or with `check` compares it, failing like `generate
+/// --check` does with the file that is stale and the command that fixes it.
+fn write_or_check(
+    path: &Path,
+    text: &str,
+    check: bool,
+    command: &str,
+    what: &str,
+) -> Result<ExitCode, UsageError> {
+    if check {
+        return match check_file(path, text).map_err(|e| io_error(path, e))? {
+            None => {
+                eprintln!("{} is up to date", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(stale) => {
+                eprintln!("error: {what} is stale:");
+                eprintln!("  {stale}");
+                eprintln!("help: run `cargo run -p codegen-cli {command}` and commit the result");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    let written = write_file(path, text).map_err(|e| io_error(path, e))?;
+    eprintln!(
+        "{} {}",
+        if written { "wrote" } else { "unchanged:" },
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--direction`: the vocabulary's spellings, listed by `--help` and in clap's error for any

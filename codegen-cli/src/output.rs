@@ -137,6 +137,43 @@ pub fn check_files(out_dir: &Path, files: &[GeneratedFile]) -> io::Result<Vec<St
     Ok(stale)
 }
 
+/// Compares one file with what `path` holds, writing nothing: for a document such as the
+/// event catalog, which shares its directory with files of other origins.
+pub fn check_file(path: &Path, contents: &str) -> io::Result<Option<Staleness>> {
+    match fs::read(path) {
+        Ok(old) if old == contents.as_bytes() => Ok(None),
+        Ok(_) => Ok(Some(Staleness::Different(path.to_owned()))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Ok(Some(Staleness::Missing(path.to_owned())))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes one file (staged beside it, then renamed), unless it already holds `contents`.
+/// Returns whether it wrote.
+pub fn write_file(path: &Path, contents: &str) -> io::Result<bool> {
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => (dir, name),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a file path", path.display()),
+            ));
+        }
+    };
+    let files = [GeneratedFile {
+        path: PathBuf::from(name),
+        contents: contents.to_owned(),
+    }];
+    let summary = write_all(&[OutputDir {
+        dir,
+        files: &files,
+        prune: false,
+    }])?;
+    Ok(!summary.written.is_empty())
+}
+
 fn staging_path(destination: &Path) -> PathBuf {
     let mut name = destination.file_name().unwrap_or_default().to_os_string();
     name.push(".herald-tmp");
