@@ -45,6 +45,9 @@ pub struct Entry {
     tokens: TokenStream,
 }
 
+// A few values per attribute, parsed once at compile time: the size does not matter, and a
+// boxed `Expr` would take the nested patterns that read these values apart.
+#[allow(clippy::large_enum_variant)]
 pub enum Value {
     /// `key`
     Flag,

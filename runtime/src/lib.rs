@@ -20,6 +20,7 @@ mod drain;
 mod entity;
 mod event;
 mod jobs;
+pub mod metrics;
 pub mod ops;
 mod outbox;
 mod projection;

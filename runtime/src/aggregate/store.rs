@@ -4,6 +4,7 @@ use std::fmt::Display;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{Aggregate, AggregateEvents, Decide, JobQueue};
@@ -311,27 +312,30 @@ where
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let id = id.to_string();
         let span = tracing::info_span!("herald.aggregate.execute", aggregate = A::TYPE, %id);
-        let _entered = span.enter();
-        for attempt in 1..=self.max_attempts {
-            let loaded = self.load_id(&id, self.snapshot_every.is_some()).await?;
-            let mut jobs = JobQueue::new();
-            let events = loaded
-                .state
-                .decide(command.clone(), &mut jobs)
-                .map_err(ExecuteError::Rejected)?;
-            match self.append_with(&id, loaded, events, jobs, context).await {
-                Err(ExecuteError::Store(StoreError::Conflict))
-                | Err(ExecuteError::Publish(PublishError::Store(StoreError::Conflict))) => {
-                    tracing::debug!(attempt, "lost an append race; deciding again");
+        async move {
+            for attempt in 1..=self.max_attempts {
+                let loaded = self.load_id(&id, self.snapshot_every.is_some()).await?;
+                let mut jobs = JobQueue::new();
+                let events = loaded
+                    .state
+                    .decide(command.clone(), &mut jobs)
+                    .map_err(ExecuteError::Rejected)?;
+                match self.append_with(&id, loaded, events, jobs, context).await {
+                    Err(ExecuteError::Store(StoreError::Conflict))
+                    | Err(ExecuteError::Publish(PublishError::Store(StoreError::Conflict))) => {
+                        tracing::debug!(attempt, "lost an append race; deciding again");
+                    }
+                    other => return other,
                 }
-                other => return other,
             }
+            Err(ExecuteError::Concurrency {
+                aggregate: A::TYPE,
+                id,
+                attempts: self.max_attempts,
+            })
         }
-        Err(ExecuteError::Concurrency {
-            aggregate: A::TYPE,
-            id,
-            attempts: self.max_attempts,
-        })
+        .instrument(span)
+        .await
     }
 
     /// Appends `events` decided on `loaded` (at `loaded.sequence`), with `jobs`, in one
@@ -417,10 +421,11 @@ where
             store.now(),
         )?;
         if !runs.is_empty() {
-            store
+            let ids = store
                 .backend()
                 .insert_runs(&mut tx, &runs, store.now())
                 .await?;
+            crate::metrics::runs_enqueued(&runs, &ids);
         }
         if let Some(every) = self.snapshot_every
             && new_sequence / every > sequence / every

@@ -7,6 +7,8 @@ use crate::clock::later;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use crate::metrics::Delivery;
+
 use super::Lanes;
 use super::subscribers::Subscriber;
 use crate::event::RetryPolicy;
@@ -55,7 +57,17 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
     let timeout = subscriber.timeout.unwrap_or(shared.config.delivery_timeout);
     let run = AssertUnwindSafe(subscriber.call(event, attempt)).catch_unwind();
     let error = match tokio::time::timeout(timeout, run.instrument(span.clone())).await {
-        Ok(Ok(Ok(()))) => return None,
+        Ok(Ok(Ok(()))) => {
+            crate::metrics::delivery(&event.event_type, &subscriber.name, Delivery::Delivered);
+            if attempt == 1 {
+                crate::metrics::delivery_latency(
+                    &event.event_type,
+                    event.recorded_at,
+                    shared.store.now(),
+                );
+            }
+            return None;
+        }
         Ok(Ok(Err(error))) => error,
         Ok(Err(panic)) => format!("subscriber panicked: {}", panic_message(&panic)),
         Err(_) => format!("delivery timed out after {timeout:?}"),
@@ -63,6 +75,7 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
     let _entered = span.enter();
     if attempt >= policy.max_attempts().get() {
         tracing::error!(%error, "delivery failed for good: dead-lettered");
+        crate::metrics::delivery(&event.event_type, &subscriber.name, Delivery::DeadLetter);
         Some(DeliveryState::Failed {
             attempts: attempt,
             last_error: error,
@@ -70,6 +83,7 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
     } else {
         let delay = shared.config.retry.delay(policy.backoff, attempt);
         tracing::warn!(%error, retry_in = ?delay, "delivery failed; will retry");
+        crate::metrics::delivery(&event.event_type, &subscriber.name, Delivery::Retry);
         Some(DeliveryState::Retry {
             attempts: attempt,
             at: later(shared.store.now(), delay),

@@ -68,6 +68,12 @@ pub(super) async fn claim_and_deliver<C: Catalog, B: Backend>(
     if batch.is_empty() {
         return Ok(None);
     }
+    crate::metrics::drain_batch(
+        &lane.to_string(),
+        batch.len(),
+        batch.iter().map(|event| event.recorded_at).min(),
+        shared.store.now(),
+    );
     let span = tracing::debug_span!("herald.drain.batch", %lane, events = batch.len());
     deliver_batch(shared, lane, owner, batch)
         .instrument(span)

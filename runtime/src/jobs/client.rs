@@ -1,6 +1,7 @@
 //! Enqueueing runs in the caller's transaction, and the query API over runs.
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::job::{Job, RunAt};
@@ -153,12 +154,14 @@ impl<B: Backend> JobClient<B> {
             .resolve(self.store.is_multi_tenant())
             .ok_or(EnqueueError::TenantRequired { job: J::NAME })?;
         let span = tracing::debug_span!("herald.job.enqueue", job = J::NAME, run.id = %run.id);
-        let _entered = span.enter();
+        let runs = std::slice::from_ref(&run);
         let ids = self
             .store
             .backend()
-            .insert_runs(tx, std::slice::from_ref(&run), self.store.now())
+            .insert_runs(tx, runs, self.store.now())
+            .instrument(span)
             .await?;
+        crate::metrics::runs_enqueued(runs, &ids);
         Ok(ids.first().copied().unwrap_or(run.id))
     }
 

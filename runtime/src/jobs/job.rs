@@ -263,9 +263,12 @@ impl JobContext {
             tenant_id: self.tenant_id.clone(),
             child_key: Some(child_key),
         };
-        self.store
+        let id = self
+            .store
             .insert_run_now(&run, Some(self.attempt), self.clock.now())
             .await?
-            .ok_or_else(|| fenced(self.run_id))
+            .ok_or_else(|| fenced(self.run_id))?;
+        crate::metrics::runs_enqueued(std::slice::from_ref(&run), &[id]);
+        Ok(id)
     }
 }

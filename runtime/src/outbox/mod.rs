@@ -6,6 +6,7 @@ mod publish;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub(crate) use publish::TenantChoice;
@@ -74,21 +75,29 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
             ),
             _ => tracing::debug_span!("herald.publish", events = rows.len()),
         };
-        let _entered = span.enter();
-        let inserted = self
-            .store
-            .backend()
-            .insert_events(tx, &rows, self.store.now())
-            .await?;
-        tracing::trace!(inserted = inserted.len(), "published");
-        let runs = self.triggered_runs(&rows, &inserted)?;
-        if !runs.is_empty() {
-            self.store
+        async move {
+            let inserted = self
+                .store
                 .backend()
-                .insert_runs(tx, &runs, self.store.now())
+                .insert_events(tx, &rows, self.store.now())
                 .await?;
+            tracing::trace!(inserted = inserted.len(), "published");
+            for row in rows.iter().filter(|row| inserted.contains(&row.id)) {
+                crate::metrics::published(row.event_type, 1);
+            }
+            let runs = self.triggered_runs(&rows, &inserted)?;
+            if !runs.is_empty() {
+                let ids = self
+                    .store
+                    .backend()
+                    .insert_runs(tx, &runs, self.store.now())
+                    .await?;
+                crate::metrics::runs_enqueued(&runs, &ids);
+            }
+            Ok((rows.into_iter().map(|row| row.id).collect(), inserted))
         }
-        Ok((rows.into_iter().map(|row| row.id).collect(), inserted))
+        .instrument(span)
+        .await
     }
 
     /// The runs that the newly stored events trigger. An event id that was already stored

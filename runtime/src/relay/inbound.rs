@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, AckKind, ErrorCode};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::headers;
@@ -401,7 +402,7 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
         };
         let span =
             tracing::info_span!("herald.inbound", %stream, sequence, subject = %message.subject);
-        let _entered = span.enter();
+        async move {
         let outcome = self.store(&message, &stream, sequence, published).await;
         let ack = match outcome {
             Outcome::Stored => {
@@ -438,6 +439,9 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
             // JetStream delivers it again after the ack wait; storing it again is a no-op.
             tracing::warn!(%error, "inbound: the ack did not reach JetStream");
         }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn store(

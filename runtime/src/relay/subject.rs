@@ -367,6 +367,7 @@ mod tests {
             causation_id: None,
             payload: "{}".into(),
             occurred_at: chrono::Utc::now(),
+            recorded_at: chrono::Utc::now(),
             claims: 1,
             blocked_subscribers: Vec::new(),
             unreadable: None,

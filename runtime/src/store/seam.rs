@@ -164,6 +164,8 @@ pub struct StoredEvent {
     pub payload: String,
     /// When the fact happened.
     pub occurred_at: DateTime<Utc>,
+    /// When it was stored: what the delivery latency is measured from.
+    pub recorded_at: DateTime<Utc>,
     /// How many times the row has been claimed, this claim included.
     pub claims: u32,
     /// Subscribers with a delivery of an earlier event of this aggregate (in this pool) still

@@ -69,6 +69,27 @@ async fn execute<B: Backend>(
     ctx: JobContext,
     run: ClaimedRun,
 ) -> AttemptOutcome {
+    crate::metrics::job_started(&run.job);
+    let started = std::time::Instant::now();
+    let job = run.job.clone();
+    let outcome = decide(runner, shared, ctx, run).await;
+    let label = match &outcome {
+        AttemptOutcome::Completed { .. } => "completed",
+        AttemptOutcome::Retry { .. } => "retry",
+        AttemptOutcome::Failed { .. } => "failed",
+        AttemptOutcome::TimedOut { .. } => "timed_out",
+    };
+    crate::metrics::job_finished(&job, label, started.elapsed());
+    outcome
+}
+
+/// Runs the attempt and says what its end means for the run.
+async fn decide<B: Backend>(
+    runner: &Runner,
+    shared: &Shared<B>,
+    ctx: JobContext,
+    run: ClaimedRun,
+) -> AttemptOutcome {
     let attempt = AssertUnwindSafe((runner.run)(ctx, run.input)).catch_unwind();
     let error = match tokio::time::timeout(runner.timeout, attempt).await {
         Ok(Ok(Ok(output))) => {

@@ -52,6 +52,16 @@ async fn rescue_all<B: Backend>(store: &Store<B>) -> Result<Rescued, StoreError>
                 _ => rescued.retried += 1,
             }
         }
+        crate::metrics::runs_rescued(
+            rescues
+                .iter()
+                .filter(|r| written.contains(&r.id) && r.status != RunStatus::Failed)
+                .count() as u64,
+            rescues
+                .iter()
+                .filter(|r| written.contains(&r.id) && r.status == RunStatus::Failed)
+                .count() as u64,
+        );
         if expired.len() < RESCUE_BATCH as usize || written.is_empty() {
             return Ok(rescued);
         }

@@ -36,7 +36,6 @@ struct Row {
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     processed_at: Option<DateTime<Utc>>,
-    recorded_at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -198,6 +197,7 @@ impl MemoryTransaction {
                             causation_id: event.causation_id,
                             payload: event.payload,
                             occurred_at: event.occurred_at,
+                            recorded_at,
                             claims: 0,
                             blocked_subscribers: Vec::new(),
                             unreadable: None,
@@ -206,7 +206,6 @@ impl MemoryTransaction {
                         lease_owner: None,
                         lease_expires_at: None,
                         processed_at: None,
-                        recorded_at,
                     },
                 );
                 inserted = true;
@@ -921,7 +920,13 @@ impl Backend for MemoryBackend {
             let mut touch = Vec::new();
             for row in state.rows.values() {
                 if row.status != Status::Processed {
-                    touch.push((row.event.pool.as_deref(), Some(row.recorded_at), 0, 0, 0));
+                    touch.push((
+                        row.event.pool.as_deref(),
+                        Some(row.event.recorded_at),
+                        0,
+                        0,
+                        0,
+                    ));
                 } else if row.processed_at.is_some_and(|at| at >= minute_ago) {
                     touch.push((row.event.pool.as_deref(), None, 1, 0, 0));
                 }
@@ -990,8 +995,12 @@ impl Backend for MemoryBackend {
                     && filter
                         .status
                         .is_none_or(|status| row.summary().status == status)
-                    && filter.since.is_none_or(|since| row.recorded_at >= since)
-                    && filter.until.is_none_or(|until| row.recorded_at < until)
+                    && filter
+                        .since
+                        .is_none_or(|since| row.event.recorded_at >= since)
+                    && filter
+                        .until
+                        .is_none_or(|until| row.event.recorded_at < until)
             };
             let limit = filter.limit as usize;
             Ok(match filter.after_position {
@@ -1085,7 +1094,7 @@ impl Row {
             },
             claims: event.claims,
             occurred_at: event.occurred_at,
-            recorded_at: self.recorded_at,
+            recorded_at: self.event.recorded_at,
             processed_at: self.processed_at,
         }
     }
