@@ -447,3 +447,70 @@ fn unknown_databases_and_bad_values_are_refused_with_the_fix() {
     let unanswered = herald(Some(&url), &["prune", "--older-than", "7d"], "");
     assert_eq!(unanswered.code, 4, "no answer is no: {}", unanswered.stderr);
 }
+
+/// `herald dashboard` serves the database's gauges at /metrics for Prometheus to scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_the_databases_gauges_to_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let store = herald::sqlite(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let bus = TypedEventBus::new(store.clone());
+    bus.subscribe("ledger", |_: Envelope<StripePaymentReceived>| async {
+        Err::<(), _>("ledger unavailable".to_owned())
+    });
+    let mut tx = store.begin().await.unwrap();
+    bus.publish_with(&mut tx, Publish::new(payment()))
+        .await
+        .unwrap();
+    store.commit(tx).await.unwrap();
+    drain(&bus).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run herald dashboard");
+    let start = std::time::Instant::now();
+    let body = loop {
+        if let Ok(body) = http_get(port, "/metrics")
+            && body.contains("herald_lane_dead_letters")
+        {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no gauges at /metrics"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        body.contains("herald_lane_dead_letters{lane=\"events_inbound\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("herald_lane_pending{lane=\"events_inbound\"} 0"),
+        "{body}"
+    );
+}
+
+/// A GET over a plain HTTP/1.0 connection: the response body, whatever the status.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}

@@ -38,7 +38,16 @@ async fn serve<B: Backend>(
     allow_actions: bool,
 ) -> Result<(), Failure> {
     let options = DashboardOptions::default().allow_actions(allow_actions);
-    let router = Dashboard::new(store.clone(), options).router();
+    // The database's gauges (backlog, lag, dead letters, runs by status, projection lag) for
+    // Prometheus to scrape; the applications' own counters come from their own exporters.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| Failure::Usage(format!("cannot record metrics: {error}")))?;
+    let reporter = store.report_metrics(std::time::Duration::from_secs(10));
+    let router = Dashboard::new(store.clone(), options).router().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(prometheus.render())),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| Failure::Usage(format!("cannot listen on {listen}: {error}")))?;
@@ -56,5 +65,6 @@ async fn serve<B: Backend>(
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    reporter.shutdown().await;
     Ok(())
 }
