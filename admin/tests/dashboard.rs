@@ -256,3 +256,38 @@ async fn a_nested_dashboard_links_and_redirects_inside_its_mount() {
         done.location
     );
 }
+
+#[tokio::test]
+async fn job_runs_are_narrowed_to_a_tenant() {
+    use herald::Start;
+    use integration_tests::jobs::{ContactToSync, SyncContact};
+    let (_dir, store) = integration_tests::support::sqlite().await;
+    let mut tx = store.begin().await.unwrap();
+    for tenant in ["acme", "globex"] {
+        let input = ContactToSync {
+            contact_id: Uuid::now_v7(),
+        };
+        store
+            .jobs()
+            .start_with::<SyncContact>(&mut tx, Start::new(input).tenant(tenant))
+            .await
+            .unwrap();
+    }
+    store.commit(tx).await.unwrap();
+    let jobs = store.jobs();
+    let mut ids = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let filter = herald::ops::RunFilter::default().tenant(tenant);
+        ids.push(jobs.list(&filter).await.unwrap()[0].id.to_string());
+    }
+    let (acme, globex) = (&ids[0], &ids[1]);
+    let router = dashboard(&store, DashboardOptions::default());
+    let page = get(&router, "/jobs?tenant=acme&status=&job=").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(acme.as_str()), "{}", page.body);
+    assert!(!page.body.contains(globex.as_str()), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"tenant\" value=\"acme\""),
+        "the filter is kept"
+    );
+}

@@ -458,6 +458,7 @@ pub(super) async fn dead_letters<B: Backend>(
 pub(super) struct RunsQuery {
     status: Option<String>,
     job: Option<String>,
+    tenant: Option<String>,
     scope: Option<String>,
     limit: Option<u32>,
 }
@@ -482,6 +483,7 @@ pub(super) async fn runs<B: Backend>(
         scope: given(&query.scope)
             .and_then(|scope| scope.split_once(':'))
             .map(|(kind, id)| (kind.to_owned(), id.to_owned())),
+        tenant: given(&query.tenant).map(str::to_owned),
         limit: query.limit.unwrap_or(100).min(1_000),
         ..RunFilter::default()
     };
@@ -493,6 +495,7 @@ pub(super) async fn runs<B: Backend>(
         .select("status", "Status", &RUN_STATUSES, given(&query.status))
         .input("job", "Job", given(&query.job))
         .input("scope", "Scope (type:id)", given(&query.scope))
+        .input("tenant", "Tenant", given(&query.tenant))
         .finish();
     body.push(runs_table(&dashboard, &runs, "No runs match."));
     dashboard.page("Job runs", None, body)
