@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, value_name = "REF")]
         against: String,
     },
-    /// Scaffold a new declaration from templates/.
+    /// Scaffold a new declaration from the templates built into the binary.
     New {
         #[command(subcommand)]
         what: New,
