@@ -556,11 +556,17 @@ fn source_dirs(dirs: &Dirs, config: &Config) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `None` when a directory given explicitly does not exist (reported).
+/// A directory named by a flag or by codegen.yaml must exist (a typo must not read as "no
+/// declarations"); a default one that is missing holds nothing, so a project with events and
+/// no entities needs no empty `entities/`.
 fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, UsageError> {
     let (events, entities) = source_dirs(dirs, config);
-    for dir in [&events, &entities] {
-        if !dir.is_dir() {
+    let named = [
+        dirs.events.is_some() || config.events.is_some(),
+        dirs.entities.is_some() || config.entities.is_some(),
+    ];
+    for (dir, named) in [&events, &entities].into_iter().zip(named) {
+        if (named || dir.exists()) && !dir.is_dir() {
             return Err(UsageError(format!("{} is not a directory", dir.display())));
         }
     }

@@ -199,6 +199,20 @@ fn usage_and_io_errors_exit_2() {
     let missing_dir = codegen(project.path(), &["generate", "--events", "nowhere"]);
     assert_eq!(missing_dir.status.code(), Some(2));
     assert!(stderr(&missing_dir).contains("nowhere is not a directory"));
+    fs::write(
+        project.path().join("codegen.yaml"),
+        "out: src/generated\nentities: nowhere\n",
+    )
+    .expect("config");
+    let missing_configured = codegen(project.path(), &["generate"]);
+    assert_eq!(missing_configured.status.code(), Some(2));
+    assert!(stderr(&missing_configured).contains("nowhere is not a directory"));
+    // Left to its default, a missing entities/ holds no entities.
+    fs::write(project.path().join("codegen.yaml"), "out: src/generated\n").expect("config");
+    fs::remove_dir_all(project.path().join("entities")).expect("rm");
+    fs::remove_file(project.path().join("events/contact_created.yaml")).expect("rm");
+    let no_entities = codegen(project.path(), &["generate"]);
+    assert!(no_entities.status.success(), "{}", stderr(&no_entities));
 
     fs::remove_file(project.path().join("codegen.yaml")).expect("rm");
     let no_out = codegen(project.path(), &["generate"]);
