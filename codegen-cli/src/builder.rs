@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::emit::Layout;
 use crate::output::write_files;
 use crate::source::SourceMap;
-use crate::{Diagnostics, Options, generate, load_sources, yaml_files};
+use crate::{Diagnostics, Generator, Options, generate, load_sources, yaml_files};
 
 /// Generates the code in a build script.
 ///
@@ -83,7 +83,7 @@ impl Builder {
         let sources = load_sources(&self.events_dir, &self.entities_dir).map_err(BuildError::Io)?;
         let options = Options {
             layout: Layout::SingleFile,
-            regenerate_command: "herald_codegen::Builder in build.rs".into(),
+            generator: Generator::BuildScript,
         };
         let files = generate(&sources, &options).map_err(|diagnostics| BuildError::Invalid {
             rendered: diagnostics.render(&sources),

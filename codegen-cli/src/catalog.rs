@@ -27,7 +27,7 @@ pub struct CatalogOptions<'a> {
 impl Default for CatalogOptions<'_> {
     fn default() -> Self {
         Self {
-            regenerate_command: "cargo run -p codegen-cli catalog",
+            regenerate_command: "codegen-cli catalog",
             default_compatibility: Compatibility::default(),
         }
     }

@@ -18,8 +18,8 @@ use herald_codegen::output::{
 };
 use herald_codegen::schema::{Format, json_schema_text};
 use herald_codegen::{
-    Database, DatabaseFiles, MigrationError, MigrationOptions, Options, SourceMap, generate_rust,
-    generate_sql, load_sources, read_migrations_dir, scaffold,
+    Database, DatabaseFiles, Generator, MigrationError, MigrationOptions, Options, SourceMap,
+    generate_rust, generate_sql, load_sources, read_migrations_dir, scaffold,
 };
 use herald_vocabulary::naming::{closest, list_or};
 use herald_vocabulary::{Direction, Keyword as _};
@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, value_name = "REF")]
         against: String,
     },
-    /// Scaffold a new declaration from templates/.
+    /// Scaffold a new declaration from the templates built into the binary.
     New {
         #[command(subcommand)]
         what: New,
@@ -206,6 +206,7 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
             hand_written_migrations,
         } => {
             let config = load_config()?;
+            let (flag_out, flag_migrations) = (out.clone(), migrations.clone());
             let out = out.or(config.out.clone()).ok_or_else(|| {
                 UsageError(format!(
                     "no output directory: pass `--out DIR` or set `out:` in {CONFIG_FILE}"
@@ -222,7 +223,19 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                 Ok(model) => model,
                 Err(diagnostics) => return Ok(report(&diagnostics, &sources)),
             };
-            let options = Options::default();
+            let command = command_line(
+                "generate",
+                &[
+                    ("--events", dirs.events.as_slice()),
+                    ("--entities", dirs.entities.as_slice()),
+                    ("--out", flag_out.as_slice()),
+                    ("--migrations", flag_migrations.as_slice()),
+                ],
+            );
+            let options = Options {
+                generator: Generator::Command(command.clone()),
+                ..Options::default()
+            };
             let files = generate_rust(&model, &options);
             let mut dirs_read = Vec::new();
             for database in &databases {
@@ -234,15 +247,15 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                 &model,
                 &dirs_read,
                 MigrationOptions {
-                    regenerate: &options.regenerate_command,
+                    regenerate: &command,
                     hand_written: hand_written_migrations,
                 },
             ) {
                 Ok(sql) => sql,
-                Err(errors) => return Ok(report_migrations(&errors, &migrations)),
+                Err(errors) => return Ok(report_migrations(&errors, &migrations, &command)),
             };
             if check {
-                return check_output(&out, &files, &migrations, &sql);
+                return check_output(&out, &files, &migrations, &sql, &command);
             }
             let sql_dirs: Vec<PathBuf> = sql
                 .iter()
@@ -366,6 +379,15 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
             check,
         } => {
             let config = load_config()?;
+            let command = command_line(
+                "catalog",
+                &[
+                    ("--events", dirs.events.as_slice()),
+                    ("--entities", dirs.entities.as_slice()),
+                    ("--out", out.as_slice()),
+                    ("--jobs", &jobs),
+                ],
+            );
             let out = out
                 .or(config.catalog.clone())
                 .unwrap_or_else(|| DEFAULT_CATALOG.into());
@@ -398,13 +420,21 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                 &jobs,
                 &CatalogOptions {
                     default_compatibility,
-                    ..CatalogOptions::default()
+                    regenerate_command: &command,
                 },
             );
-            write_or_check(&out, &text, check, "catalog", "the event catalog")
+            write_or_check(&out, &text, check, &command, "the event catalog")
         }
         Command::Asyncapi { dirs, out, check } => {
             let config = load_config()?;
+            let command = command_line(
+                "asyncapi",
+                &[
+                    ("--events", dirs.events.as_slice()),
+                    ("--entities", dirs.entities.as_slice()),
+                    ("--out", out.as_slice()),
+                ],
+            );
             let asyncapi = config.asyncapi.as_ref();
             let out = out
                 .or_else(|| asyncapi.and_then(|a| a.out.clone()))
@@ -431,7 +461,7 @@ fn run(command: Command) -> Result<ExitCode, UsageError> {
                 Err(diagnostics) => return Ok(report(&diagnostics, &sources)),
             };
             let text = asyncapi_json(&model, &options);
-            write_or_check(&out, &text, check, "asyncapi", "the AsyncAPI document")
+            write_or_check(&out, &text, check, &command, "the AsyncAPI document")
         }
     }
 }
@@ -454,7 +484,7 @@ fn write_or_check(
             Some(stale) => {
                 eprintln!("error: {what} is stale:");
                 eprintln!("  {stale}");
-                eprintln!("help: run `cargo run -p codegen-cli {command}` and commit the result");
+                eprintln!("help: run `{command}` and commit the result");
                 Ok(ExitCode::FAILURE)
             }
         };
@@ -466,6 +496,34 @@ fn write_or_check(
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command that writes this run's output again, for the header and for the help of
+/// `--check`: the installed binary's name, the subcommand and the paths given as flags. The
+/// rest comes from codegen.yaml, which the command reads again when it is run; `--check` and
+/// one-off flags such as `--hand-written-migrations` are left out.
+fn command_line(subcommand: &str, flags: &[(&str, &[PathBuf])]) -> String {
+    let mut line = format!("codegen-cli {subcommand}");
+    for (flag, paths) in flags {
+        for path in *paths {
+            line.push(' ');
+            line.push_str(flag);
+            line.push(' ');
+            line.push_str(&shell_quoted(&path.to_string_lossy()));
+        }
+    }
+    line
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds nothing the shell would
+/// interpret, else in single quotes.
+fn shell_quoted(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=+,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// `--direction`: the vocabulary's spellings, listed by `--help` and in clap's error for any
@@ -498,11 +556,17 @@ fn source_dirs(dirs: &Dirs, config: &Config) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `None` when a directory given explicitly does not exist (reported).
+/// A directory named by a flag or by codegen.yaml must exist (a typo must not read as "no
+/// declarations"); a default one that is missing holds nothing, so a project with events and
+/// no entities needs no empty `entities/`.
 fn read_sources(dirs: &Dirs, config: &Config) -> Result<Option<SourceMap>, UsageError> {
     let (events, entities) = source_dirs(dirs, config);
-    for dir in [&events, &entities] {
-        if !dir.is_dir() {
+    let named = [
+        dirs.events.is_some() || config.events.is_some(),
+        dirs.entities.is_some() || config.entities.is_some(),
+    ];
+    for (dir, named) in [&events, &entities].into_iter().zip(named) {
+        if (named || dir.exists()) && !dir.is_dir() {
             return Err(UsageError(format!("{} is not a directory", dir.display())));
         }
     }
@@ -564,6 +628,7 @@ fn check_output(
     files: &[herald_codegen::GeneratedFile],
     migrations: &Path,
     sql: &[DatabaseFiles],
+    command: &str,
 ) -> Result<ExitCode, UsageError> {
     let mut stale = check_files(out, files).map_err(|e| io_error(out, e))?;
     let mut count = files.len();
@@ -593,12 +658,12 @@ fn check_output(
     for file in &stale {
         eprintln!("  {file}");
     }
-    eprintln!("help: run `cargo run -p codegen-cli generate` and commit the result");
+    eprintln!("help: run `{command}` and commit the result");
     Ok(ExitCode::FAILURE)
 }
 
 /// Migration problems, with the directory they are in and what to do.
-fn report_migrations(errors: &[MigrationError], migrations: &Path) -> ExitCode {
+fn report_migrations(errors: &[MigrationError], migrations: &Path, command: &str) -> ExitCode {
     for error in errors {
         let dir = |database: &Database| migrations.join(database.as_str());
         eprintln!("error: {error}");
@@ -621,7 +686,7 @@ fn report_migrations(errors: &[MigrationError], migrations: &Path) -> ExitCode {
                     }
                 }
                 eprintln!(
-                    "help: write these changes yourself as {}, then run `cargo run -p codegen-cli generate --hand-written-migrations`: it records the entities as migrated by that file, in {}, and writes no migration",
+                    "help: write these changes yourself as {}, then run `{command} --hand-written-migrations`: it records the entities as migrated by that file, in {}, and writes no migration",
                     dir(database).join(next).display(),
                     dir(database)
                         .join(herald_codegen::migrate::SNAPSHOT_FILE)

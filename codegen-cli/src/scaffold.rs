@@ -1,4 +1,4 @@
-//! `codegen-cli new event|entity`: files from the templates in `templates/`.
+//! `codegen-cli new event|entity`: files from the templates in `codegen-cli/templates/`, embedded in the binary so an installed `codegen-cli` needs no checkout.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use herald_vocabulary::Direction;
 use herald_vocabulary::naming::{is_snake_case, to_snake_case};
 
-const EVENT_TEMPLATE: &str = include_str!("../../templates/event.yaml");
-const ENTITY_TEMPLATE: &str = include_str!("../../templates/entity.yaml");
+const EVENT_TEMPLATE: &str = include_str!("../templates/event.yaml");
+const ENTITY_TEMPLATE: &str = include_str!("../templates/entity.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {

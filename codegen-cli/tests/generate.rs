@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use herald_codegen::output::check_files;
 use herald_codegen::schema::{Format, json_schema_text};
-use herald_codegen::{FileKind, Layout, Options, SourceMap, generate, load_sources};
+use herald_codegen::{FileKind, Generator, Layout, Options, SourceMap, generate, load_sources};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -43,7 +43,7 @@ fn example_domain_tree_layout() {
 fn example_domain_single_file_layout() {
     let options = Options {
         layout: Layout::SingleFile,
-        regenerate_command: "herald_codegen::Builder in build.rs".into(),
+        generator: Generator::BuildScript,
     };
     let files = generate(&example_sources(), &options).expect("the example domain is valid");
     assert_eq!(files.len(), 1);

@@ -10,7 +10,7 @@ use herald_codegen::{
 };
 
 const OPTIONS: MigrationOptions<'static> = MigrationOptions {
-    regenerate: "cargo run -p codegen-cli generate",
+    regenerate: "codegen-cli generate",
     hand_written: false,
 };
 
