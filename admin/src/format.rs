@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use herald::ops::{RunInfo, RunStatus};
+use herald::uuid::Uuid;
 
 /// `45s`, `3m 04s`, `2h 05m`, `3d 04h`: precise enough to read a lag at a glance.
 pub fn duration(duration: Duration) -> String {
@@ -62,6 +65,28 @@ pub fn run_status(run: &RunInfo, now: DateTime<Utc>) -> String {
         (RunStatus::Running, Some(lease)) => format!("running (lease {})", relative(lease, now)),
         (status, _) => status.as_str().to_owned(),
     }
+}
+
+/// An aggregate named as `contact` (every one of the type) or `contact:<id>` (one), as the
+/// event filters take it.
+pub fn aggregate_filter(text: &str) -> (String, Option<String>) {
+    match text.split_once(':') {
+        Some((kind, id)) => (kind.to_owned(), Some(id.to_owned())),
+        None => (text.to_owned(), None),
+    }
+}
+
+/// The runs of one tree by parent (`None`: the top-level run), each level oldest first: what
+/// the CLI and the dashboard draw a tree from.
+pub fn run_tree(runs: &[RunInfo]) -> BTreeMap<Option<Uuid>, Vec<&RunInfo>> {
+    let mut children: BTreeMap<Option<Uuid>, Vec<&RunInfo>> = BTreeMap::new();
+    for run in runs {
+        children.entry(run.parent_id).or_default().push(run);
+    }
+    for level in children.values_mut() {
+        level.sort_by_key(|run| (run.created_at, run.id));
+    }
+    children
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::render::{Output, Table};
 use crate::{EventQuery, EventSelection, EventsCommand, Failure};
-use herald_admin::format::{aggregate, or_dash, relative, time};
+use herald_admin::format::{aggregate, aggregate_filter, or_dash, relative, time};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,
@@ -31,12 +31,7 @@ pub(super) async fn execute<B: Backend>(
 fn filter(selection: EventSelection) -> EventFilter {
     EventFilter {
         event_type: selection.event_type,
-        aggregate: selection
-            .aggregate
-            .map(|aggregate| match aggregate.split_once(':') {
-                Some((kind, id)) => (kind.to_owned(), Some(id.to_owned())),
-                None => (aggregate, None),
-            }),
+        aggregate: selection.aggregate.as_deref().map(aggregate_filter),
         tenant: selection.tenant,
         ..EventFilter::default()
     }

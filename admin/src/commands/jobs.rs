@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::confirm::confirm;
 use crate::render::{Output, Table};
 use crate::{Failure, JobsCommand, RunAction, RunSelection};
-use herald_admin::format::{aggregate, first_line, or_dash, relative, run_status, time};
+use herald_admin::format::{aggregate, first_line, or_dash, relative, run_status, run_tree, time};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,
@@ -157,13 +157,7 @@ fn human_detail(
     }
     if detail.tree.len() > 1 {
         writeln!(out, "\ntree")?;
-        let mut children: BTreeMap<Option<Uuid>, Vec<&RunInfo>> = BTreeMap::new();
-        for node in &detail.tree {
-            children.entry(node.parent_id).or_default().push(node);
-        }
-        for list in children.values_mut() {
-            list.sort_by_key(|node| (node.created_at, node.id));
-        }
+        let children = run_tree(&detail.tree);
         write_tree(&children, None, 1, run.id, now, out)?;
     }
     Ok(())

@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use super::Dashboard;
 use super::html::{FilterForm, Markup, action_form, fields, link, pre, query_value, table, text};
-use crate::format::{aggregate, duration, first_line, or_dash, relative, run_status, time};
+use crate::format::{
+    aggregate, aggregate_filter, duration, first_line, or_dash, relative, run_status, run_tree,
+    time,
+};
 
 type Shared<B> = State<Arc<Dashboard<B>>>;
 
@@ -163,10 +166,7 @@ pub(super) async fn events<B: Backend>(
     let now = dashboard.store.now();
     let filter = EventFilter {
         event_type: given(&query.event_type).map(str::to_owned),
-        aggregate: given(&query.aggregate).map(|aggregate| match aggregate.split_once(':') {
-            Some((kind, id)) => (kind.to_owned(), Some(id.to_owned())),
-            None => (aggregate.to_owned(), None),
-        }),
+        aggregate: given(&query.aggregate).map(aggregate_filter),
         tenant: given(&query.tenant).map(str::to_owned),
         status: given(&query.status).and_then(EventStatus::parse),
         limit: query.limit.unwrap_or(100).min(1_000),
@@ -625,13 +625,7 @@ pub(super) async fn run<B: Backend>(
     }
     if tree.len() > 1 {
         body.push(Markup::raw("<h2>Tree</h2>"));
-        let mut children: BTreeMap<Option<Uuid>, Vec<&RunInfo>> = BTreeMap::new();
-        for node in &tree {
-            children.entry(node.parent_id).or_default().push(node);
-        }
-        for list in children.values_mut() {
-            list.sort_by_key(|node| (node.created_at, node.id));
-        }
+        let children = run_tree(&tree);
         body.push(tree_list(&children, None, base, run.id, now));
     }
     dashboard.page(
