@@ -25,6 +25,22 @@ pub struct LaneStats {
 }
 
 impl LaneStats {
+    /// The stats of `lane` in `lanes`, zero until counted: the backends add up each lane's rows
+    /// into these.
+    pub(crate) fn entry(
+        lanes: &mut std::collections::BTreeMap<String, LaneStats>,
+        lane: String,
+    ) -> &mut LaneStats {
+        lanes.entry(lane.clone()).or_insert_with(|| LaneStats {
+            lane,
+            pending: 0,
+            oldest_pending_at: None,
+            processed_last_minute: 0,
+            retrying: 0,
+            dead_letters: 0,
+        })
+    }
+
     /// How long the oldest pending event has waited at `now`; zero when nothing waits.
     pub fn lag(&self, now: DateTime<Utc>) -> std::time::Duration {
         self.oldest_pending_at

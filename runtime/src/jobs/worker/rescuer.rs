@@ -46,22 +46,16 @@ async fn rescue_all<B: Backend>(store: &Store<B>) -> Result<Rescued, StoreError>
         }
         let rescues: Vec<Rescue> = expired.iter().map(decide).collect();
         let written = store.backend().write_rescues(&rescues, now).await?;
+        let mut batch = Rescued::default();
         for rescue in rescues.iter().filter(|rescue| written.contains(&rescue.id)) {
             match rescue.status {
-                RunStatus::Failed => rescued.failed += 1,
-                _ => rescued.retried += 1,
+                RunStatus::Failed => batch.failed += 1,
+                _ => batch.retried += 1,
             }
         }
-        crate::metrics::runs_rescued(
-            rescues
-                .iter()
-                .filter(|r| written.contains(&r.id) && r.status != RunStatus::Failed)
-                .count() as u64,
-            rescues
-                .iter()
-                .filter(|r| written.contains(&r.id) && r.status == RunStatus::Failed)
-                .count() as u64,
-        );
+        crate::metrics::runs_rescued(batch.retried, batch.failed);
+        rescued.retried += batch.retried;
+        rescued.failed += batch.failed;
         if expired.len() < RESCUE_BATCH as usize || written.is_empty() {
             return Ok(rescued);
         }

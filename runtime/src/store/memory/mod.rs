@@ -917,43 +917,26 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let state = self.lock();
             let minute_ago = now - chrono::Duration::minutes(1);
-            let mut touch = Vec::new();
-            for row in state.rows.values() {
-                if row.status != Status::Processed {
-                    touch.push((
-                        row.event.pool.as_deref(),
-                        Some(row.event.recorded_at),
-                        0,
-                        0,
-                        0,
-                    ));
-                } else if row.processed_at.is_some_and(|at| at >= minute_ago) {
-                    touch.push((row.event.pool.as_deref(), None, 1, 0, 0));
-                }
-            }
-            for delivery in state.deliveries.values() {
-                let dead = u64::from(delivery.failed);
-                touch.push((delivery.pool.as_deref(), None, 0, 1 - dead, dead));
-            }
             let mut lanes: BTreeMap<String, LaneStats> = BTreeMap::new();
-            for (pool, pending_since, processed, retrying, dead) in touch {
-                let name = lane_name(pool);
-                let stats = lanes.entry(name.clone()).or_insert_with(|| LaneStats {
-                    lane: name,
-                    pending: 0,
-                    oldest_pending_at: None,
-                    processed_last_minute: 0,
-                    retrying: 0,
-                    dead_letters: 0,
-                });
-                if let Some(since) = pending_since {
+            for row in state.rows.values() {
+                let lane = || lane_name(row.event.pool.as_deref());
+                if row.status != Status::Processed {
+                    let stats = LaneStats::entry(&mut lanes, lane());
+                    let since = row.event.recorded_at;
                     stats.pending += 1;
                     stats.oldest_pending_at =
                         Some(stats.oldest_pending_at.map_or(since, |o| o.min(since)));
+                } else if row.processed_at.is_some_and(|at| at >= minute_ago) {
+                    LaneStats::entry(&mut lanes, lane()).processed_last_minute += 1;
                 }
-                stats.processed_last_minute += processed;
-                stats.retrying += retrying;
-                stats.dead_letters += dead;
+            }
+            for delivery in state.deliveries.values() {
+                let stats = LaneStats::entry(&mut lanes, lane_name(delivery.pool.as_deref()));
+                if delivery.failed {
+                    stats.dead_letters += 1;
+                } else {
+                    stats.retrying += 1;
+                }
             }
             Ok(lanes.into_values().collect())
         })

@@ -21,15 +21,7 @@ pub(crate) async fn lane_stats<D: Dialect>(
 ) -> Result<Vec<LaneStats>, StoreError> {
     let mut lanes: BTreeMap<String, LaneStats> = BTreeMap::new();
     fn lane(lanes: &mut BTreeMap<String, LaneStats>, pool: Option<String>) -> &mut LaneStats {
-        let name = pool.unwrap_or_else(|| AUDIT_LANE.to_owned());
-        lanes.entry(name.clone()).or_insert_with(|| LaneStats {
-            lane: name,
-            pending: 0,
-            oldest_pending_at: None,
-            processed_last_minute: 0,
-            retrying: 0,
-            dead_letters: 0,
-        })
+        LaneStats::entry(lanes, pool.unwrap_or_else(|| AUDIT_LANE.to_owned()))
     }
     let backlog = D::fetch_all(
         connection,
