@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use herald::chrono::Utc;
 use herald::serde_json::json;
 use herald::uuid::Uuid;
 use herald::{Envelope, Jobs, Publish, RetryTiming};
 use herald_admin::dashboard::{Dashboard, DashboardOptions};
 use integration_tests::domain::TypedEventBus;
-use integration_tests::domain::events::{ContactCreated, StripePaymentReceived};
+use integration_tests::domain::events::StripePaymentReceived;
+use integration_tests::fixtures::{contact_created, payment};
 use integration_tests::jobs::SyncContact;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -164,20 +164,11 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
     let mut tx = store.begin().await.unwrap();
     for _ in 0..3 {
         let contact = Uuid::now_v7();
-        let created = ContactCreated {
-            contact_id: contact,
-            account_id: None,
-            created_by: Uuid::from_u128(7),
-        };
-        bus.publish(&mut tx, contact, created).await.unwrap();
+        bus.publish(&mut tx, contact, contact_created(contact))
+            .await
+            .unwrap();
     }
-    let payment = StripePaymentReceived {
-        event_id: "evt_1".to_owned(),
-        customer_id: "cus_1".to_owned(),
-        amount_cents: 1250.0,
-        currency: "eur".to_owned(),
-        received_at: Utc::now(),
-    };
+    let payment = payment("cus_1");
     let paid = bus
         .publish_with(&mut tx, Publish::new(payment))
         .await

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use herald::chrono::Utc;
 use herald::serde_json::{self, Value};
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Jobs, Publish, RetryTiming, Store};
+use herald::{Backend, Envelope, Jobs, Publish, Store};
 use integration_tests::domain::TypedEventBus;
-use integration_tests::domain::events::{ContactCreated, StripePaymentReceived};
+use integration_tests::domain::events::StripePaymentReceived;
+use integration_tests::fixtures::{contact_created, drain_until_idle, payment};
 use integration_tests::jobs::SyncContact;
 use integration_tests::support::PostgresSchema;
 
@@ -67,40 +67,6 @@ fn herald(url: Option<&str>, args: &[&str], stdin: &str) -> Ran {
     }
 }
 
-fn contact_created(contact: Uuid) -> ContactCreated {
-    ContactCreated {
-        contact_id: contact,
-        account_id: None,
-        created_by: Uuid::from_u128(7),
-    }
-}
-
-fn payment() -> StripePaymentReceived {
-    StripePaymentReceived {
-        event_id: "evt_1".to_owned(),
-        customer_id: "cus_1".to_owned(),
-        amount_cents: 1250.0,
-        currency: "eur".to_owned(),
-        received_at: Utc::now(),
-    }
-}
-
-/// Drains until idle with retries due at once, so that one call spends every attempt.
-async fn drain<B: Backend>(bus: &TypedEventBus<B>) {
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.drain()
-            .retry(RetryTiming {
-                base: Duration::ZERO,
-                cap: Duration::ZERO,
-            })
-            .run_until_idle(),
-    )
-    .await
-    .expect("the drain goes idle")
-    .expect("drain");
-}
-
 /// An application's day: two contacts created (each triggers a `sync_contact` run) and a
 /// payment whose `ledger` subscriber fails until it is dead-lettered. Then the person on call
 /// finds the dead letter, declines once, re-drives it, and sees it delivered; cancels and
@@ -129,11 +95,11 @@ async fn an_operator_finds_redrives_and_cleans_up<B: Backend>(store: Store<B>, u
         .await
         .unwrap();
     let paid = bus
-        .publish_with(&mut tx, Publish::new(payment()))
+        .publish_with(&mut tx, Publish::new(payment("cus_1")))
         .await
         .unwrap();
     store.commit(tx).await.unwrap();
-    drain(&bus).await;
+    drain_until_idle(&bus).await;
 
     let stats = herald(url, &["stats", "--json"], "").succeeded().json();
     let lanes = stats["lanes"].as_array().expect("lanes");
@@ -207,7 +173,7 @@ async fn an_operator_finds_redrives_and_cleans_up<B: Backend>(store: Store<B>, u
         "{}",
         redriven.stdout
     );
-    drain(&bus).await;
+    drain_until_idle(&bus).await;
     let shown = herald(url, &["events", "show", &paid.to_string(), "--json"], "")
         .succeeded()
         .json();
@@ -460,11 +426,11 @@ async fn the_dashboard_serves_the_databases_gauges_to_prometheus() {
         Err::<(), _>("ledger unavailable".to_owned())
     });
     let mut tx = store.begin().await.unwrap();
-    bus.publish_with(&mut tx, Publish::new(payment()))
+    bus.publish_with(&mut tx, Publish::new(payment("cus_1")))
         .await
         .unwrap();
     store.commit(tx).await.unwrap();
-    drain(&bus).await;
+    drain_until_idle(&bus).await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

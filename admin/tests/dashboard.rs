@@ -2,17 +2,15 @@
 //! shows, what it escapes, and which POSTs it refuses (read-only, a missing or foreign CSRF
 //! token, a cross-site request, a redirect out of the dashboard).
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use herald::chrono::Utc;
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Publish, RetryTiming, SqliteStore, Store};
+use herald::{Backend, Envelope, Publish, SqliteStore, Store};
 use herald_admin::dashboard::{Dashboard, DashboardOptions};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::StripePaymentReceived;
+use integration_tests::fixtures::{drain_until_idle, payment};
 use tower::ServiceExt;
 
 struct Page {
@@ -74,35 +72,14 @@ async fn store_with_a_dead_letter() -> (tempfile::TempDir, SqliteStore, Uuid) {
     let id = bus
         .publish_with(
             &mut tx,
-            Publish::new(StripePaymentReceived {
-                event_id: "evt_1".to_owned(),
-                customer_id: "<script>alert('owned')</script>".to_owned(),
-                amount_cents: 1250.0,
-                currency: "eur".to_owned(),
-                received_at: Utc::now(),
-            }),
+            Publish::new(payment("<script>alert('owned')</script>")),
         )
         .await
         .unwrap();
     store.commit(tx).await.unwrap();
-    drain(&bus).await;
+    drain_until_idle(&bus).await;
     assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
     (dir, store, id)
-}
-
-async fn drain<B: Backend>(bus: &TypedEventBus<B>) {
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.drain()
-            .retry(RetryTiming {
-                base: Duration::ZERO,
-                cap: Duration::ZERO,
-            })
-            .run_until_idle(),
-    )
-    .await
-    .expect("the drain goes idle")
-    .expect("drain");
 }
 
 fn dashboard<B: Backend>(store: &Store<B>, options: DashboardOptions) -> Router {

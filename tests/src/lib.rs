@@ -6,6 +6,7 @@ pub mod domain {
     include!(concat!(env!("OUT_DIR"), "/herald.rs"));
 }
 
+pub mod fixtures;
 pub mod jobs;
 pub mod nats;
 pub mod support;

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use herald::chrono::Utc;
 use herald::uuid::Uuid;
-use herald::{Envelope, Jobs, Publish, RetryTiming};
+use herald::{Envelope, Jobs, Publish};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::{ContactCreated, StripePaymentReceived};
+use integration_tests::fixtures::{contact_created, drain_until_idle, payment};
 use integration_tests::jobs::{Probe, SyncContact};
 use metrics::{SharedString, Unit};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -64,23 +64,14 @@ async fn herald_records_what_it_does() {
     bus.subscribe("ledger", |_: Envelope<StripePaymentReceived>| async {
         Err::<(), _>("ledger unavailable".to_owned())
     });
-    let payment = StripePaymentReceived {
-        event_id: "evt_1".to_owned(),
-        customer_id: "cus_1".to_owned(),
-        amount_cents: 1250.0,
-        currency: "eur".to_owned(),
-        received_at: Utc::now(),
-    };
+    let payment = payment("cus_1");
     let payment_id = Uuid::now_v7();
     let mut tx = store.begin().await.unwrap();
     for _ in 0..2 {
         let contact = Uuid::now_v7();
-        let created = ContactCreated {
-            contact_id: contact,
-            account_id: None,
-            created_by: Uuid::from_u128(7),
-        };
-        bus.publish(&mut tx, contact, created).await.unwrap();
+        bus.publish(&mut tx, contact, contact_created(contact))
+            .await
+            .unwrap();
     }
     for _ in 0..2 {
         // The same id twice, as a webhook delivered twice: stored once, counted once.
@@ -90,18 +81,7 @@ async fn herald_records_what_it_does() {
     }
     store.commit(tx).await.unwrap();
 
-    let drained = tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.drain()
-            .retry(RetryTiming {
-                base: Duration::ZERO,
-                cap: Duration::ZERO,
-            })
-            .run_until_idle(),
-    )
-    .await
-    .expect("the drain goes idle")
-    .unwrap();
+    let drained = drain_until_idle(&bus).await;
     assert_eq!(drained.dead_lettered, 1, "{drained:?}");
     tokio::time::timeout(
         Duration::from_secs(20),

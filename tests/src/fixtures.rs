@@ -1,0 +1,48 @@
+//! Events of the example domain as tests publish them, and a drain that spends every attempt
+//! of a failing delivery at once.
+
+use std::time::Duration;
+
+use herald::chrono::Utc;
+use herald::uuid::Uuid;
+use herald::{Backend, DrainSummary, RetryTiming};
+
+use crate::domain::TypedEventBus;
+use crate::domain::events::{ContactCreated, StripePaymentReceived};
+
+/// `contact_created` of `contact`, created by a fixed user.
+pub fn contact_created(contact: Uuid) -> ContactCreated {
+    ContactCreated {
+        contact_id: contact,
+        account_id: None,
+        created_by: Uuid::from_u128(7),
+    }
+}
+
+/// A Stripe payment (webhook event `evt_1`) of the customer `customer_id`.
+pub fn payment(customer_id: &str) -> StripePaymentReceived {
+    StripePaymentReceived {
+        event_id: "evt_1".to_owned(),
+        customer_id: customer_id.to_owned(),
+        amount_cents: 1250.0,
+        currency: "eur".to_owned(),
+        received_at: Utc::now(),
+    }
+}
+
+/// Drains until nothing is claimable, with retries due at once, so that one call spends every
+/// attempt of a failing delivery; fails instead of hanging if the drain never goes idle.
+pub async fn drain_until_idle<B: Backend>(bus: &TypedEventBus<B>) -> DrainSummary {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        bus.drain()
+            .retry(RetryTiming {
+                base: Duration::ZERO,
+                cap: Duration::ZERO,
+            })
+            .run_until_idle(),
+    )
+    .await
+    .expect("the drain goes idle")
+    .expect("drain")
+}
