@@ -480,3 +480,19 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default())
 }
+
+#[test]
+fn a_dashboard_address_in_use_is_refused_with_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    herald(Some(&url), &["migrate"], "").succeeded();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let ran = herald(Some(&url), &["dashboard", "--listen", &address], "");
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("cannot listen on {address}")),
+        "{}",
+        ran.stderr
+    );
+}
