@@ -30,6 +30,7 @@ mod retry;
 mod service;
 mod store;
 pub mod testing;
+pub mod trace;
 
 pub use aggregate::{
     Aggregate, AggregateEvents, AggregateStore, CommandContext, Decide, ExecuteError, Executed,
@@ -65,6 +66,7 @@ pub use store::{
 pub use store::{PostgresBackend, PostgresStore, postgres, postgres_with};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteBackend, SqliteStore, sqlite};
+pub use trace::TraceContext;
 
 /// The rows and operations between the runtime and a backend. Not part of the API: public only
 /// because [`Backend`]'s hidden methods name them.

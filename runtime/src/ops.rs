@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::trace::TraceContext;
+
 mod inspect;
 
 pub use inspect::{
@@ -204,6 +206,9 @@ pub struct RunInfo {
     /// Until when the worker running it holds it (while running): a lease in the past is a
     /// worker that stopped heartbeating.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The trace it was enqueued in: find its spans in the tracing backend by
+    /// [`TraceContext::trace_id`].
+    pub trace: Option<TraceContext>,
 }
 
 /// Which runs to list; every set field must match. Newest first.

@@ -15,7 +15,7 @@ use herald::relay::{Inbound, InboundError, InboundStats, Relay, RelayError, head
 use herald::uuid::Uuid;
 use herald::{
     Backend, DrainConfig, Envelope, EventBus, HandlerError, Publish, RetryTiming, ServiceHandle,
-    Store,
+    Store, TraceContext,
 };
 use integration_tests::domain::events::ContactCreated;
 use integration_tests::domain::{AppEvent, TypedEventBus};
@@ -23,6 +23,9 @@ use integration_tests::nats::{Proxy, TestStream, connect, nats_url};
 use integration_tests::support::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// A sender's W3C trace context, from the specification's examples.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACESTATE: &str = "congo=t61rcWkgMzE";
 
 /// Quick retries and a short poll backstop, so that failures are retried within the test.
 fn drain_config() -> DrainConfig {
@@ -193,7 +196,8 @@ async fn message_carries_headers_body_and_event_id<B: Backend>(store: Store<B>, 
                 .aggregate_id("contact-42")
                 .tenant("acme")
                 .correlation_id(correlation)
-                .causation_id(causation),
+                .causation_id(causation)
+                .trace_context(TraceContext::parse(TRACEPARENT, Some(TRACESTATE)).unwrap()),
         )
         .await
         .unwrap();
@@ -225,6 +229,8 @@ async fn message_carries_headers_body_and_event_id<B: Backend>(store: Store<B>, 
         (headers::TENANT, "acme"),
         (headers::CORRELATION_ID, correlation_text.as_str()),
         (headers::CAUSATION_ID, causation_text.as_str()),
+        (headers::TRACEPARENT, TRACEPARENT),
+        (headers::TRACESTATE, TRACESTATE),
     ] {
         assert_eq!(header(message, name), Some(value), "header {name}");
     }
@@ -583,6 +589,7 @@ async fn inbound_message_delivered_again_is_stored_once<B: Backend>(store: Store
         &[
             (headers::TYPE, "contact_created"),
             (headers::MESSAGE_ID, &id_text),
+            (headers::TRACEPARENT, TRACEPARENT),
         ],
         &crm_contact_json(1),
     )
@@ -590,7 +597,11 @@ async fn inbound_message_delivered_again_is_stored_once<B: Backend>(store: Store
     send(
         &jetstream,
         test.subject("in.contact"),
-        &[(headers::TYPE, "contact_created")],
+        // A sender's broken trace context costs the trace its link, not the message.
+        &[
+            (headers::TYPE, "contact_created"),
+            (headers::TRACEPARENT, "00-not-a-trace"),
+        ],
         &crm_contact_json(2),
     )
     .await;
@@ -634,6 +645,18 @@ async fn inbound_message_delivered_again_is_stored_once<B: Backend>(store: Store
     );
     assert_eq!(seen[0].payload.created_by, Uuid::from_u128(1));
     assert_eq!(seen[1].payload.created_by, Uuid::from_u128(2));
+    let trace_of = |id| {
+        let store = store.clone();
+        async move { store.event(id).await.unwrap().expect("stored").event.trace }
+    };
+    assert_eq!(
+        trace_of(seen[0].id)
+            .await
+            .map(|trace| trace.traceparent().to_owned()),
+        Some(TRACEPARENT.to_owned()),
+        "the sender's trace context is stored with the event"
+    );
+    assert_eq!(trace_of(seen[1].id).await, None);
     assert_eq!(test.count(&dead).await, 0);
     test.delete(&[&stream, &dead]).await;
 }

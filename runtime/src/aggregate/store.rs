@@ -405,6 +405,7 @@ where
                     })?,
                 occurred_at: self.outbox.store.now(),
                 aggregate_sequence: Some(sequence + offset as i64 + 1),
+                trace: None,
             });
         }
         let new_sequence = sequence + rows.len() as i64;

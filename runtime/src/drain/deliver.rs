@@ -54,6 +54,9 @@ pub(super) async fn deliver<C: Catalog, B: Backend>(
         subscriber = %subscriber.name,
         attempt,
     );
+    if let Some(trace) = &event.trace {
+        trace.set_as_parent_of(&span);
+    }
     let timeout = subscriber.timeout.unwrap_or(shared.config.delivery_timeout);
     let run = AssertUnwindSafe(subscriber.call(event, attempt)).catch_unwind();
     let error = match tokio::time::timeout(timeout, run.instrument(span.clone())).await {

@@ -126,6 +126,7 @@ pub(crate) fn new_run<J: Job>(
         root_id: id,
         tenant_id: None,
         child_key: None,
+        trace: crate::trace::TraceContext::current(),
     })
 }
 

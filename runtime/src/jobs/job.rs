@@ -262,6 +262,8 @@ impl JobContext {
             root_id: self.root_id,
             tenant_id: self.tenant_id.clone(),
             child_key: Some(child_key),
+            // The attempt's span: the child's attempts appear under the parent's.
+            trace: crate::trace::TraceContext::current(),
         };
         let id = self
             .store

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{ProjectionLag, RunInfo};
+use crate::trace::TraceContext;
 
 /// One drain lane of the outbox: the domain events of a pool, or the audit events.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -189,6 +190,9 @@ pub struct EventSummary {
     pub recorded_at: DateTime<Utc>,
     /// When a drain finished its first fan-out.
     pub processed_at: Option<DateTime<Utc>>,
+    /// The trace it was published in: find its spans in the tracing backend by
+    /// [`TraceContext::trace_id`].
+    pub trace: Option<TraceContext>,
 }
 
 /// Where a delivery that the first fan-out did not complete stands.

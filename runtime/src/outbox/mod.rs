@@ -76,6 +76,11 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
             _ => tracing::debug_span!("herald.publish", events = rows.len()),
         };
         async move {
+            // Inside the publish span, so that its deliveries and jobs become its children.
+            let mut rows = rows;
+            for row in &mut rows {
+                row.trace = crate::trace::or_current(row.trace.take());
+            }
             let inserted = self
                 .store
                 .backend()
@@ -139,6 +144,7 @@ impl<C: Catalog, B: Backend> Outbox<C, B> {
                     root_id: id,
                     tenant_id: row.tenant_id.clone(),
                     child_key: None,
+                    trace: row.trace.clone(),
                 });
             }
         }

@@ -10,6 +10,7 @@ use crate::event::EventMeta;
 use crate::event::envelope::Envelope;
 use crate::event::registry::PayloadError;
 use crate::store::{NewEvent, StoreError};
+use crate::trace::TraceContext;
 
 /// Why an event was not published. Nothing was written when publishing fails.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +160,7 @@ pub struct Publish<P> {
     causation_id: Option<Uuid>,
     occurred_at: Option<DateTime<Utc>>,
     pub(crate) payload_version: Option<u32>,
+    trace: Option<TraceContext>,
 }
 
 impl<P> Publish<P> {
@@ -174,6 +176,7 @@ impl<P> Publish<P> {
             causation_id: None,
             occurred_at: None,
             payload_version: None,
+            trace: None,
         }
     }
 
@@ -242,6 +245,15 @@ impl<P> Publish<P> {
         self.occurred_at = Some(at);
         self
     }
+
+    /// The trace the event belongs to, when it is not the current span's: a context that
+    /// arrived with a message from elsewhere (its `traceparent` header), say. Its deliveries'
+    /// spans become children of it. By default the current span's context is stored (feature
+    /// `opentelemetry`).
+    pub fn trace_context(mut self, context: TraceContext) -> Self {
+        self.trace = Some(context);
+        self
+    }
     /// The row this event becomes: stamped with the event type's metadata, checked against
     /// the rules of the store (tenancy) and of the type (aggregate id).
     pub(crate) fn into_row(
@@ -280,6 +292,8 @@ impl<P> Publish<P> {
             payload: serialize(&self.payload)?,
             occurred_at: self.occurred_at.unwrap_or(now),
             aggregate_sequence: None,
+            // The current span's, if none was given, is taken inside the publish span.
+            trace: self.trace,
         })
     }
 }

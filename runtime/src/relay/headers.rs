@@ -22,6 +22,12 @@ pub const CAUSATION_ID: &str = "Herald-Causation-Id";
 /// When the fact happened: RFC 3339 in UTC with microseconds, e.g.
 /// `2026-01-31T09:30:00.123456Z`.
 pub const OCCURRED_AT: &str = "Herald-Occurred-At";
+/// The W3C trace context the event was published in (<https://www.w3.org/TR/trace-context/>),
+/// under the header name the specification gives: a consumer continues the publisher's trace.
+/// Read on inbound messages too, so that their deliveries join the sender's trace.
+pub const TRACEPARENT: &str = "traceparent";
+/// The vendors' part of the trace context, beside [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";
 /// On a dead-lettered inbound message only: why it was refused.
 pub const REJECT_REASON: &str = "Herald-Reject-Reason";
 /// On a dead-lettered inbound message only: the subject it arrived on.

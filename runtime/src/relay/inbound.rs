@@ -23,6 +23,7 @@ use crate::event::catalog::Catalog;
 use crate::outbox::{Publish, PublishError};
 use crate::service::ServiceHandle;
 use crate::store::Backend;
+use crate::trace::TraceContext;
 
 /// The namespace of the event ids derived from messages that carry no UUID as `Nats-Msg-Id`:
 /// the same message gets the same id in every process, so a redelivery stores nothing new.
@@ -402,8 +403,15 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
         };
         let span =
             tracing::info_span!("herald.inbound", %stream, sequence, subject = %message.subject);
+        let sender_trace = sender_trace(&message);
+        if let Some(trace) = &sender_trace {
+            trace.set_as_parent_of(&span);
+        }
         async move {
-        let outcome = self.store(&message, &stream, sequence, published).await;
+        // The inbound span's own context when spans are traced (a child of the sender's),
+        // else the sender's as it came.
+        let trace = TraceContext::current().or(sender_trace);
+        let outcome = self.store(&message, &stream, sequence, published, trace).await;
         let ack = match outcome {
             Outcome::Stored => {
                 self.counters.stored.fetch_add(1, Ordering::Relaxed);
@@ -450,6 +458,7 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
         stream: &str,
         sequence: u64,
         published: DateTime<Utc>,
+        trace: Option<TraceContext>,
     ) -> Outcome {
         let empty = HeaderMap::new();
         let message_headers = message.headers.as_ref().unwrap_or(&empty);
@@ -485,6 +494,9 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
         };
         let id = event_id(stream, sequence, header(headers::MESSAGE_ID));
         let mut event = Publish::new(payload).id(id);
+        if let Some(trace) = trace {
+            event = event.trace_context(trace);
+        }
         if descriptor.meta.aggregate.is_some()
             && let Some(aggregate_id) = header(headers::AGGREGATE_ID)
         {
@@ -602,6 +614,23 @@ impl<C: Catalog, B: Backend> Worker<C, B> {
         ack.await
             .map(drop)
             .map_err(|error| format!("JetStream did not store `{subject}`: {error}"))
+    }
+}
+
+/// The sender's trace context, from the message's W3C headers. A malformed one is ignored, as
+/// the W3C specification asks: it costs the trace its link, never the message.
+fn sender_trace(message: &jetstream::Message) -> Option<TraceContext> {
+    let message_headers = message.headers.as_ref()?;
+    let traceparent = message_headers.get(headers::TRACEPARENT)?.as_str();
+    let tracestate = message_headers
+        .get(headers::TRACESTATE)
+        .map(|value| value.as_str());
+    match TraceContext::parse(traceparent, tracestate) {
+        Ok(trace) => Some(trace),
+        Err(error) => {
+            tracing::debug!(%error, "inbound: trace context ignored");
+            None
+        }
     }
 }
 

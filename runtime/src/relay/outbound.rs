@@ -533,6 +533,12 @@ fn message_headers(event: &StoredEvent) -> Result<HeaderMap, String> {
     if let Some(causation) = event.causation_id {
         put(headers::CAUSATION_ID, causation.to_string())?;
     }
+    if let Some(trace) = &event.trace {
+        put(headers::TRACEPARENT, trace.traceparent().to_owned())?;
+        if let Some(tracestate) = trace.tracestate() {
+            put(headers::TRACESTATE, tracestate.to_owned())?;
+        }
+    }
     put(
         headers::OCCURRED_AT,
         event

@@ -371,6 +371,7 @@ mod tests {
             claims: 1,
             blocked_subscribers: Vec::new(),
             unreadable: None,
+            trace: None,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::ops::{
     DeadLetter, DueRuns, EventDetail, EventFilter, EventSummary, JobStats, LaneStats, OutboxStats,
     ProjectionLag, Redrive, RunFilter, RunInfo, RunStatus,
 };
+use crate::trace::TraceContext;
 
 /// The name of the lane of audit events, which have no pool.
 pub(crate) const AUDIT_LANE: &str = "audit";
@@ -78,6 +79,8 @@ pub struct NewEvent {
     /// The event's number in its aggregate's stream, for event-sourced aggregates; unique per
     /// aggregate, so a concurrent append of the same number fails.
     pub aggregate_sequence: Option<i64>,
+    /// The trace it was published in: the parent of its deliveries' spans.
+    pub trace: Option<TraceContext>,
 }
 
 /// One event of an aggregate's stream, as stored.
@@ -175,6 +178,8 @@ pub struct StoredEvent {
     /// cannot: its subscribers are dead-lettered with the reason instead of called, so that one
     /// bad row neither fails every claim of its pool nor holds the events claimed with it.
     pub unreadable: Option<String>,
+    /// The trace it was published in: the parent of its deliveries' spans.
+    pub trace: Option<TraceContext>,
 }
 
 /// A delivery that the first fan-out could not complete.
@@ -271,6 +276,8 @@ pub struct NewRun {
     /// A child's key within its parent: inserting the same key for the same parent again
     /// returns the existing child.
     pub child_key: Option<String>,
+    /// The trace it was enqueued in: the parent of its attempts' spans.
+    pub trace: Option<TraceContext>,
 }
 
 /// A run a worker claimed for one attempt.
@@ -290,6 +297,8 @@ pub struct ClaimedRun {
     pub root_id: Uuid,
     /// The tenant it belongs to, for the attempt's [`crate::JobContext`].
     pub tenant_id: Option<String>,
+    /// The trace it was enqueued in: the parent of the attempt's span.
+    pub trace: Option<TraceContext>,
 }
 
 /// How an attempt ended.

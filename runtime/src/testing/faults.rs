@@ -170,6 +170,7 @@ impl RawEvent {
                 payload: payload.to_string(),
                 occurred_at: Utc::now(),
                 aggregate_sequence: None,
+                trace: None,
             },
         }
     }
@@ -229,6 +230,7 @@ impl RawRun {
                 root_id: id,
                 tenant_id: None,
                 child_key: None,
+                trace: None,
             },
         }
     }

@@ -42,6 +42,9 @@ pub(super) fn start_attempt<B: Backend>(
         run.id = %run.id,
         attempt = run.attempt,
     );
+    if let Some(trace) = &run.trace {
+        trace.set_as_parent_of(&span);
+    }
     let (shared_for_task, results, finished) = (shared.clone(), results.clone(), finished.clone());
     let (id, attempt) = (run.id, run.attempt);
     // Registered before the attempt starts, so that the heartbeat covers it from its first

@@ -6,6 +6,7 @@
 mod jobs;
 mod ops;
 mod outbox;
+mod trace;
 
 use std::time::Duration;
 
@@ -58,6 +59,7 @@ fn event(aggregate: Option<&str>) -> NewEvent {
         payload: r#"{"n":1}"#.to_owned(),
         occurred_at: t0(),
         aggregate_sequence: None,
+        trace: None,
     }
 }
 
@@ -78,6 +80,7 @@ fn run(job: &'static str, run_at: DateTime<Utc>) -> NewRun {
         root_id: id,
         tenant_id: None,
         child_key: None,
+        trace: None,
     }
 }
 

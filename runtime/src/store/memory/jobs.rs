@@ -111,6 +111,7 @@ impl JobState {
                     finished_at: None,
                     tenant_id: run.tenant_id.clone(),
                     lease_expires_at: None,
+                    trace: run.trace.clone(),
                 },
                 lease_owner: None,
                 lease_expires_at: None,
@@ -157,6 +158,7 @@ impl JobState {
                     max_attempts: run.info.max_attempts,
                     root_id: run.info.root_id,
                     tenant_id: run.info.tenant_id.clone(),
+                    trace: run.info.trace.clone(),
                 })
             })
             .collect()

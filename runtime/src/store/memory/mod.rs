@@ -201,6 +201,7 @@ impl MemoryTransaction {
                             claims: 0,
                             blocked_subscribers: Vec::new(),
                             unreadable: None,
+                            trace: event.trace,
                         },
                         status: Status::Pending,
                         lease_owner: None,
@@ -1079,6 +1080,7 @@ impl Row {
             occurred_at: event.occurred_at,
             recorded_at: self.event.recorded_at,
             processed_at: self.processed_at,
+            trace: event.trace.clone(),
         }
     }
 }

@@ -12,8 +12,8 @@ use crate::store::sql::backend::{SqlJobStore, Tx};
 use crate::store::sql::jobs;
 use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 
-const CLAIMED_COLUMNS: &str =
-    "j.id, j.job, j.input, j.attempt, j.max_attempts, j.root_id, j.tenant_id";
+const CLAIMED_COLUMNS: &str = "j.id, j.job, j.input, j.attempt, j.max_attempts, j.root_id, j.tenant_id, \
+     j.traceparent, j.tracestate";
 
 impl SqlJobStore for PostgresBackend {
     fn parent_holds<'a>(tx: &'a mut Tx<'_, Postgres>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {

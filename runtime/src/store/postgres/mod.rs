@@ -10,6 +10,7 @@ use crate::ops::ProjectionLag;
 use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::migrate::{Migration, embedded_migrations};
 use crate::store::sql::outbox::{self, EVENT_COLUMNS};
+use crate::trace::TraceContext;
 use dialect::PostgresDialect;
 
 use std::time::Duration;
@@ -108,6 +109,8 @@ struct EventColumns<'a> {
     payload: Vec<&'a str>,
     occurred_at: Vec<DateTime<Utc>>,
     aggregate_sequence: Vec<Option<i64>>,
+    traceparent: Vec<Option<&'a str>>,
+    tracestate: Vec<Option<&'a str>>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -127,6 +130,10 @@ impl<'a> EventColumns<'a> {
         self.payload.push(&event.payload);
         self.occurred_at.push(event.occurred_at);
         self.aggregate_sequence.push(event.aggregate_sequence);
+        let trace = event.trace.as_ref();
+        self.traceparent.push(trace.map(TraceContext::traceparent));
+        self.tracestate
+            .push(trace.and_then(TraceContext::tracestate));
     }
 }
 
@@ -294,8 +301,9 @@ impl SqlBackend for PostgresBackend {
                 return sqlx::query_scalar(
                     "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                        aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
-                       payload, occurred_at, aggregate_sequence) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14) \
+                       payload, occurred_at, aggregate_sequence, traceparent, tracestate) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, \
+                       $15, $16) \
                      ON CONFLICT (id) DO NOTHING RETURNING id",
                 )
                 .bind(event.id)
@@ -312,6 +320,8 @@ impl SqlBackend for PostgresBackend {
                 .bind(event.payload.as_str())
                 .bind(event.occurred_at)
                 .bind(event.aggregate_sequence)
+                .bind(event.trace.as_ref().map(TraceContext::traceparent))
+                .bind(event.trace.as_ref().and_then(TraceContext::tracestate))
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(conflict_or);
@@ -323,16 +333,16 @@ impl SqlBackend for PostgresBackend {
             sqlx::query_scalar(
                 "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                    aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
-                   payload, occurred_at, aggregate_sequence) \
+                   payload, occurred_at, aggregate_sequence, traceparent, tracestate) \
                  SELECT id, event_type, version, tier, direction, pool, aggregate_type, \
                    aggregate_id, tenant_id, correlation_id, causation_id, payload::jsonb, \
-                   occurred_at, aggregate_sequence \
+                   occurred_at, aggregate_sequence, traceparent, tracestate \
                  FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], \
                    $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], \
-                   $12::text[], $13::timestamptz[], $14::int8[]) \
+                   $12::text[], $13::timestamptz[], $14::int8[], $15::text[], $16::text[]) \
                    AS t(id, event_type, version, tier, direction, pool, aggregate_type, \
                         aggregate_id, tenant_id, correlation_id, causation_id, payload, \
-                        occurred_at, aggregate_sequence) \
+                        occurred_at, aggregate_sequence, traceparent, tracestate) \
                  ON CONFLICT (id) DO NOTHING RETURNING id",
             )
             .bind(&columns.id)
@@ -349,6 +359,8 @@ impl SqlBackend for PostgresBackend {
             .bind(&columns.payload)
             .bind(&columns.occurred_at)
             .bind(&columns.aggregate_sequence)
+            .bind(&columns.traceparent)
+            .bind(&columns.tracestate)
             .fetch_all(&mut **tx)
             .await
             .map_err(conflict_or)

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{Columns, Dialect, Statement, delete_in_slices, fetch_optional, to_u32};
 use crate::ops::{DueRuns, RunFilter, RunInfo, RunStatus};
 use crate::store::{ClaimedRun, ExpiredRun, NewRun, Rescue, StoreError, corrupt};
+use crate::trace::TraceContext;
 
 /// Inserts one run, or finds the run it collapses onto: the child its parent already spawned
 /// under the same key, or the live run with the same dedupe key.
@@ -21,8 +22,9 @@ pub(crate) async fn insert_run<D: Dialect>(
         Statement::new(
             "INSERT INTO herald_jobs (id, job, pool, input, max_attempts, run_at, dedupe_key, \
                scope_type, scope_id, event_id, parent_id, root_id, created_at, tenant_id, \
-               child_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+               child_key, traceparent, tracestate) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+               $17) \
              ON CONFLICT DO NOTHING \
              RETURNING id",
         )
@@ -40,7 +42,9 @@ pub(crate) async fn insert_run<D: Dialect>(
         .uuid(run.root_id)
         .time(now)
         .text(run.tenant_id.as_deref())
-        .text(run.child_key.as_deref()),
+        .text(run.child_key.as_deref())
+        .text(run.trace.as_ref().map(TraceContext::traceparent))
+        .text(run.trace.as_ref().and_then(TraceContext::tracestate)),
     )
     .await?;
     if let Some(row) = inserted {
@@ -262,7 +266,8 @@ pub(crate) async fn retry_run<D: Dialect>(
 // preparation.
 const LIST_RUNS: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs \
+       created_at, finished_at, tenant_id, lease_expires_at, traceparent, tracestate \
+     FROM herald_jobs \
      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR job = $2) \
        AND ($3 IS NULL OR (scope_type = $3 AND scope_id = $4)) \
        AND ($5 IS NULL OR root_id = $5) AND ($7 IS NULL OR tenant_id = $7) \
@@ -270,11 +275,13 @@ const LIST_RUNS: &str = "SELECT id, job, pool, status, input, output, attempt, m
 
 const GET_RUN: &str = "SELECT id, job, pool, status, input, output, attempt, max_attempts, \
        run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, last_error, \
-       created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs WHERE id = $1";
+       created_at, finished_at, tenant_id, lease_expires_at, traceparent, tracestate \
+     FROM herald_jobs WHERE id = $1";
 
 const RUNS_OF_EVENT: &str = "SELECT id, job, pool, status, input, output, attempt, \
        max_attempts, run_at, dedupe_key, scope_type, scope_id, event_id, parent_id, root_id, \
-       last_error, created_at, finished_at, tenant_id, lease_expires_at FROM herald_jobs \
+       last_error, created_at, finished_at, tenant_id, lease_expires_at, traceparent, \
+       tracestate FROM herald_jobs \
      WHERE event_id = $1 ORDER BY created_at, id";
 
 /// The runs an event enqueued, oldest first.
@@ -357,6 +364,7 @@ fn run_info<R: Columns>(row: &R) -> Result<RunInfo, StoreError> {
             "running" => row.opt_time("lease_expires_at")?,
             _ => None,
         },
+        trace: row.trace()?,
     })
 }
 
@@ -370,6 +378,7 @@ pub(crate) fn claimed_run<R: Columns>(row: &R) -> Result<ClaimedRun, StoreError>
         max_attempts: to_u32(row.int("max_attempts")?),
         root_id: row.uuid("root_id")?,
         tenant_id: row.opt_text("tenant_id")?,
+        trace: row.trace()?,
     })
 }
 

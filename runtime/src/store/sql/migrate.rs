@@ -130,6 +130,15 @@ macro_rules! embedded_migrations {
                     "/0005_run_tenants_and_child_keys.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 6,
+                name: "trace context",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0006_trace_context.sql"
+                )),
+            },
         ]
     };
 }

@@ -130,6 +130,13 @@ pub trait Columns {
     fn json(&self, column: &str) -> Result<String, StoreError> {
         self.opt_json(column)?.ok_or_else(|| null_in(column))
     }
+    /// The `traceparent` and `tracestate` columns of an event or a run.
+    fn trace(&self) -> Result<Option<crate::trace::TraceContext>, StoreError> {
+        Ok(crate::trace::TraceContext::from_columns(
+            self.opt_text("traceparent")?,
+            self.opt_text("tracestate")?,
+        ))
+    }
 }
 
 fn null_in(column: &str) -> StoreError {

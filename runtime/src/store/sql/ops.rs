@@ -129,7 +129,7 @@ pub(crate) async fn projection_checkpoints<D: Dialect>(
 // per order: the newest first reads the primary key backwards, following reads it forwards.
 const NEWEST_EVENTS: &str = "SELECT position, id, event_type, version, pool, aggregate_type, \
        aggregate_id, tenant_id, correlation_id, causation_id, status, attempts, occurred_at, \
-       recorded_at, processed_at FROM herald_events \
+       recorded_at, processed_at, traceparent, tracestate FROM herald_events \
      WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR aggregate_type = $2) \
        AND ($3 IS NULL OR aggregate_id = $3) AND ($4 IS NULL OR tenant_id = $4) \
        AND ($5 IS NULL OR status = $5) AND ($6 IS NULL OR recorded_at >= $6) \
@@ -138,7 +138,7 @@ const NEWEST_EVENTS: &str = "SELECT position, id, event_type, version, pool, agg
 
 const EVENTS_AFTER: &str = "SELECT position, id, event_type, version, pool, aggregate_type, \
        aggregate_id, tenant_id, correlation_id, causation_id, status, attempts, occurred_at, \
-       recorded_at, processed_at FROM herald_events \
+       recorded_at, processed_at, traceparent, tracestate FROM herald_events \
      WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR aggregate_type = $2) \
        AND ($3 IS NULL OR aggregate_id = $3) AND ($4 IS NULL OR tenant_id = $4) \
        AND ($5 IS NULL OR status = $5) AND ($6 IS NULL OR recorded_at >= $6) \
@@ -178,7 +178,7 @@ pub(crate) async fn list_events<D: Dialect>(
 
 const GET_EVENT: &str = "SELECT position, id, event_type, version, pool, aggregate_type, \
        aggregate_id, tenant_id, correlation_id, causation_id, status, attempts, occurred_at, \
-       recorded_at, processed_at, payload FROM herald_events WHERE id = $1";
+       recorded_at, processed_at, traceparent, tracestate, payload FROM herald_events WHERE id = $1";
 
 /// One event with its payload, the deliveries it owes and the runs it enqueued.
 pub(crate) async fn get_event<D: Dialect>(
@@ -250,6 +250,7 @@ fn event_summary<R: Columns>(row: &R) -> Result<EventSummary, StoreError> {
         occurred_at: row.time("occurred_at")?,
         recorded_at: row.time("recorded_at")?,
         processed_at: row.opt_time("processed_at")?,
+        trace: row.trace()?,
     })
 }
 

@@ -347,7 +347,7 @@ pub(crate) async fn finish_deliveries<D: Dialect>(
 /// The columns [`stored_event`] reads.
 pub(crate) const EVENT_COLUMNS: &str = "position, id, event_type, version, pool, \
      aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
-     occurred_at, recorded_at, attempts";
+     occurred_at, recorded_at, attempts, traceparent, tracestate";
 
 /// The one decoder of an event row as a lane claims it. `blocked_subscribers` stays empty:
 /// each database reads that list in its own way, with the claim.
@@ -380,6 +380,7 @@ pub(crate) fn stored_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreErro
         claims: row.int("attempts").map(to_u32).unwrap_or(1),
         blocked_subscribers: Vec::new(),
         unreadable: Some(error.to_string()),
+        trace: None,
     })
 }
 
@@ -401,6 +402,7 @@ fn readable_event<R: Columns>(row: &R) -> Result<StoredEvent, StoreError> {
         claims: to_u32(row.int("attempts")?),
         blocked_subscribers: Vec::new(),
         unreadable: None,
+        trace: row.trace()?,
     })
 }
 

@@ -11,7 +11,8 @@ use crate::store::sql::backend::{SqlBackend, SqlJobStore, Tx};
 use crate::store::sql::jobs;
 use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 
-const CLAIMED_COLUMNS: &str = "id, job, input, attempt, max_attempts, root_id, tenant_id";
+const CLAIMED_COLUMNS: &str =
+    "id, job, input, attempt, max_attempts, root_id, tenant_id, traceparent, tracestate";
 
 impl SqlJobStore for SqliteBackend {
     fn parent_holds<'a>(tx: &'a mut Tx<'_, Sqlite>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {

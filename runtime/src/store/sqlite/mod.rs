@@ -9,6 +9,7 @@ use crate::ops::ProjectionLag;
 use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::migrate::{Migration, embedded_migrations};
 use crate::store::sql::outbox::{self, EVENT_COLUMNS};
+use crate::trace::TraceContext;
 use dialect::SqliteDialect;
 
 use std::str::FromStr;
@@ -161,7 +162,7 @@ async fn insert_chunk(
     let mut builder = sqlx::QueryBuilder::<Sqlite>::new(
         "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
          aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, payload, \
-         occurred_at, recorded_at, next_attempt_at, aggregate_sequence) ",
+         occurred_at, recorded_at, next_attempt_at, aggregate_sequence, traceparent, tracestate) ",
     );
     builder.push_values(chunk, |mut row, event| {
         row.push_bind(event.id)
@@ -179,7 +180,9 @@ async fn insert_chunk(
             .push_bind(micros(event.occurred_at))
             .push_bind(now)
             .push_bind(now)
-            .push_bind(event.aggregate_sequence);
+            .push_bind(event.aggregate_sequence)
+            .push_bind(event.trace.as_ref().map(TraceContext::traceparent))
+            .push_bind(event.trace.as_ref().and_then(TraceContext::tracestate));
     });
     builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
     builder
