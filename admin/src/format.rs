@@ -37,6 +37,12 @@ pub fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| value.to_string())
 }
 
+/// The trace an event or run belongs to, by the id a tracing backend finds it by: `-` when it
+/// was stored without one.
+pub fn trace_id(trace: Option<&herald::TraceContext>) -> String {
+    or_dash(trace.map(herald::TraceContext::trace_id))
+}
+
 /// The aggregate of an event or run, as `type:id`.
 pub fn aggregate(kind: Option<&str>, id: Option<&str>) -> String {
     match (kind, id) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use herald::serde_json::{self, Value};
 use herald::uuid::Uuid;
-use herald::{Backend, Envelope, Jobs, Publish, Store};
+use herald::{Backend, Envelope, Jobs, Publish, Store, TraceContext};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::StripePaymentReceived;
 use integration_tests::fixtures::{contact_created, drain_until_idle, payment};
@@ -88,9 +88,20 @@ async fn an_operator_finds_redrives_and_cleans_up<B: Backend>(store: Store<B>, u
     });
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
     let mut tx = store.begin().await.unwrap();
-    bus.publish(&mut tx, first, contact_created(first))
-        .await
-        .unwrap();
+    // Published in a request's trace (as its `traceparent` header gave it).
+    let request_trace = TraceContext::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        None,
+    )
+    .unwrap();
+    bus.publish_with(
+        &mut tx,
+        Publish::new(contact_created(first))
+            .aggregate_id(first)
+            .trace_context(request_trace),
+    )
+    .await
+    .unwrap();
     bus.publish(&mut tx, second, contact_created(second))
         .await
         .unwrap();
@@ -205,6 +216,10 @@ async fn an_operator_finds_redrives_and_cleans_up<B: Backend>(store: Store<B>, u
     assert!(
         one.contains("every subscriber has it") && one.contains("sync_contact"),
         "{one}"
+    );
+    assert!(
+        one.contains("trace       4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the trace to look up: {one}"
     );
 
     let canceled = herald(

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::render::{Output, Table};
 use crate::{EventQuery, EventSelection, EventsCommand, Failure};
-use herald_admin::format::{aggregate, aggregate_filter, or_dash, relative, time};
+use herald_admin::format::{aggregate, aggregate_filter, or_dash, relative, time, trace_id};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,
@@ -99,7 +99,7 @@ async fn show<B: Backend>(store: &Store<B>, id: Uuid, output: &Output) -> Result
 
 fn human_detail(detail: &EventDetail, out: &mut dyn Write) -> std::io::Result<()> {
     let event = &detail.event;
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         ("id", event.id.to_string()),
         (
             "type",
@@ -117,6 +117,7 @@ fn human_detail(detail: &EventDetail, out: &mut dyn Write) -> std::io::Result<()
         ("tenant", or_dash(event.tenant_id.as_deref())),
         ("correlation", or_dash(event.correlation_id)),
         ("causation", or_dash(event.causation_id)),
+        ("trace", trace_id(event.trace.as_ref())),
         ("status", event.status.as_str().to_owned()),
         ("claims", event.claims.to_string()),
         ("occurred", time(event.occurred_at)),

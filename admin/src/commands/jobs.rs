@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::confirm::confirm;
 use crate::render::{Output, Table};
 use crate::{Failure, JobsCommand, RunAction, RunSelection};
-use herald_admin::format::{aggregate, first_line, or_dash, relative, run_status, run_tree, time};
+use herald_admin::format::{
+    aggregate, first_line, or_dash, relative, run_status, run_tree, time, trace_id,
+};
 
 pub(super) async fn execute<B: Backend>(
     store: &Store<B>,
@@ -122,7 +124,7 @@ fn human_detail(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let run = &detail.run;
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("run", run.id.to_string()),
         ("job", run.job.clone()),
         ("pool", run.pool.clone()),
@@ -138,6 +140,7 @@ fn human_detail(
         ("tenant", or_dash(run.tenant_id.as_deref())),
         ("event", or_dash(run.event_id)),
         ("parent", or_dash(run.parent_id)),
+        ("trace", trace_id(run.trace.as_ref())),
         ("dedupe key", or_dash(run.dedupe_key.as_deref())),
         ("created", time(run.created_at)),
         ("finished", or_dash(run.finished_at.map(time))),

@@ -17,7 +17,7 @@ use super::Dashboard;
 use super::html::{FilterForm, Markup, action_form, fields, link, pre, query_value, table, text};
 use crate::format::{
     aggregate, aggregate_filter, duration, first_line, or_dash, relative, run_status, run_tree,
-    time,
+    time, trace_id,
 };
 
 type Shared<B> = State<Arc<Dashboard<B>>>;
@@ -271,6 +271,7 @@ pub(super) async fn event<B: Backend>(
         ("Tenant", cell(or_dash(event.tenant_id.as_deref()))),
         ("Correlation", cell(or_dash(event.correlation_id))),
         ("Causation", cell(or_dash(event.causation_id))),
+        ("Trace", cell(trace_id(event.trace.as_ref()))),
         ("Status", cell(event.status.as_str())),
         ("Claims", cell(event.claims.to_string())),
         ("Occurred", cell(time(event.occurred_at))),
@@ -606,6 +607,7 @@ pub(super) async fn run<B: Backend>(
         ),
         ("Tenant", cell(or_dash(run.tenant_id.as_deref()))),
         ("Event", event),
+        ("Trace", cell(trace_id(run.trace.as_ref()))),
         ("Dedupe key", cell(or_dash(run.dedupe_key.as_deref()))),
         ("Created", cell(time(run.created_at))),
         ("Finished", cell(or_dash(run.finished_at.map(time)))),
