@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use herald::ops::ProjectionLag;
 use herald::serde_json;
-use herald::testing::{RawEvent, SilentEventClaim};
+use herald::testing::{RawEvent, SilentDeliveryClaim, SilentEventClaim};
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Envelope, Event, HandlerError, ProjectedEvent, Projection, RetryTiming, Store,
+    Backend, Envelope, Event, HandlerError, ProjectedEvent, Projection, RetryTiming, ServiceHandle,
+    Store,
 };
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
@@ -69,6 +70,19 @@ fn record_calls<B: Backend>(bus: &TypedEventBus<B>, name: &str) -> Calls {
     calls
 }
 
+/// Two drains with leases of 300 ms, so that a delivery slower than that outlives several.
+fn two_drains_with_short_leases<B: Backend>(bus: &TypedEventBus<B>) -> Vec<ServiceHandle> {
+    (0..2)
+        .map(|_| {
+            bus.drain()
+                .lease(Duration::from_millis(300))
+                .poll_interval(Duration::from_millis(50))
+                .retry(quick_retries())
+                .spawn()
+        })
+        .collect()
+}
+
 fn quick_retries() -> RetryTiming {
     RetryTiming {
         base: Duration::from_millis(5),
@@ -117,6 +131,108 @@ async fn a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts<B: 
         .await
         .unwrap();
     assert!(again.is_empty());
+}
+
+/// Subscribes `name` to `contact_created`: its first delivery of each event fails, the retries
+/// succeed after `retry_takes`. Counts every call.
+fn fail_once_then<B: Backend>(bus: &TypedEventBus<B>, name: &str, retry_takes: Duration) -> Calls {
+    let calls = Calls::default();
+    let seen = calls.clone();
+    bus.subscribe(name, move |e: Envelope<ContactCreated>| {
+        let seen = seen.clone();
+        async move {
+            let contact = e.payload.contact_id;
+            let first = seen.of(contact) == 0;
+            seen.record(contact);
+            if first {
+                return Err(HandlerError::from("the first delivery fails"));
+            }
+            tokio::time::sleep(retry_takes).await;
+            Ok(())
+        }
+    });
+    calls
+}
+
+async fn a_poison_retry_is_dead_lettered_once_lost_claims_spend_its_attempts<B: Backend>(
+    store: Store<B>,
+) {
+    let bus = TypedEventBus::new(store);
+    let calls = fail_once_then(&bus, "record", Duration::ZERO);
+    let poison = Uuid::from_u128(1);
+    publish(&bus, &[poison]).await;
+    // Only the first fan-out: the retry it owes is not due yet, and is left to the silent
+    // workers below once it is.
+    let retry_in = Duration::from_millis(200);
+    let summary = bus
+        .drain()
+        .retry(RetryTiming {
+            base: retry_in,
+            cap: retry_in,
+        })
+        .run_until_idle()
+        .await
+        .unwrap();
+    assert_eq!((summary.events, summary.retries_scheduled), (1, 1));
+    tokio::time::sleep(retry_in * 2).await;
+    // One attempt was made; every claim of the retry after it is lost, as if each worker that
+    // took it crashed while re-delivering, until they have spent the remaining attempts.
+    let max_attempts = ContactCreated::META.retry.max_attempts().get();
+    for _ in 1..max_attempts {
+        let lost =
+            SilentDeliveryClaim::take(bus.store(), "events_change", Duration::from_millis(1))
+                .await
+                .unwrap();
+        assert_eq!(
+            lost.len(),
+            1,
+            "the retry is claimable again after a lost claim"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    bus.drain()
+        .retry(quick_retries())
+        .run_until_idle()
+        .await
+        .unwrap();
+
+    assert_eq!(calls.of(poison), 1, "a poison retry is not run again");
+    let dead = bus.store().dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, max_attempts);
+    let lost = max_attempts - 1;
+    assert_eq!(
+        dead[0].last_error,
+        format!("claim lost {lost} times: worker crashed or stalled while delivering")
+    );
+    let again = SilentDeliveryClaim::take(bus.store(), "events_change", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "no longer claimed for ever");
+}
+
+async fn a_retry_slower_than_the_lease_keeps_its_claim<B: Backend>(store: Store<B>) {
+    let bus = TypedEventBus::new(store);
+    // Past several leases of 300 ms, which the retry lane renews meanwhile.
+    let calls = fail_once_then(&bus, "record", Duration::from_millis(1200));
+    let slow = Uuid::from_u128(30);
+    publish(&bus, &[slow]).await;
+    let workers = two_drains_with_short_leases(&bus);
+    eventually("the retry is delivered", DEADLINE, || async {
+        let stats = bus.store().stats().await.unwrap();
+        stats.pending_events == 0 && stats.retrying_deliveries == 0
+    })
+    .await;
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    assert_eq!(
+        calls.of(slow),
+        2,
+        "the first delivery and one retry: the retry's lease held"
+    );
+    assert!(bus.store().dead_letters(10).await.unwrap().is_empty());
 }
 
 async fn a_released_claim_does_not_count_as_lost<B: Backend>(store: Store<B>) {
@@ -230,15 +346,7 @@ async fn a_subscriber_slower_than_the_lease_keeps_its_batch<B: Backend>(store: S
     let mut all = vec![slow];
     all.extend(&quick);
     publish(&bus, &all).await;
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            bus.drain()
-                .lease(Duration::from_millis(300))
-                .poll_interval(Duration::from_millis(50))
-                .retry(quick_retries())
-                .spawn()
-        })
-        .collect();
+    let workers = two_drains_with_short_leases(&bus);
     eventually("every event is processed", DEADLINE, || async {
         bus.store().stats().await.unwrap().pending_events == 0
     })
@@ -538,6 +646,8 @@ integration_tests::on_every_backend!(
     a_projections_lag_counts_what_it_has_yet_to_fold,
     an_event_of_an_unknown_type_waits_for_a_process_that_knows_it,
     a_poison_event_is_dead_lettered_once_lost_claims_spend_its_attempts,
+    a_poison_retry_is_dead_lettered_once_lost_claims_spend_its_attempts,
+    a_retry_slower_than_the_lease_keeps_its_claim,
     a_released_claim_does_not_count_as_lost,
     a_hanging_subscriber_times_out_and_its_pool_moves_on,
     a_subscriber_slower_than_the_lease_keeps_its_batch,

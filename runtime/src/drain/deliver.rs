@@ -38,6 +38,30 @@ pub(super) fn unreadable(event: &StoredEvent, reason: &str) -> DeliveryState {
     }
 }
 
+/// What becomes of a delivery whose every earlier claim was lost (a crash, a stall past the
+/// lease, a kill while delivering), once those claims have spent its attempts: a dead letter
+/// that says so, instead of a claim for ever.
+pub(super) fn lost_too_often(
+    event: &StoredEvent,
+    subscriber: &str,
+    attempts: u32,
+    lost_claims: u32,
+) -> DeliveryState {
+    tracing::error!(
+        event.id = %event.id,
+        event.r#type = %event.event_type,
+        %subscriber,
+        lost_claims,
+        "delivery claimed and lost too often: dead-lettered without delivery"
+    );
+    DeliveryState::Failed {
+        attempts,
+        last_error: format!(
+            "claim lost {lost_claims} times: worker crashed or stalled while delivering"
+        ),
+    }
+}
+
 /// One delivery attempt. `None` when it succeeded; otherwise when (or whether) to try again.
 pub(super) async fn deliver<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,

@@ -10,7 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::deliver::{deliver, retry_policy, unreadable};
+use super::deliver::{deliver, lost_too_often, retry_policy, unreadable};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
@@ -111,19 +111,12 @@ async fn fan_out<C: Catalog, B: Backend>(
         } else if let Some(reason) = &event.unreadable {
             Some(unreadable(event, reason))
         } else if is_poison {
-            tracing::error!(
-                event.id = %event.id,
-                event.r#type = %event.event_type,
-                subscriber = %subscriber.name,
+            Some(lost_too_often(
+                event,
+                &subscriber.name,
                 lost_claims,
-                "event claimed and lost too often: dead-lettered without delivery"
-            );
-            Some(DeliveryState::Failed {
-                attempts: lost_claims,
-                last_error: format!(
-                    "claim lost {lost_claims} times: worker crashed or stalled while delivering"
-                ),
-            })
+                lost_claims,
+            ))
         } else {
             deliver(shared, event, subscriber, 0, policy).await
         };
@@ -230,7 +223,7 @@ const COMPLETION_TRIES: u32 = 5;
 
 /// How often a batch still being delivered renews its leases: well within the lease, so that a
 /// renewal delayed by a busy database still lands in time.
-fn renewal_interval(lease: Duration) -> Duration {
+pub(super) fn renewal_interval(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(10))
 }
 

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-use super::deliver::{deliver, retry_policy, unreadable};
+use super::deliver::{deliver, lost_too_often, retry_policy, unreadable};
+use super::lanes::renewal_interval;
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
@@ -61,53 +62,98 @@ pub(super) async fn claim_and_redeliver<C: Catalog, B: Backend>(
     redeliver(shared, owner, claimed).await.map(Some)
 }
 
+/// Delivers the claimed retries one at a time, in position order (a claim may hold
+/// consecutive heads of several aggregates, never two of the same (subscriber, aggregate)),
+/// while their leases are renewed beside them, and records what became of each.
 async fn redeliver<C: Catalog, B: Backend>(
     shared: &Lanes<C, B>,
     owner: &str,
     claimed: Vec<ClaimedDelivery>,
 ) -> Result<Vec<DeliveryOutcome>, StoreError> {
-    let mut by_type: HashMap<String, Vec<Subscriber>> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(claimed.len());
-    // In position order, one at a time: a claim may hold consecutive heads of several
-    // aggregates, never two of the same (subscriber, aggregate).
-    for delivery in &claimed {
-        let subscribers = by_type
-            .entry(delivery.event.event_type.clone())
-            .or_insert_with(|| shared.subscribers.of(&delivery.event.event_type));
-        let subscriber = subscribers.iter().find(|s| *s.name == *delivery.subscriber);
-        let state = match (&delivery.event.unreadable, subscriber) {
-            (Some(reason), _) => Some(unreadable(&delivery.event, reason)),
-            (None, Some(subscriber)) => {
-                let policy = retry_policy::<C>(&delivery.event.event_type);
-                deliver(
-                    shared,
-                    &delivery.event,
-                    subscriber,
-                    delivery.attempts,
-                    policy,
-                )
-                .await
+    let (delivered, mut finished) = oneshot::channel();
+    let deliver_all = async move {
+        let mut by_type: HashMap<String, Vec<Subscriber>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        for delivery in &claimed {
+            let subscribers = by_type
+                .entry(delivery.event.event_type.clone())
+                .or_insert_with(|| shared.subscribers.of(&delivery.event.event_type));
+            let subscriber = subscribers.iter().find(|s| *s.name == *delivery.subscriber);
+            outcomes.push(DeliveryOutcome {
+                event_id: delivery.event.id,
+                subscriber: delivery.subscriber.clone(),
+                state: attempt(shared, delivery, subscriber).await,
+            });
+        }
+        let _ = delivered.send(());
+        outcomes
+    };
+    // Joined, not selected, as in the event lane: a renewal waiting for a connection must not
+    // stop the delivery that holds one.
+    let keep_leases = async {
+        let renewal = renewal_interval(shared.config.lease);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
+        loop {
+            tokio::select! {
+                _ = &mut finished => break,
+                _ = renew.tick() => extend_leases(shared, owner).await,
             }
-            // The subscriber is gone from this process's code: keep the delivery, dead, for an
-            // operator to see, rather than drop it silently.
-            (None, None) => Some(DeliveryState::Failed {
-                attempts: delivery.attempts,
-                last_error: format!(
-                    "no subscriber named `{}` is registered for `{}` in this process",
-                    delivery.subscriber, delivery.event.event_type
-                ),
-            }),
-        };
-        outcomes.push(DeliveryOutcome {
-            event_id: delivery.event.id,
-            subscriber: delivery.subscriber.clone(),
-            state,
-        });
-    }
+        }
+    };
+    let (outcomes, ()) = tokio::join!(deliver_all, keep_leases);
     shared
         .store
         .backend()
         .finish_deliveries(owner, &outcomes, shared.store.now())
         .await?;
     Ok(outcomes)
+}
+
+/// One retry of one delivery, or why it is not made: the row cannot be read, its claims were
+/// lost too often, or its subscriber is gone. `None` when it succeeded.
+async fn attempt<C: Catalog, B: Backend>(
+    shared: &Lanes<C, B>,
+    delivery: &ClaimedDelivery,
+    subscriber: Option<&Subscriber>,
+) -> Option<DeliveryState> {
+    let event = &delivery.event;
+    if let Some(reason) = &event.unreadable {
+        return Some(unreadable(event, reason));
+    }
+    let policy = retry_policy::<C>(&event.event_type);
+    // Each lost claim was an attempt that never got to say how it ended.
+    let lost_claims = delivery.claims.saturating_sub(1);
+    let attempts = delivery.attempts + lost_claims;
+    if lost_claims > 0 && attempts >= policy.max_attempts().get() {
+        return Some(lost_too_often(
+            event,
+            &delivery.subscriber,
+            attempts,
+            lost_claims,
+        ));
+    }
+    match subscriber {
+        Some(subscriber) => deliver(shared, event, subscriber, attempts, policy).await,
+        // The subscriber is gone from this process's code: keep the delivery, dead, for an
+        // operator to see, rather than drop it silently.
+        None => Some(DeliveryState::Failed {
+            attempts: delivery.attempts,
+            last_error: format!(
+                "no subscriber named `{}` is registered for `{}` in this process",
+                delivery.subscriber, event.event_type
+            ),
+        }),
+    }
+}
+
+async fn extend_leases<C: Catalog, B: Backend>(shared: &Lanes<C, B>, owner: &str) {
+    let until = shared.claim(owner).until();
+    if let Err(error) = shared
+        .store
+        .backend()
+        .extend_delivery_leases(owner, until)
+        .await
+    {
+        tracing::warn!(%error, "could not extend the leases of the retries being delivered");
+    }
 }

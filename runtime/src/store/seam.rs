@@ -229,6 +229,9 @@ pub struct ClaimedDelivery {
     pub subscriber: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// How many times the delivery was claimed since its last recorded attempt, this claim
+    /// included: the others were lost.
+    pub claims: u32,
     /// The event to deliver.
     pub event: StoredEvent,
 }
@@ -580,6 +583,10 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
         lane: &'a Lane,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<ClaimedDelivery>>;
+    /// Extends `owner`'s leases on the retries it holds to `until`, while they are being
+    /// delivered; returns how many it still holds.
+    #[doc(hidden)]
+    fn extend_delivery_leases<'a>(&'a self, owner: &'a str, until: DateTime<Utc>) -> Fut<'a, u64>;
     /// Records the outcomes of claimed retries that `owner` still holds.
     #[doc(hidden)]
     fn finish_deliveries<'a>(

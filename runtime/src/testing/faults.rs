@@ -10,6 +10,25 @@ use crate::store::{
     AttemptOutcome, AttemptResult, Backend, Claim, Lane, NewEvent, NewRun, Store, StoreError,
 };
 
+/// The lane of `pool`, or the audit lane for `"audit"`.
+fn lane_named(pool: &str) -> Lane {
+    if pool == "audit" {
+        Lane::Audit
+    } else {
+        Lane::Pool(pool.to_owned())
+    }
+}
+
+/// A claim of up to 100 rows by `owner`, now, for `lease`.
+fn silent_claim<'a, B: Backend>(store: &Store<B>, owner: &'a str, lease: Duration) -> Claim<'a> {
+    Claim {
+        owner,
+        limit: 100,
+        lease,
+        now: store.now(),
+    }
+}
+
 /// A claim of events by a worker that then goes silent, as one that crashed or stalled in the
 /// middle of a batch: the events stay claimed until the lease expires.
 pub struct SilentEventClaim<B: Backend> {
@@ -23,24 +42,11 @@ impl<B: Backend> SilentEventClaim<B> {
     /// Claims up to 100 events of `pool` (`"audit"` for the audit lane), of any type, for
     /// `lease`.
     pub async fn take(store: &Store<B>, pool: &str, lease: Duration) -> Result<Self, StoreError> {
-        let lane = if pool == "audit" {
-            Lane::Audit
-        } else {
-            Lane::Pool(pool.to_owned())
-        };
+        let lane = lane_named(pool);
         let owner = format!("silent-{}", Uuid::now_v7().simple());
         let events = store
             .backend()
-            .claim_events(
-                &lane,
-                None,
-                Claim {
-                    owner: &owner,
-                    limit: 100,
-                    lease,
-                    now: store.now(),
-                },
-            )
+            .claim_events(&lane, None, silent_claim(store, &owner, lease))
             .await?;
         Ok(Self {
             store: store.clone(),
@@ -76,6 +82,41 @@ impl<B: Backend> SilentEventClaim<B> {
     }
 }
 
+/// A claim of due retries by a worker that then goes silent, as one that crashed or stalled in
+/// the middle of re-delivering them: the retries stay claimed until the lease expires.
+pub struct SilentDeliveryClaim {
+    claimed: usize,
+}
+
+impl SilentDeliveryClaim {
+    /// Claims up to 100 due retries of `pool` (`"audit"` for the audit lane) for `lease`.
+    pub async fn take<B: Backend>(
+        store: &Store<B>,
+        pool: &str,
+        lease: Duration,
+    ) -> Result<Self, StoreError> {
+        let lane = lane_named(pool);
+        let owner = format!("silent-{}", Uuid::now_v7().simple());
+        let claimed = store
+            .backend()
+            .claim_deliveries(&lane, silent_claim(store, &owner, lease))
+            .await?;
+        Ok(Self {
+            claimed: claimed.len(),
+        })
+    }
+
+    /// How many retries the claim holds.
+    pub fn len(&self) -> usize {
+        self.claimed
+    }
+
+    /// Whether the claim holds no retry.
+    pub fn is_empty(&self) -> bool {
+        self.claimed == 0
+    }
+}
+
 /// A claim of job runs by a worker that then goes silent: the runs stay `running` until their
 /// lease expires and they are rescued.
 pub struct SilentRunClaim<B: Backend> {
@@ -94,16 +135,7 @@ impl<B: Backend> SilentRunClaim<B> {
         let owner = format!("silent-{}", Uuid::now_v7().simple());
         let runs = store
             .backend()
-            .claim_runs(
-                pool,
-                jobs,
-                Claim {
-                    owner: &owner,
-                    limit: 100,
-                    lease,
-                    now: store.now(),
-                },
-            )
+            .claim_runs(pool, jobs, silent_claim(store, &owner, lease))
             .await?;
         Ok(Self {
             store: store.clone(),

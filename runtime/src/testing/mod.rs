@@ -9,4 +9,4 @@ mod faults;
 pub use crate::store::RecordedEvent;
 pub use aggregate::{Given, Then, ThenState};
 pub use clock::ManualClock;
-pub use faults::{RawEvent, RawRun, SilentEventClaim, SilentRunClaim};
+pub use faults::{RawEvent, RawRun, SilentDeliveryClaim, SilentEventClaim, SilentRunClaim};

@@ -185,6 +185,59 @@ async fn owed_deliveries_wait_for_their_time<B: Backend>(store: Store<B>) {
     assert_eq!((due[0].subscriber.as_str(), due[0].attempts), ("mailer", 1));
 }
 
+async fn a_retrys_claims_count_until_an_attempt_is_recorded<B: Backend>(store: Store<B>) {
+    insert_events(&store, &[event(Some("a"))]).await;
+    let claimed = claim_events(&store, claim("w1", t0())).await;
+    let owed = retry_at(&claimed.0[0], "mailer", 0);
+    let event_id = owed.event_id;
+    complete(&store, claimed, &[owed]).await;
+    let lane = change_lane();
+    let claims_of = |owner: &'static str, seconds: i64| {
+        let (store, lane) = (store.clone(), lane.clone());
+        async move {
+            let claimed = store
+                .backend()
+                .claim_deliveries(&lane, claim(owner, at(seconds)))
+                .await
+                .expect("claim retries");
+            claimed
+                .iter()
+                .map(|delivery| delivery.claims)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(claims_of("r1", 1).await, vec![1]);
+    // r1's lease (30 s) runs out without an outcome: a lost claim.
+    assert_eq!(claims_of("r2", 32).await, vec![2]);
+    // Given back, r2's claim is not a lost one.
+    assert_eq!(store.backend().release("r2").await.expect("release"), 1);
+    assert_eq!(claims_of("r3", 33).await, vec![2]);
+    // An attempt recorded: the count starts again.
+    let retried = DeliveryOutcome {
+        event_id,
+        subscriber: "mailer".to_owned(),
+        state: Some(DeliveryState::Retry {
+            attempts: 2,
+            at: at(40),
+            last_error: Some("still down".to_owned()),
+        }),
+    };
+    store
+        .backend()
+        .finish_deliveries("r3", &[retried], at(34))
+        .await
+        .expect("finish");
+    assert_eq!(claims_of("r4", 40).await, vec![1]);
+    // And an extended lease is not lost when the old one would have run out.
+    store
+        .backend()
+        .extend_delivery_leases("r4", at(100))
+        .await
+        .expect("extend");
+    assert_eq!(claims_of("r5", 80).await, Vec::<u32>::new());
+    assert_eq!(claims_of("r5", 101).await, vec![2]);
+}
+
 async fn a_retry_queues_behind_its_aggregates_earlier_open_delivery<B: Backend>(store: Store<B>) {
     insert_events(&store, &[event(Some("a"))]).await;
     let first = claim_events(&store, claim("w1", t0())).await;
@@ -310,6 +363,7 @@ on_every_backend!(
     a_released_claim_is_not_counted,
     owed_deliveries_wait_for_their_time,
     a_retry_queues_behind_its_aggregates_earlier_open_delivery,
+    a_retrys_claims_count_until_an_attempt_is_recorded,
     a_failed_last_attempt_is_a_dead_letter_until_redriven,
     a_taken_aggregate_sequence_is_a_conflict,
 );

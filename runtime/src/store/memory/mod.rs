@@ -46,6 +46,8 @@ struct Delivery {
     failed: bool,
     processing: bool,
     attempts: u32,
+    /// Claims since the last recorded attempt.
+    claims: u32,
     next_attempt_at: DateTime<Utc>,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -500,6 +502,7 @@ impl Backend for MemoryBackend {
                         failed,
                         processing: false,
                         attempts,
+                        claims: 0,
                         next_attempt_at,
                         lease_owner: None,
                         lease_expires_at: None,
@@ -586,14 +589,30 @@ impl Backend for MemoryBackend {
                     delivery.processing = true;
                     delivery.lease_owner = Some(owner.to_owned());
                     delivery.lease_expires_at = Some(until);
+                    delivery.claims += 1;
                     claimed.push(ClaimedDelivery {
                         subscriber: key.1,
                         attempts: delivery.attempts,
+                        claims: delivery.claims,
                         event,
                     });
                 }
             }
             Ok(claimed)
+        })
+    }
+
+    fn extend_delivery_leases<'a>(&'a self, owner: &'a str, until: DateTime<Utc>) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            let mut held = 0;
+            for delivery in state.deliveries.values_mut() {
+                if delivery.processing && delivery.lease_owner.as_deref() == Some(owner) {
+                    delivery.lease_expires_at = Some(until);
+                    held += 1;
+                }
+            }
+            Ok(held)
         })
     }
 
@@ -623,6 +642,7 @@ impl Backend for MemoryBackend {
                             delivery.processing = false;
                             delivery.lease_owner = None;
                             delivery.lease_expires_at = None;
+                            delivery.claims = 0;
                             match new_state {
                                 DeliveryState::Retry {
                                     attempts,
@@ -670,6 +690,7 @@ impl Backend for MemoryBackend {
                     delivery.processing = false;
                     delivery.lease_owner = None;
                     delivery.lease_expires_at = None;
+                    delivery.claims = delivery.claims.saturating_sub(1);
                     released += 1;
                 }
             }
@@ -872,6 +893,7 @@ impl Backend for MemoryBackend {
                 if let Some(delivery) = state.deliveries.get_mut(&key) {
                     delivery.failed = false;
                     delivery.attempts = 0;
+                    delivery.claims = 0;
                     delivery.next_attempt_at = now;
                     count += 1;
                 }

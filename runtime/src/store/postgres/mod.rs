@@ -551,9 +551,9 @@ impl SqlBackend for PostgresBackend {
                          AND q.event_position < d.event_position AND q.status <> 'failed') \
                    ORDER BY d.event_position LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  UPDATE herald_deliveries d SET status = 'processing', lease_owner = $3, \
-                   lease_expires_at = $4, updated_at = $5 \
+                   lease_expires_at = $4, updated_at = $5, claims = d.claims + 1 \
                  FROM claimable c WHERE d.event_id = c.event_id AND d.subscriber = c.subscriber \
-                 RETURNING d.event_id, d.subscriber, d.attempts",
+                 RETURNING d.event_id, d.subscriber, d.attempts, d.claims",
                 lane = lane_filter(lane, "d", 1),
                 same_pool = match lane {
                     Lane::Pool(_) => "q.pool = d.pool",
@@ -577,9 +577,10 @@ impl SqlBackend for PostgresBackend {
                     row.try_get::<Uuid, _>("event_id")?,
                     row.try_get::<String, _>("subscriber")?,
                     row.try_get::<i32, _>("attempts")? as u32,
+                    row.try_get::<i32, _>("claims")? as u32,
                 ));
             }
-            let ids: Vec<Uuid> = wanted.iter().map(|(id, _, _)| *id).collect();
+            let ids: Vec<Uuid> = wanted.iter().map(|(id, _, _, _)| *id).collect();
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {EVENT_COLUMNS} FROM herald_events e WHERE e.id = ANY($1)"
             )))
@@ -591,7 +592,7 @@ impl SqlBackend for PostgresBackend {
                 .map(event_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
             let mut deliveries = Vec::with_capacity(wanted.len());
-            for (event_id, subscriber, attempts) in wanted {
+            for (event_id, subscriber, attempts, claims) in wanted {
                 let event = events
                     .iter()
                     .find(|event| event.id == event_id)
@@ -603,6 +604,7 @@ impl SqlBackend for PostgresBackend {
                 deliveries.push(ClaimedDelivery {
                     subscriber,
                     attempts,
+                    claims,
                     event,
                 });
             }

@@ -202,6 +202,13 @@ impl<S: SqlJobStore> Backend for S {
         SqlBackend::claim_deliveries(self, lane, claim)
     }
 
+    fn extend_delivery_leases<'a>(&'a self, owner: &'a str, until: DateTime<Utc>) -> Fut<'a, u64> {
+        Box::pin(async move {
+            let mut connection = self.bookkeeping().acquire().await?;
+            outbox::extend_delivery_leases::<S::Dialect>(&mut connection, owner, until).await
+        })
+    }
+
     fn finish_deliveries<'a>(
         &'a self,
         owner: &'a str,

@@ -139,6 +139,15 @@ macro_rules! embedded_migrations {
                     "/0006_trace_context.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 7,
+                name: "delivery claims",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0007_delivery_claims.sql"
+                )),
+            },
         ]
     };
 }

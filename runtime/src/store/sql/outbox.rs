@@ -32,7 +32,8 @@ pub(crate) async fn release<D: Dialect>(
         connection,
         Statement::new(
             "UPDATE herald_deliveries SET status = 'pending', lease_owner = NULL, \
-               lease_expires_at = NULL WHERE lease_owner = $1 AND status = 'processing'",
+               lease_expires_at = NULL, claims = claims - 1 \
+             WHERE lease_owner = $1 AND status = 'processing'",
         )
         .text(owner),
     )
@@ -211,7 +212,7 @@ pub(crate) async fn redrive<D: Dialect>(
     Ok(D::execute(
         connection,
         Statement::new(
-            "UPDATE herald_deliveries SET status = 'pending', attempts = 0, \
+            "UPDATE herald_deliveries SET status = 'pending', attempts = 0, claims = 0, \
                next_attempt_at = $1, updated_at = $1 \
              WHERE status = 'failed' AND ($2 IS NULL OR event_id = $2) \
                AND ($3 IS NULL OR subscriber = $3) \
@@ -294,6 +295,24 @@ pub(crate) fn delivery_columns(
     }
 }
 
+/// Extends the leases of the retries `owner` holds; returns how many it still holds.
+pub(crate) async fn extend_delivery_leases<D: Dialect>(
+    connection: &mut D::Connection,
+    owner: &str,
+    until: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    Ok(D::execute(
+        connection,
+        Statement::new(
+            "UPDATE herald_deliveries SET lease_expires_at = $1 \
+             WHERE lease_owner = $2 AND status = 'processing'",
+        )
+        .time(until)
+        .text(owner),
+    )
+    .await?)
+}
+
 /// Records what the retry lane's attempts came to: a delivered retry goes away, a failed one
 /// is due again later or dead. Fenced on the lease owner, so that a retry another worker took
 /// over after this one's lease expired stays theirs.
@@ -325,7 +344,7 @@ pub(crate) async fn finish_deliveries<D: Dialect>(
                     Statement::new(
                         "UPDATE herald_deliveries SET status = $1, attempts = $2, \
                            next_attempt_at = $3, last_error = $4, lease_owner = NULL, \
-                           lease_expires_at = NULL, updated_at = $5 \
+                           lease_expires_at = NULL, claims = 0, updated_at = $5 \
                          WHERE event_id = $6 AND subscriber = $7 AND lease_owner = $8",
                     )
                     .text(status)

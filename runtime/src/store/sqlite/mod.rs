@@ -362,7 +362,7 @@ impl SqlBackend for SqliteBackend {
             let now = micros(claim.now);
             let claimed = sqlx::query(
                 "UPDATE herald_deliveries SET status = 'processing', lease_owner = ?1, \
-                   lease_expires_at = ?2, updated_at = ?4 \
+                   lease_expires_at = ?2, updated_at = ?4, claims = claims + 1 \
                  WHERE (event_id, subscriber) IN ( \
                    SELECT d.event_id, d.subscriber FROM herald_deliveries d \
                    WHERE d.pool IS ?3 AND d.status <> 'failed' \
@@ -387,7 +387,8 @@ impl SqlBackend for SqliteBackend {
                 return Ok(Vec::new());
             }
             let sql = format!(
-                "SELECT d.subscriber, d.attempts AS delivery_attempts, {} \
+                "SELECT d.subscriber, d.attempts AS delivery_attempts, \
+                   d.claims AS delivery_claims, {} \
                  FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
                  WHERE d.lease_owner = ? AND d.status = 'processing' ORDER BY e.position",
                 EVENT_COLUMNS
@@ -405,6 +406,7 @@ impl SqlBackend for SqliteBackend {
                     Ok(ClaimedDelivery {
                         subscriber: row.try_get("subscriber")?,
                         attempts: row.try_get::<i64, _>("delivery_attempts")? as u32,
+                        claims: row.try_get::<i64, _>("delivery_claims")? as u32,
                         event: event_from_row(row)?,
                     })
                 })
