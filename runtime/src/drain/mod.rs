@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::event::catalog::Catalog;
 use crate::retry::RetryTiming;
 use crate::service::ServiceHandle;
-use crate::store::{Backend, Claim, Lane, Store, StoreError};
+use crate::store::{Backend, Claim, KnownType, Lane, Store, StoreError};
 use subscribers::Subscribers;
 
 /// Settings of a drain. Every field has a default fit for production.
@@ -253,7 +253,10 @@ impl<C: Catalog, B: Backend> DrainBuilder<C, B> {
             worker_id: self.worker_id,
             known_types: C::registry()
                 .iter()
-                .map(|descriptor| descriptor.meta.event_type)
+                .map(|descriptor| KnownType {
+                    event_type: descriptor.meta.event_type,
+                    version: descriptor.meta.version,
+                })
                 .collect(),
             catalog: PhantomData,
         });
@@ -267,10 +270,11 @@ struct Lanes<C: Catalog, B: Backend> {
     subscribers: Subscribers,
     config: DrainConfig,
     worker_id: String,
-    /// The event types of this process's registry: the only ones its lanes claim. An event of
-    /// a type it does not know (published by a newer release during a rolling deploy) waits
-    /// for a process that knows it instead of being acknowledged undelivered.
-    known_types: Vec<&'static str>,
+    /// The event types of this process's registry, at their current versions: the only events
+    /// its lanes claim. An event of a type it does not know, or stored at a newer version
+    /// (published by a newer release during a rolling deploy), waits for a process that reads
+    /// it instead of being acknowledged undelivered or failing to decode.
+    known_types: Vec<KnownType>,
     catalog: PhantomData<fn() -> C>,
 }
 

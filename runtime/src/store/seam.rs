@@ -47,6 +47,27 @@ impl std::fmt::Display for Lane {
     }
 }
 
+/// An event type a draining process can deliver: its type, up to the version its code reads.
+/// An event stored at a newer version (by a newer release, during a rolling deploy) would fail
+/// to decode here, so it waits for a process that reads it, like an unknown type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownType {
+    /// The event type.
+    pub event_type: &'static str,
+    /// The newest payload version this process reads.
+    pub version: u32,
+}
+
+impl KnownType {
+    /// Whether a process that knows `types` can deliver an event of `event_type` stored at
+    /// `version`.
+    pub fn covers(types: &[KnownType], event_type: &str, version: u32) -> bool {
+        types
+            .iter()
+            .any(|known| known.event_type == event_type && version <= known.version)
+    }
+}
+
 /// An event ready to be inserted: everything publishing stamped on it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -547,14 +568,15 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// Claims `lane`'s next pending events, at most one per aggregate (the oldest it has open),
     /// leased to `claim.owner` until `claim.until()`: the lease is committed, so a worker that
     /// dies holding it loses it when it expires, and each claim counts in
-    /// [`StoredEvent::claims`]. With `types`, only events of those types are claimed (the
-    /// types the draining process knows: the others wait for a process that knows them, and
-    /// hold their aggregate's later events back); `None` claims every type.
+    /// [`StoredEvent::claims`]. With `types`, only events of those types, at those versions or
+    /// older, are claimed (what the draining process can read: the others wait for a process
+    /// that reads them, and hold their aggregate's later events back); `None` claims every
+    /// event.
     #[doc(hidden)]
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        types: Option<&'a [&'static str]>,
+        types: Option<&'a [KnownType]>,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>>;
     /// Marks these claimed events processed and records the deliveries still owed, in one

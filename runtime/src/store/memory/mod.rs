@@ -16,8 +16,8 @@ use crate::ops::{
 };
 use crate::store::{
     AUDIT_LANE, Backend, Checkpoint, Claim, ClaimedDelivery, DeadLetter, DeliveryOutcome,
-    DeliveryState, Fut, Lane, NewDelivery, NewEvent, NewRun, OutboxStats, ProjectedEvent, Redrive,
-    StoreError, StoredEvent, StreamEvent, Wakes, sealed,
+    DeliveryState, Fut, KnownType, Lane, NewDelivery, NewEvent, NewRun, OutboxStats,
+    ProjectedEvent, Redrive, StoreError, StoredEvent, StreamEvent, Wakes, sealed,
 };
 use jobs::JobState;
 
@@ -387,7 +387,7 @@ impl Backend for MemoryBackend {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        types: Option<&'a [&'static str]>,
+        types: Option<&'a [KnownType]>,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
@@ -401,8 +401,9 @@ impl Backend for MemoryBackend {
                 if row.event.pool.as_deref() != lane.pool() || row.status == Status::Processed {
                     continue;
                 }
-                let is_known =
-                    types.is_none_or(|types| types.contains(&row.event.event_type.as_str()));
+                let is_known = types.is_none_or(|types| {
+                    KnownType::covers(types, &row.event.event_type, row.event.version)
+                });
                 let aggregate = aggregate_of(&row.event);
                 let is_head = aggregate
                     .as_ref()

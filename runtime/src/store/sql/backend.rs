@@ -17,8 +17,8 @@ use crate::ops::{
 use crate::store::wake::Wakes;
 use crate::store::{
     AttemptResult, Backend, Checkpoint, Claim, ClaimedDelivery, ClaimedRun, DeliveryOutcome,
-    ExpiredRun, Fut, JobStore, Lane, NewDelivery, NewEvent, NewRun, ProjectedEvent, Rescue,
-    StoredEvent, StreamEvent, sealed,
+    ExpiredRun, Fut, JobStore, KnownType, Lane, NewDelivery, NewEvent, NewRun, ProjectedEvent,
+    Rescue, StoredEvent, StreamEvent, sealed,
 };
 
 /// A transaction of the database `Db`.
@@ -55,7 +55,7 @@ pub trait SqlBackend: Clone + Send + Sync + 'static {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        types: Option<&'a [&'static str]>,
+        types: Option<&'a [KnownType]>,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>>;
 
@@ -169,7 +169,7 @@ impl<S: SqlJobStore> Backend for S {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        types: Option<&'a [&'static str]>,
+        types: Option<&'a [KnownType]>,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>> {
         SqlBackend::claim_events(self, lane, types, claim)

@@ -26,8 +26,8 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::store::{
-    Checkpoint, Claim, ClaimedDelivery, Fut, Lane, NewDelivery, NewEvent, ProjectedEvent,
-    StoreError, StoredEvent, Wakes, conflict_or,
+    Checkpoint, Claim, ClaimedDelivery, Fut, KnownType, Lane, NewDelivery, NewEvent,
+    ProjectedEvent, StoreError, StoredEvent, Wakes, conflict_or,
 };
 
 const MIGRATIONS: &[Migration] = embedded_migrations!("sqlite");
@@ -149,6 +149,15 @@ fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
     Ok(event)
 }
 
+/// The known types as a JSON object of type → newest readable version, for `json_each`.
+fn known_types_json(types: &[KnownType]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = types
+        .iter()
+        .map(|known| (known.event_type.to_owned(), known.version.into()))
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
 fn positions_json(positions: &[i64]) -> String {
     serde_json::to_string(positions).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -230,7 +239,7 @@ impl SqlBackend for SqliteBackend {
     fn claim_events<'a>(
         &'a self,
         lane: &'a Lane,
-        types: Option<&'a [&'static str]>,
+        types: Option<&'a [KnownType]>,
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
@@ -245,7 +254,8 @@ impl SqlBackend for SqliteBackend {
                    WHERE e.pool IS ?3 AND e.status <> 'processed' \
                      AND ((e.status = 'pending' AND e.next_attempt_at <= ?4) \
                        OR (e.status = 'processing' AND e.lease_expires_at < ?4)) \
-                     AND (?6 IS NULL OR e.event_type IN (SELECT value FROM json_each(?6))) \
+                     AND (?6 IS NULL OR EXISTS (SELECT 1 FROM json_each(?6) k \
+                       WHERE k.key = e.event_type AND e.version <= k.value)) \
                      AND NOT EXISTS (SELECT 1 FROM herald_events p \
                        WHERE p.pool IS e.pool AND p.aggregate_type = e.aggregate_type \
                          AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
@@ -264,7 +274,7 @@ impl SqlBackend for SqliteBackend {
                 .bind(lane.pool())
                 .bind(micros(claim.now))
                 .bind(i64::from(limit))
-                .bind(types.map(|types| serde_json::Value::from(types).to_string()))
+                .bind(types.map(known_types_json))
                 .fetch_all(&self.bookkeeping)
                 .await?;
             let mut events = rows
