@@ -273,23 +273,13 @@ fn kept_items(event: &Event, kept: &KeptVersion) -> TokenStream {
         None => summary,
     }));
     let name = format_ident!("{}", kept.struct_name);
-    let fields = kept.fields.iter().map(payload_field);
+    let payload = payload_struct(doc, &name, &kept.fields, None);
     let event_type = &event.name;
     let version = Literal::u32_unsuffixed(kept.version);
     let file = &kept.origin;
     let next = format_ident!("{}", event.next_shape(kept.version));
     quote! {
-        #doc
-        #[derive(
-            Debug, Clone, PartialEq,
-            ::herald::serde::Serialize, ::herald::serde::Deserialize,
-            ::herald::schemars::JsonSchema
-        )]
-        #[serde(crate = #SERDE_ATTRS, deny_unknown_fields)]
-        #[schemars(crate = "::herald::schemars")]
-        pub struct #name {
-            #(#fields)*
-        }
+        #payload
 
         #[automatically_derived]
         impl ::herald::KeptVersion for #name {
@@ -390,19 +380,31 @@ const SERDE_ATTRS: &str = "::herald::serde";
 
 fn event_items(event: &Event) -> TokenStream {
     let doc = doc_attrs(event.description.as_deref());
-    let attribute = event_attribute(event);
     let name = format_ident!("{}", event.struct_name);
-    let fields = event.fields.iter().map(payload_field);
+    payload_struct(doc, &name, &event.fields, Some(event_attribute(event)))
+}
+
+/// A payload struct: its fields as serde reads and writes them, unknown keys refused. `event`
+/// is the `#[event(...)]` attribute of an event's payload, which derives `herald::Event`; a
+/// kept version's payload has none.
+fn payload_struct(
+    doc: TokenStream,
+    name: &Ident,
+    fields: &[PayloadField],
+    event: Option<TokenStream>,
+) -> TokenStream {
+    let derive_event = event.is_some().then(|| quote!(, ::herald::Event));
+    let fields = fields.iter().map(payload_field);
     quote! {
         #doc
         #[derive(
             Debug, Clone, PartialEq,
             ::herald::serde::Serialize, ::herald::serde::Deserialize,
-            ::herald::schemars::JsonSchema, ::herald::Event
+            ::herald::schemars::JsonSchema #derive_event
         )]
         #[serde(crate = #SERDE_ATTRS, deny_unknown_fields)]
         #[schemars(crate = "::herald::schemars")]
-        #attribute
+        #event
         pub struct #name {
             #(#fields)*
         }
