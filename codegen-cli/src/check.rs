@@ -12,9 +12,9 @@ use herald_vocabulary::{DEFAULT_JOB_POOL, Keyword, MaxAttempts, Tier};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, Span, Subject};
 use crate::model::{
     BEHAVIORS, Backoff, Behavior, Choice, Compatibility, DefaultValue, Direction, ENTITY_TYPES,
-    EmitBinding, Entity, EntityField, EntityType, Event, Model, OrderBy, PAYLOAD_TYPES,
-    PayloadField, PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry, Routing,
-    Scalar, Source, Write,
+    EmitBinding, Entity, EntityField, EntityType, Event, KeptVersion, Model, OrderBy,
+    PAYLOAD_TYPES, PayloadField, PayloadSource, PayloadType, Query, QueryKind, Relationship, Retry,
+    Routing, Scalar, Source, Write,
 };
 use crate::names::{field_ident, variant_ident};
 use crate::parse::{
@@ -86,8 +86,13 @@ pub fn check(
     };
     let entity_names = check_entity_names(&mut checker, entities, unreadable);
 
+    // A file that keeps an earlier version (`<type>.v<N>.yaml`) declares no event of its own.
+    let (kept, events): (Vec<&RawEvent>, Vec<&RawEvent>) = events
+        .iter()
+        .partition(|raw| sources.kept_version(raw.file).is_some());
     let all_events: Vec<&RawEvent> = events
         .iter()
+        .copied()
         .chain(entities.iter().flat_map(|e| e.events.iter()))
         .collect();
     // Every event type some file declares, valid or not, so that `emits:` of a type whose
@@ -96,7 +101,7 @@ pub fn check(
         .iter()
         .filter_map(|e| e.type_.as_ref().map(|t| t.value.clone()))
         .collect();
-    for raw in events {
+    for raw in &events {
         if raw.type_.is_none()
             && let Some(stem) = sources.stem(raw.file)
         {
@@ -105,6 +110,7 @@ pub fn check(
     }
     for &file in unreadable {
         if sources.file(file).kind == FileKind::Event
+            && sources.kept_version(file).is_none()
             && let Some(stem) = sources.stem(file)
         {
             declared_events.insert(stem.to_owned());
@@ -165,6 +171,13 @@ pub fn check(
         model_events.push(event);
     }
     model_events.sort_by(|a, b| a.name.cmp(&b.name));
+    check_kept_versions(
+        &mut checker,
+        &kept,
+        &mut model_events,
+        &declared_events,
+        &struct_names,
+    );
 
     let by_type: BTreeMap<&str, &Event> =
         model_events.iter().map(|e| (e.name.as_str(), e)).collect();
@@ -186,6 +199,203 @@ pub fn check(
     Model {
         events: model_events,
         entities: model_entities,
+    }
+}
+
+/// The files that keep an earlier version of an event (`<type>.v<N>.yaml`), attached to the
+/// event's current declaration. Only what makes a payload shape is checked (the parser has
+/// refused unknown keys already): routing and retry describe the event, which its current
+/// declaration does, so a kept file copied from git stays valid after an entity is renamed.
+fn check_kept_versions(
+    checker: &mut Checker<'_>,
+    raws: &[&RawEvent],
+    events: &mut [Event],
+    declared: &BTreeSet<String>,
+    struct_names: &BTreeMap<String, (String, Location)>,
+) {
+    let mut first_kept: BTreeMap<(String, u32), Location> = BTreeMap::new();
+    for raw in raws {
+        let Some((event_type, kept)) = checker.sources.kept_version(raw.file) else {
+            continue;
+        };
+        let event_type = event_type.to_owned();
+        let file_name = format!("{event_type}.v{kept}.yaml");
+        let subject = Subject::Event(event_type.clone());
+        let file = raw.file;
+        let type_span = raw.type_.as_ref().map_or(raw.span, |t| t.span);
+        let version_span = raw.version.as_ref().map_or(type_span, |v| v.span);
+        let mut valid = true;
+        match &raw.type_ {
+            None => {
+                checker
+                    .report(&subject, file, raw.span, "missing-key", "the kept version has no `type` key")
+                    .set_help(format!("add `type: {event_type}`: a kept file is the event's declaration as it was at version {kept}"));
+                valid = false;
+            }
+            Some(type_) if type_.value != event_type => {
+                checker
+                    .report(
+                        &subject,
+                        file,
+                        type_.span,
+                        "name-mismatch",
+                        format!(
+                            "`{file_name}` keeps a version of `{event_type}`, but declares `{}`",
+                            type_.value
+                        ),
+                    )
+                    .set_label("does not match the file name")
+                    .set_help(format!(
+                        "write `type: {event_type}`, or rename the file to `{}.v{kept}.yaml`",
+                        type_.value
+                    ));
+                valid = false;
+            }
+            Some(_) => {}
+        }
+        let written = raw.version.as_ref().map_or(1, |v| v.value);
+        if written != i64::from(kept) {
+            let said = if raw.version.is_some() {
+                format!("its `version` is {written}")
+            } else {
+                "it has no `version`, which means 1".to_owned()
+            };
+            let rename = if written >= 1 {
+                format!(", or rename the file to `{event_type}.v{written}.yaml`")
+            } else {
+                String::new()
+            };
+            checker
+                .report(
+                    &subject,
+                    file,
+                    version_span,
+                    "kept-version-mismatch",
+                    format!("`{file_name}` keeps version {kept}, but {said}"),
+                )
+                .set_label(format!("must be {kept}"))
+                .set_help(format!(
+                    "a kept file is the event's declaration as it was at version {kept}: set `version: {kept}`{rename}"
+                ));
+            valid = false;
+        }
+        let fields = check_payload(checker, &subject, raw);
+        let here = Location {
+            file,
+            span: version_span,
+        };
+        if let Some(first) = first_kept.get(&(event_type.clone(), kept)) {
+            let first = *first;
+            checker
+                .report(
+                    &subject,
+                    file,
+                    version_span,
+                    "duplicate-kept-version",
+                    format!("version {kept} is kept twice"),
+                )
+                .set_label("kept again here")
+                .set_help(format!(
+                    "keep one file per version: `{file_name}`, and delete the other"
+                ))
+                .add_related(first, "first kept here");
+            continue;
+        }
+        first_kept.insert((event_type.clone(), kept), here);
+        let Some(current) = events.iter_mut().find(|e| e.name == event_type) else {
+            // A current declaration with errors of its own is reported already.
+            if !declared.contains(&event_type) {
+                checker
+                    .report(
+                        &subject,
+                        file,
+                        type_span,
+                        "kept-without-current",
+                        format!("`{file_name}` keeps version {kept} of an event that has no current declaration"),
+                    )
+                    .set_label("kept here")
+                    .set_help(format!(
+                        "a kept version sits beside the event's current declaration: declare `{event_type}` in `events/{event_type}.yaml` (or an entity's `events:` block), or delete this file"
+                    ));
+            }
+            continue;
+        };
+        if current.version <= kept {
+            checker
+                .report(
+                    &subject,
+                    file,
+                    version_span,
+                    "kept-not-older",
+                    format!(
+                        "`{file_name}` keeps version {kept}, but the current declaration is at version {}",
+                        current.version
+                    ),
+                )
+                .set_label("not an earlier version")
+                .set_help(format!(
+                    "a kept file holds a version below the current one: bump `version` in `{}` to {} with the payload change, or delete this file",
+                    current.origin,
+                    kept + 1
+                ));
+            continue;
+        }
+        let struct_name = format!("{}V{kept}", current.struct_name);
+        if let Some((other, at)) = struct_names.get(&struct_name) {
+            let (other, at) = (other.clone(), *at);
+            checker
+                .report(
+                    &subject,
+                    file,
+                    version_span,
+                    "name-collision",
+                    format!("version {kept} of `{event_type}` and the event `{other}` both become the Rust type `{struct_name}`"),
+                )
+                .set_help(format!("rename the event `{other}`, whose name reads like a kept version of `{event_type}`"))
+                .add_related(at, "the other one");
+            continue;
+        }
+        if let (true, Some(fields)) = (valid, fields) {
+            current.kept.push(KeptVersion {
+                version: kept,
+                module: format!("{event_type}_v{kept}"),
+                struct_name,
+                description: raw.description.as_ref().map(|d| d.value.clone()),
+                fields,
+                origin: checker.sources.path(file).to_owned(),
+            });
+        }
+    }
+    // Each typed upcaster goes one version up, so the version after a kept one must be kept
+    // too, or be the current one.
+    for event in events.iter_mut() {
+        event.kept.sort_by_key(|kept| kept.version);
+        for kept in &event.kept {
+            let next = kept.version + 1;
+            if next == event.version || first_kept.contains_key(&(event.name.clone(), next)) {
+                continue;
+            }
+            let Some(at) = first_kept.get(&(event.name.clone(), kept.version)) else {
+                continue;
+            };
+            let name = &event.name;
+            let version = kept.version;
+            checker
+                .report(
+                    &Subject::Event(name.clone()),
+                    at.file,
+                    at.span,
+                    "kept-version-gap",
+                    format!(
+                        "version {version} is kept, but version {next} is neither kept nor current (the current one is {})",
+                        event.version
+                    ),
+                )
+                .set_label(format!("upcasts into version {next}"))
+                .set_help(format!(
+                    "the typed upcaster from version {version} returns the version-{next} payload: keep version {next} too (`events/{name}.v{next}.yaml`, the declaration as it was at version {next}), or delete this file and register `bus.upcast(\"{name}\", {version}, ..)`"
+                ));
+        }
     }
 }
 
@@ -454,28 +664,59 @@ fn check_event(checker: &mut Checker<'_>, raw: &RawEvent, entities: &EntityNames
         }
     };
 
-    let fields = match &raw.payload {
+    let fields = check_payload(checker, &subject, raw).unwrap_or_else(|| {
+        valid = false;
+        Vec::new()
+    });
+
+    valid.then(|| Event {
+        struct_name: to_pascal_case(&name),
+        name,
+        version,
+        compatibility,
+        routing,
+        aggregate,
+        source: raw.source.as_ref().map(|s| s.value.clone()),
+        destination: raw.destination.as_ref().map(|d| d.value.clone()),
+        retry,
+        description: raw.description.as_ref().map(|d| d.value.clone()),
+        fields,
+        kept: Vec::new(),
+        origin: checker.sources.path(file).to_owned(),
+    })
+}
+
+/// The payload of an event or of a kept version: its fields, or `None` after reporting why not.
+fn check_payload(
+    checker: &mut Checker<'_>,
+    subject: &Subject,
+    raw: &RawEvent,
+) -> Option<Vec<PayloadField>> {
+    match &raw.payload {
         None => {
             checker
-                .report(&subject, file, raw.type_.as_ref().map_or(raw.span, |t| t.span), "missing-key", "the event has no `payload`")
+                .report(subject, raw.file, raw.type_.as_ref().map_or(raw.span, |t| t.span), "missing-key", "the event has no `payload`")
                 .set_help("add `payload:` with one entry per field, e.g. `contact_id: { type: uuid }` (use `payload: {}` for none)");
-            valid = false;
-            Vec::new()
+            None
         }
         Some(payload) => {
+            let mut valid = true;
             let mut fields = Vec::new();
             let mut idents: BTreeMap<String, Span> = BTreeMap::new();
             for raw_field in &payload.value {
-                let Some(field) = check_payload_field(checker, &subject, file, raw_field) else {
+                let Some(field) = check_payload_field(checker, subject, raw.file, raw_field) else {
                     valid = false;
                     continue;
                 };
                 if let Some(first) = idents.get(&field.ident) {
-                    let first = Location { file, span: *first };
+                    let first = Location {
+                        file: raw.file,
+                        span: *first,
+                    };
                     checker
                         .report(
-                            &subject,
-                            file,
+                            subject,
+                            raw.file,
                             raw_field.name.span,
                             "name-collision",
                             format!(
@@ -491,24 +732,9 @@ fn check_event(checker: &mut Checker<'_>, raw: &RawEvent, entities: &EntityNames
                 idents.insert(field.ident.clone(), raw_field.name.span);
                 fields.push(field);
             }
-            fields
+            valid.then_some(fields)
         }
-    };
-
-    valid.then(|| Event {
-        struct_name: to_pascal_case(&name),
-        name,
-        version,
-        compatibility,
-        routing,
-        aggregate,
-        source: raw.source.as_ref().map(|s| s.value.clone()),
-        destination: raw.destination.as_ref().map(|d| d.value.clone()),
-        retry,
-        description: raw.description.as_ref().map(|d| d.value.clone()),
-        fields,
-        origin: checker.sources.path(file).to_owned(),
-    })
+    }
 }
 
 /// Tier, direction, pool, aggregate, source and destination of an event file.

@@ -69,6 +69,11 @@ impl Declarations {
             .collect();
         let mut events = BTreeMap::new();
         for raw in &read.events {
+            // A kept version is part of its event's declaration, not one of its own: the
+            // comparison is between current declarations (see the module's docs).
+            if sources.kept_version(raw.file).is_some() {
+                continue;
+            }
             let Some(type_) = &raw.type_ else { continue };
             let Some(event) = valid.get(type_.value.as_str()) else {
                 continue;
@@ -711,6 +716,45 @@ fn render_finding(
                     ));
                 }
                 let upcasters: Vec<String> = (*from..*to).map(upcast).collect();
+                // Versions kept beside the declaration are upcast by typed upcasters, which the
+                // generated code does not compile without: the help names those instead.
+                let declared = new.events.get(event).map(|d| &d.event);
+                let kept: Vec<&crate::model::KeptVersion> = declared
+                    .iter()
+                    .flat_map(|event| &event.kept)
+                    .filter(|kept| (*from..*to).contains(&kept.version))
+                    .collect();
+                let help = match declared {
+                    Some(declared) if kept.len() == (to - from) as usize => {
+                        let impls: Vec<String> = kept
+                            .iter()
+                            .map(|kept| {
+                                format!(
+                                    "`impl herald::UpcastFrom<{}> for {}`",
+                                    kept.struct_name,
+                                    declared.next_shape(kept.version)
+                                )
+                            })
+                            .collect();
+                        let files: Vec<String> = kept
+                            .iter()
+                            .map(|kept| format!("`{}`", kept.origin))
+                            .collect();
+                        notes.push(format!(
+                            "kept in {}: the generated code asks for the typed upcaster of each kept version",
+                            files.join(" and ")
+                        ));
+                        format!(
+                            "write {}; `bus.upcast` is refused for a kept version",
+                            impls.join(" and ")
+                        )
+                    }
+                    _ => format!(
+                        "register {} on the bus, turning a version-{from} payload into version {}; without it, stored version-{from} events fail to reach any consumer",
+                        upcasters.join(" and "),
+                        from + 1
+                    ),
+                };
                 (
                     "upcaster-needed",
                     format!(
@@ -723,11 +767,7 @@ fn render_finding(
                     ),
                     format!("was {from} at `{against}`"),
                     notes,
-                    format!(
-                        "register {} on the bus, turning a version-{from} payload into version {}; without it, stored version-{from} events fail to reach any consumer",
-                        upcasters.join(" and "),
-                        from + 1
-                    ),
+                    help,
                 )
             }
             FindingKind::EventRemoved {

@@ -7,8 +7,8 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{
-    Backoff, Entity, EntityField, EntityType, Event, Model, PayloadField, PayloadType, Routing,
-    Scalar,
+    Backoff, Entity, EntityField, EntityType, Event, KeptVersion, Model, PayloadField, PayloadType,
+    Routing, Scalar,
 };
 
 /// One file of output, its path relative to the output directory.
@@ -218,29 +218,76 @@ fn root_module(model: &Model) -> Module {
 }
 
 fn events_module(model: &Model) -> Module {
-    let uses = model.events.iter().map(|event| {
+    let mut uses = Vec::new();
+    let mut children = Vec::new();
+    for event in &model.events {
         let module = format_ident!("{}", event.name);
         let ty = format_ident!("{}", event.struct_name);
-        quote!(pub use self::#module::#ty;)
-    });
+        uses.push(quote!(pub use self::#module::#ty;));
+        children.push(Module {
+            name: event.name.clone(),
+            public: false,
+            origin: Some(event.origin.clone()),
+            doc: format!("The `{}` event.", event.name),
+            items: event_items(event),
+            children: Vec::new(),
+        });
+        for kept in &event.kept {
+            let module = format_ident!("{}", kept.module);
+            let ty = format_ident!("{}", kept.struct_name);
+            uses.push(quote!(pub use self::#module::#ty;));
+            children.push(Module {
+                name: kept.module.clone(),
+                public: false,
+                origin: Some(kept.origin.clone()),
+                doc: format!(
+                    "Version {} of the `{}` payload, kept to read the events stored at it.",
+                    kept.version, event.name
+                ),
+                items: kept_items(event, kept),
+                children: Vec::new(),
+            });
+        }
+    }
     Module {
         name: "events".into(),
         public: true,
         origin: None,
-        doc: "One payload struct per event.".into(),
+        doc: "One payload struct per event, and one per kept earlier version.".into(),
         items: quote!(#(#uses)*),
-        children: model
-            .events
-            .iter()
-            .map(|event| Module {
-                name: event.name.clone(),
-                public: false,
-                origin: Some(event.origin.clone()),
-                doc: format!("The `{}` event.", event.name),
-                items: event_items(event),
-                children: Vec::new(),
-            })
-            .collect(),
+        children,
+    }
+}
+
+/// The payload struct of a kept version, serialized exactly as the version it keeps was, and
+/// the `KeptVersion` impl that names the shape it upcasts into: where the compiler asks for
+/// the upcaster the application writes (`impl UpcastFrom<ContactUpdatedV1> for ContactUpdated`).
+/// It derives no `Event`: it is not an event of its own, only a shape of stored payloads.
+fn kept_items(event: &Event, kept: &KeptVersion) -> TokenStream {
+    let summary = format!(
+        "Version {} of `{}`, kept in `{}`.",
+        kept.version, event.name, kept.origin
+    );
+    let doc = doc_attrs(Some(&match &kept.description {
+        Some(description) => format!("{summary}\n\n{description}"),
+        None => summary,
+    }));
+    let name = format_ident!("{}", kept.struct_name);
+    let payload = payload_struct(doc, &name, &kept.fields, None);
+    let event_type = &event.name;
+    let version = Literal::u32_unsuffixed(kept.version);
+    let file = &kept.origin;
+    let next = format_ident!("{}", event.next_shape(kept.version));
+    quote! {
+        #payload
+
+        #[automatically_derived]
+        impl ::herald::KeptVersion for #name {
+            const EVENT_TYPE: &'static str = #event_type;
+            const VERSION: u32 = #version;
+            const FILE: &'static str = #file;
+            type Next = super::#next;
+        }
     }
 }
 
@@ -333,19 +380,31 @@ const SERDE_ATTRS: &str = "::herald::serde";
 
 fn event_items(event: &Event) -> TokenStream {
     let doc = doc_attrs(event.description.as_deref());
-    let attribute = event_attribute(event);
     let name = format_ident!("{}", event.struct_name);
-    let fields = event.fields.iter().map(payload_field);
+    payload_struct(doc, &name, &event.fields, Some(event_attribute(event)))
+}
+
+/// A payload struct: its fields as serde reads and writes them, unknown keys refused. `event`
+/// is the `#[event(...)]` attribute of an event's payload, which derives `herald::Event`; a
+/// kept version's payload has none.
+fn payload_struct(
+    doc: TokenStream,
+    name: &Ident,
+    fields: &[PayloadField],
+    event: Option<TokenStream>,
+) -> TokenStream {
+    let derive_event = event.is_some().then(|| quote!(, ::herald::Event));
+    let fields = fields.iter().map(payload_field);
     quote! {
         #doc
         #[derive(
             Debug, Clone, PartialEq,
             ::herald::serde::Serialize, ::herald::serde::Deserialize,
-            ::herald::schemars::JsonSchema, ::herald::Event
+            ::herald::schemars::JsonSchema #derive_event
         )]
         #[serde(crate = #SERDE_ATTRS, deny_unknown_fields)]
         #[schemars(crate = "::herald::schemars")]
-        #attribute
+        #event
         pub struct #name {
             #(#fields)*
         }
@@ -651,14 +710,25 @@ fn app_event_items(model: &Model) -> TokenStream {
 }
 
 fn registry_items(model: &Model) -> TokenStream {
-    let types = model
-        .events
-        .iter()
-        .map(|e| format_ident!("{}", e.struct_name));
+    let descriptors = model.events.iter().map(|event| {
+        let ty = format_ident!("{}", event.struct_name);
+        let descriptor = quote!(::herald::EventDescriptor::of::<super::events::#ty>());
+        if event.kept.is_empty() {
+            return descriptor;
+        }
+        let kept = event
+            .kept
+            .iter()
+            .map(|kept| format_ident!("{}", kept.struct_name));
+        quote! {
+            #descriptor.keeping(&[#(::herald::KeptUpcaster::of::<super::events::#kept>(),)*])
+        }
+    });
     quote! {
-        /// Every event type with its metadata and payload checks, sorted by type.
+        /// Every event type with its metadata and payload checks, sorted by type, and the
+        /// typed upcasters from its kept versions, which every bus of the registry applies.
         pub static REGISTRY: ::herald::Registry = ::herald::Registry::new(&[
-            #(::herald::EventDescriptor::of::<super::events::#types>(),)*
+            #(#descriptors,)*
         ]);
     }
 }

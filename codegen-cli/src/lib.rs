@@ -111,7 +111,7 @@ pub(crate) fn read(sources: &SourceMap) -> Read {
     let mut unreadable = Vec::new();
     for id in sources.ids() {
         let file = sources.file(id);
-        let stem = sources.stem(id).unwrap_or_default().to_owned();
+        let stem = sources.declared_name(id).unwrap_or_default().to_owned();
         let mut ctx = parse::Ctx {
             file: id,
             subject: match file.kind {

@@ -45,8 +45,38 @@ pub struct Event {
     pub retry: Option<Retry>,
     pub description: Option<String>,
     pub fields: Vec<PayloadField>,
+    /// The earlier versions whose payload shape is kept beside the declaration, sorted by
+    /// version: each becomes a struct, and the typed upcaster from it is checked by the compiler.
+    pub kept: Vec<KeptVersion>,
     /// The YAML file it was declared in, for the generated header.
     pub origin: String,
+}
+
+/// An earlier version of an event's payload, kept in `events/<type>.v<N>.yaml` (the event's
+/// declaration as it was at version N). Only its payload matters: its routing, retry and the
+/// rest describe the event, which the current declaration does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptVersion {
+    pub version: u32,
+    /// `ContactUpdatedV1`.
+    pub struct_name: String,
+    /// The generated module: `contact_updated_v1`.
+    pub module: String,
+    pub description: Option<String>,
+    pub fields: Vec<PayloadField>,
+    /// The YAML file that keeps it.
+    pub origin: String,
+}
+
+impl Event {
+    /// The payload struct a stored version-`version` payload upcasts into: the next kept
+    /// version's, or the current one's.
+    pub fn next_shape(&self, version: u32) -> &str {
+        self.kept
+            .iter()
+            .find(|kept| kept.version == version + 1)
+            .map_or(&self.struct_name, |kept| &kept.struct_name)
+    }
 }
 
 /// Which readers a payload change must keep working for while `version` stays the same:

@@ -69,6 +69,28 @@ impl SourceMap {
             .and_then(|s| s.to_str())
     }
 
+    /// The version an event file keeps, and the event type it keeps it of, when its name is
+    /// `<type>.v<N>.yaml`: the declaration as it was at version N, kept beside the current one
+    /// so that the generator can emit the old payload shape for a typed upcaster.
+    pub fn kept_version(&self, id: FileId) -> Option<(&str, u32)> {
+        if self.files[id.0].kind != FileKind::Event {
+            return None;
+        }
+        let (event_type, suffix) = self.stem(id)?.rsplit_once(".v")?;
+        let digits = suffix.bytes().all(|b| b.is_ascii_digit()) && !suffix.is_empty();
+        let version = digits.then(|| suffix.parse().ok()).flatten()?;
+        Some((event_type, version))
+    }
+
+    /// The event type or entity name the file's name says it declares: its stem, without the
+    /// `.v<N>` of a kept version.
+    pub fn declared_name(&self, id: FileId) -> Option<&str> {
+        match self.kept_version(id) {
+            Some((event_type, _)) => Some(event_type),
+            None => self.stem(id),
+        }
+    }
+
     pub fn ids(&self) -> impl Iterator<Item = FileId> + '_ {
         (0..self.files.len()).map(FileId)
     }

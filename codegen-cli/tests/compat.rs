@@ -225,6 +225,25 @@ fn version_bumped_passes_with_the_upcaster_to_write() {
     assert_change(&repo, "version_bumped", true);
 }
 
+/// The team keeps version 2 as `git show HEAD:events/contact_updated.yaml` before bumping it:
+/// the kept file is no event of its own (nothing is reported removed or added), and the note
+/// names the typed upcaster to write instead of `bus.upcast`.
+#[test]
+fn a_kept_version_names_its_typed_upcaster() {
+    let repo = Repo::new();
+    repo.write("events/contact_updated.v2.yaml", CONTACT_UPDATED);
+    repo.edit("events/contact_updated.yaml", "version: 2", "version: 3");
+    repo.edit(
+        "events/contact_updated.yaml",
+        "contact_id: { type: uuid }",
+        "contact_id: { type: integer }",
+    );
+    assert_change(&repo, "kept_version_bumped", true);
+    // Deleting the kept file later leaves the current declarations as they were.
+    repo.remove("events/contact_updated.v2.yaml");
+    assert_change(&repo, "kept_version_deleted", true);
+}
+
 #[test]
 fn version_decreased() {
     let repo = Repo::new();

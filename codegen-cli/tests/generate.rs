@@ -282,3 +282,40 @@ fn emitted_payloads_are_bound_to_the_row_by_name() {
     );
     assert!(bindings("opportunity").is_empty());
 }
+
+/// A kept file is the declaration as it was, copied from git: only its payload shape is
+/// read, so routing that no longer holds (an entity since renamed) is not an error, and it
+/// adds no event of its own.
+#[test]
+fn a_kept_version_is_a_payload_shape_not_an_event() {
+    let mut sources = SourceMap::new();
+    sources.add(FileKind::Entity, "entities/deal.yaml", "entity: deal\n");
+    sources.add(
+        FileKind::Event,
+        "events/deal_moved.yaml",
+        "type: deal_moved\ndirection: change\naggregate: deal\nversion: 2\npayload:\n  deal_id: uuid\n  stage: string\n",
+    );
+    sources.add(
+        FileKind::Event,
+        "events/deal_moved.v1.yaml",
+        "type: deal_moved\ndirection: change\naggregate: opportunity\npool: events_change_bulk\npayload:\n  deal_id: uuid\n",
+    );
+    let model = herald_codegen::check(&sources).expect("valid");
+    assert_eq!(model.events.len(), 1);
+    let kept = &model.events[0].kept;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].version, kept[0].struct_name.as_str()),
+        (1, "DealMovedV1")
+    );
+    let files = generate(&sources, &Options::default()).expect("valid");
+    let app_event = files
+        .iter()
+        .find(|f| f.path == Path::new("app_event.rs"))
+        .expect("the AppEvent file");
+    assert!(
+        !app_event.contents.contains("DealMovedV1"),
+        "{}",
+        app_event.contents
+    );
+}

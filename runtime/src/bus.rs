@@ -55,14 +55,17 @@ impl<C: Catalog, B: Backend> std::fmt::Debug for EventBus<C, B> {
 }
 
 impl<C: Catalog, B: Backend> EventBus<C, B> {
-    /// A bus with no subscribers and no jobs.
+    /// A bus with no subscribers and no jobs, whose readers upcast the registry's kept
+    /// versions with their typed upcasters ([`crate::UpcastFrom`]).
     pub fn new(store: Store<B>) -> Self {
+        let subscribers = Subscribers::default();
+        subscribers.upcasters().keep(C::registry());
         Self {
             outbox: Outbox {
                 store,
                 jobs: Arc::new(Jobs::new()),
             },
-            subscribers: Subscribers::default(),
+            subscribers,
             catalog: PhantomData,
         }
     }
@@ -255,9 +258,13 @@ impl<C: Catalog, B: Backend> EventBus<C, B> {
     /// });
     /// ```
     ///
+    /// A version kept in `events/<type>.v<N>.yaml` needs none of this: the registry carries
+    /// its typed upcaster ([`crate::UpcastFrom`]), which every bus applies.
+    ///
     /// # Panics
-    /// When the registry has no `event_type`, or `from_version` is not below its current
-    /// version: a wiring mistake, like a subscriber registered twice.
+    /// When the registry has no `event_type`, when `from_version` is not below its current
+    /// version, or when that version is kept and so already upcast by a typed upcaster: a
+    /// wiring mistake, like a subscriber registered twice.
     pub fn upcast(&self, event_type: &str, from_version: u32, upcast: Upcaster) -> &Self {
         let Some(descriptor) = C::registry().get(event_type) else {
             panic!("cannot register an upcaster of `{event_type}`: the registry has no such event");

@@ -46,7 +46,7 @@ pub use entity::{Page, RepositoryBackend, RepositoryError, Rows, Select};
 pub use event::catalog::{Catalog, InCatalog};
 pub use event::envelope::Envelope;
 pub use event::registry::{EventDescriptor, PayloadError, Registry, UnknownEventType};
-pub use event::upcast::{UpcastError, Upcaster};
+pub use event::upcast::{KeptUpcaster, KeptVersion, UpcastError, UpcastFrom, Upcaster};
 pub use event::{Backoff, Direction, DomainEvent, Event, EventMeta, RetryPolicy, Routing, Tier};
 pub use herald_macros::{Aggregate, Entity, Event, job_handler};
 pub use jobs::worker::{Worker, WorkerConfig, WorkerSummary};

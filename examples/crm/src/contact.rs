@@ -7,8 +7,29 @@ use herald::{Decide, JobQueue};
 use serde::{Deserialize, Serialize};
 
 use crate::generated::ContactEvent;
-use crate::generated::events::{ContactArchived, ContactCreated, ContactUpdated};
+use crate::generated::events::{ContactArchived, ContactCreated, ContactUpdated, ContactUpdatedV1};
 use crate::jobs::{ArchivedContact, NotifyContactArchived};
+
+/// Version 1 of `contact_updated` (kept in `events/contact_updated.v1.yaml`) had no `tags`: an
+/// update stored before version 2 changed none. Every bus of the registry applies it, to
+/// subscribers, aggregate loads and projections alike.
+impl herald::UpcastFrom<ContactUpdatedV1> for ContactUpdated {
+    fn upcast_from(old: ContactUpdatedV1) -> Self {
+        let ContactUpdatedV1 {
+            contact_id,
+            email,
+            name,
+            updated_by,
+        } = old;
+        Self {
+            contact_id,
+            email,
+            name,
+            tags: Vec::new(),
+            updated_by,
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, herald::Aggregate)]
 #[aggregate(entity = "contact", id = contact_id)]

@@ -11,9 +11,9 @@ use herald::ops::RunFilter;
 use herald::testing::RawEvent;
 use herald::uuid::Uuid;
 use herald::{
-    Backend, CommandContext, Decide, Envelope, ExecuteError, HandlerError, JobQueue,
-    ProjectedEvent, Projection, ProjectionError, Projector, Publish, PublishError, Store,
-    StoreError,
+    Backend, Catalog, CommandContext, Decide, Envelope, EventBus, EventDescriptor, ExecuteError,
+    HandlerError, InCatalog, JobQueue, ProjectedEvent, Projection, ProjectionError, Projector,
+    Publish, PublishError, Registry, Store, StoreError,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +56,31 @@ async fn store_raw<B: Backend>(store: &Store<B>, event: RawEvent) {
     store.commit(tx).await.unwrap();
 }
 
-/// `contact_updated` version 1 had no `tags`.
+/// The registry of an application that keeps no earlier version of `contact_updated` (no
+/// `events/contact_updated.v1.yaml`): what upcasts its version-1 events is registered as JSON
+/// on the bus, or nothing does. The crm's own registry keeps version 1, so that every one of
+/// its buses upcasts it with the typed `UpcastFrom<ContactUpdatedV1>` of `crm::contact`.
+struct JsonOnly;
+
+static JSON_ONLY: Registry = Registry::new(&[
+    EventDescriptor::of::<ContactCreated>(),
+    EventDescriptor::of::<ContactUpdated>(),
+]);
+
+impl Catalog for JsonOnly {
+    fn registry() -> &'static Registry {
+        &JSON_ONLY
+    }
+}
+
+impl InCatalog<JsonOnly> for ContactCreated {}
+impl InCatalog<JsonOnly> for ContactUpdated {}
+
+fn json_only_bus<B: Backend>(store: &Store<B>) -> EventBus<JsonOnly, B> {
+    EventBus::new(store.clone())
+}
+
+/// `contact_updated` version 1 had no `tags`: the JSON form of `UpcastFrom<ContactUpdatedV1>`.
 fn tags_were_added_in_v2(
     mut payload: herald::serde_json::Value,
 ) -> Result<herald::serde_json::Value, String> {
@@ -219,10 +243,9 @@ async fn snapshots_equal_a_full_replay<B: Backend>(store: Store<B>) {
 }
 
 async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Store<B>) {
+    // The typed upcaster comes with the registry: nothing to register.
     let bus = TypedEventBus::new(store.clone());
-    let contacts = bus
-        .aggregates::<Contact>()
-        .upcast("contact_updated", 1, tags_were_added_in_v2);
+    let contacts = bus.aggregates::<Contact>();
     let id = Uuid::now_v7();
     contacts.execute(id, create(id)).await.unwrap();
     store_raw(
@@ -234,10 +257,9 @@ async fn old_versions_are_upcast_and_unknown_types_named<B: Backend>(store: Stor
     assert_eq!(loaded.state.name.as_deref(), Some("Old"));
     assert_eq!(loaded.state.updates, 1);
 
-    // Without the upcaster (a bus that never registered it), the old version is an error that
-    // says what is missing.
-    let without_upcaster = TypedEventBus::new(store.clone());
-    let error = without_upcaster
+    // Without any upcaster (a registry that keeps no version 1, and no JSON upcaster), the old
+    // version is an error that says what is missing.
+    let error = json_only_bus(&store)
         .aggregates::<Contact>()
         .load(id)
         .await
@@ -317,7 +339,9 @@ async fn catch_up_error<B: Backend>(projector: &Projector<Folded, B>) -> Project
 }
 
 /// A deploy bumped `contact_updated` to version 2 while a version-1 event was still pending:
-/// the upcaster registered once on the bus brings it to version 2 for every consumer.
+/// the typed upcaster of the kept version 1 (`impl UpcastFrom<ContactUpdatedV1> for
+/// ContactUpdated` in `crm::contact`), which the registry carries, brings it to version 2 for
+/// a subscriber, a projection and an aggregate load, with nothing registered on the bus.
 async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: Store<B>) {
     let id = Uuid::now_v7();
     store_raw(
@@ -327,7 +351,6 @@ async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: 
     .await;
 
     let bus = TypedEventBus::new(store.clone());
-    bus.upcast("contact_updated", 1, tags_were_added_in_v2);
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let sink = delivered.clone();
     bus.subscribe("record", move |e: Envelope<ContactUpdated>| {
@@ -357,6 +380,8 @@ async fn a_pending_old_version_reaches_every_consumer_upcast<B: Backend>(store: 
 
     let loaded = bus.aggregates::<Contact>().load(id).await.unwrap();
     assert_eq!(loaded.state.name.as_deref(), Some("Old"));
+    assert!(loaded.state.tags.is_empty());
+    assert_eq!(loaded.state.updates, 1);
 }
 
 /// Without the upcaster, a pending old version is a failed delivery whose error names the
@@ -368,7 +393,7 @@ async fn a_missing_upcaster_is_named_on_every_read_path<B: Backend>(store: Store
         RawEvent::change("contact_updated", 1, contact_updated_v1(id)),
     )
     .await;
-    let bus = TypedEventBus::new(store.clone());
+    let bus = json_only_bus(&store);
     bus.subscribe("record", |_: Envelope<ContactUpdated>| async {
         Ok::<_, HandlerError>(())
     });
@@ -455,11 +480,12 @@ async fn commands_on_a_multi_tenant_store_carry_their_tenant<B: Backend>(store: 
 }
 
 /// A forwarder publishing an older version's payload by type name (a sender on the previous
-/// release): it is upcast before it is checked, and stored at the current version.
+/// release): it is upcast before it is checked, and stored at the current version. The JSON
+/// form of the upcaster, for an application that keeps no earlier shape.
 async fn an_old_untyped_payload_is_upcast_before_it_is_stored<B: Backend>(store: Store<B>) {
     let id = Uuid::now_v7();
     let v1 = contact_updated_v1(id);
-    let without = TypedEventBus::new(store.clone());
+    let without = json_only_bus(&store);
     let mut tx = store.begin().await.unwrap();
     let missing = without
         .publish_json(
@@ -496,7 +522,7 @@ async fn an_old_untyped_payload_is_upcast_before_it_is_stored<B: Backend>(store:
         "{newer}"
     );
 
-    let bus = TypedEventBus::new(store.clone());
+    let bus = json_only_bus(&store);
     bus.upcast("contact_updated", 1, tags_were_added_in_v2);
     bus.publish_json(
         &mut tx,
@@ -629,4 +655,35 @@ fn an_upcaster_of_an_unknown_event_is_a_wiring_mistake() {
 )]
 fn an_upcaster_from_the_current_version_is_a_wiring_mistake() {
     TypedEventBus::new(herald::memory()).upcast("contact_updated", 2, tags_were_added_in_v2);
+}
+
+#[test]
+#[should_panic(
+    expected = "cannot register a JSON upcaster of `contact_updated` from version 1: that version is kept in `events/contact_updated.v1.yaml`"
+)]
+fn a_json_upcaster_of_a_kept_version_is_refused() {
+    TypedEventBus::new(herald::memory()).upcast("contact_updated", 1, tags_were_added_in_v2);
+}
+
+#[test]
+#[should_panic(expected = "that version is kept in `events/contact_updated.v1.yaml`")]
+fn an_aggregate_store_refuses_a_json_upcaster_of_a_kept_version_too() {
+    let _ = TypedEventBus::new(herald::memory())
+        .aggregates::<Contact>()
+        .upcast("contact_updated", 1, tags_were_added_in_v2);
+}
+
+#[test]
+fn the_registry_carries_the_typed_upcaster_of_the_kept_version() {
+    let descriptor = crm::generated::REGISTRY
+        .get("contact_updated")
+        .expect("a registered event");
+    let kept: Vec<(u32, &str)> = descriptor.kept().iter().map(|k| (k.from, k.file)).collect();
+    assert_eq!(kept, vec![(1, "events/contact_updated.v1.yaml")]);
+    assert!(
+        crm::generated::REGISTRY
+            .iter()
+            .all(|d| d.meta.event_type != "contact_updated_v1"),
+        "a kept version is no event type of its own"
+    );
 }

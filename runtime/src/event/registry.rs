@@ -1,3 +1,4 @@
+use crate::event::upcast::KeptUpcaster;
 use crate::event::{Event, EventMeta};
 
 /// Why an untyped payload was refused.
@@ -44,6 +45,7 @@ pub struct EventDescriptor {
     pub meta: EventMeta,
     check: fn(&serde_json::Value) -> Result<(), serde_json::Error>,
     schema: fn() -> schemars::Schema,
+    kept: &'static [KeptUpcaster],
 }
 
 impl EventDescriptor {
@@ -53,7 +55,20 @@ impl EventDescriptor {
             meta: E::META,
             check: check_payload::<E>,
             schema: payload_schema::<E>,
+            kept: &[],
         }
+    }
+
+    /// The descriptor with the typed upcasters of the versions kept beside the event's
+    /// declaration (`events/<type>.v<N>.yaml`), one per kept version: every bus built on the
+    /// registry applies them, as it applies those registered with [`crate::EventBus::upcast`].
+    pub const fn keeping(self, kept: &'static [KeptUpcaster]) -> Self {
+        Self { kept, ..self }
+    }
+
+    /// The typed upcasters of the event's kept versions.
+    pub fn kept(&self) -> &'static [KeptUpcaster] {
+        self.kept
     }
 
     /// Checks that `payload` deserializes into this event's payload type: every required key
@@ -75,6 +90,7 @@ impl std::fmt::Debug for EventDescriptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventDescriptor")
             .field("meta", &self.meta)
+            .field("kept", &self.kept)
             .finish_non_exhaustive()
     }
 }

@@ -2,13 +2,15 @@
 // Do not edit: change the YAML and generate again.
 
 //! The static registry of every event's metadata.
-/// Every event type with its metadata and payload checks, sorted by type.
+/// Every event type with its metadata and payload checks, sorted by type, and the
+/// typed upcasters from its kept versions, which every bus of the registry applies.
 pub static REGISTRY: ::herald::Registry = ::herald::Registry::new(
     &[
         ::herald::EventDescriptor::of::<super::events::AccountCreated>(),
         ::herald::EventDescriptor::of::<super::events::ContactArchived>(),
         ::herald::EventDescriptor::of::<super::events::ContactCreated>(),
-        ::herald::EventDescriptor::of::<super::events::ContactUpdated>(),
+        ::herald::EventDescriptor::of::<super::events::ContactUpdated>()
+            .keeping(&[::herald::KeptUpcaster::of::<super::events::ContactUpdatedV1>()]),
         ::herald::EventDescriptor::of::<super::events::CrmSyncCompleted>(),
         ::herald::EventDescriptor::of::<super::events::StripePaymentReceived>(),
         ::herald::EventDescriptor::of::<super::events::WebhookOutboundContactSync>(),
