@@ -1,8 +1,0 @@
-// Audit events record what happened; only domain events may trigger work.
-use integration_tests::domain::events::CrmSyncCompleted;
-
-fn trigger_on<E: herald::DomainEvent>() {}
-
-fn main() {
-    trigger_on::<CrmSyncCompleted>();
-}
