@@ -132,6 +132,16 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// Waits for the page whose title starts with `title`: a click that navigates may return
+/// before the next page is there.
+async fn wait_for_page(client: &Client, title: &str) {
+    client
+        .wait()
+        .for_element(Locator::XPath(&format!("//h1[starts-with(., '{title}')]")))
+        .await
+        .unwrap_or_else(|error| panic!("no page titled {title}: {error}"));
+}
+
 async fn body_text(client: &Client) -> String {
     client
         .find(Locator::Css("main"))
@@ -218,6 +228,7 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
+    wait_for_page(&client, "Dead letters").await;
     let letters = body_text(&client).await;
     assert!(
         letters.contains("stripe_payment_received") && letters.contains("ledger unavailable"),
@@ -269,6 +280,7 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
+    wait_for_page(&client, "Job runs").await;
     let runs = body_text(&client).await;
     assert_eq!(runs.matches("sync_contact").count(), 3, "{runs}");
     screenshot(&client, "jobs").await;
@@ -279,6 +291,7 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
+    wait_for_page(&client, "Run of").await;
     client
         .find(Locator::Css("form.inline button"))
         .await
@@ -286,11 +299,18 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
+    // The click submits a form: wait for the page it leads to, not the one it leaves.
+    let flash = client
+        .wait()
+        .for_element(Locator::Css("p.flash"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(flash.contains("Canceled 1 live run(s)"), "{flash}");
     let canceled = body_text(&client).await;
-    assert!(
-        canceled.contains("Canceled 1 live run(s)") && canceled.contains("canceled"),
-        "{canceled}"
-    );
+    assert!(canceled.contains("canceled"), "{canceled}");
     screenshot(&client, "run").await;
 
     client.close().await.unwrap();
