@@ -437,6 +437,50 @@ async fn canceling_a_run_aborts_its_running_attempt<B: Backend>(store: Store<B>)
     assert_eq!(run_of(&store, run).await.status, RunStatus::Canceled);
 }
 
+async fn a_worker_shutting_down_gives_its_running_attempts_back<B: Backend>(store: Store<B>) {
+    let probe = Probe::default();
+    let run = start::<B, TicksUntilCanceled>(&store, Nothing {}).await;
+    // A lease far longer than the test: only the release can make the run claimable in time.
+    let lease = Duration::from_secs(600);
+    let first = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<TicksUntilCanceled>(),
+    )
+    .lease(lease)
+    .shutdown_timeout(Duration::from_millis(50))
+    .spawn();
+    eventually("the attempt runs", DEADLINE, || async {
+        !probe.calls().is_empty()
+    })
+    .await;
+    first.shutdown().await;
+
+    // Given back as it was before the claim: pending, no lease, the attempt not spent.
+    let released = run_of(&store, run).await;
+    assert_eq!(released.status, RunStatus::Pending, "{released:?}");
+    assert_eq!((released.attempt, released.lease_expires_at), (0, None));
+    let second = test_worker(
+        &store,
+        &probe,
+        JobBindings::new().register::<TicksUntilCanceled>(),
+    )
+    .lease(lease)
+    .shutdown_timeout(Duration::from_millis(50))
+    .spawn();
+    eventually("another worker takes it at once", WAKE_DEADLINE, || async {
+        run_of(&store, run).await.status == RunStatus::Running
+    })
+    .await;
+    assert_eq!(
+        run_of(&store, run).await.attempt,
+        1,
+        "its first attempt, again"
+    );
+    store.jobs().cancel(run).await.unwrap();
+    second.shutdown().await;
+}
+
 async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(store: Store<B>) {
     let probe = Probe::default();
     let id = start::<B, OutlivesItsLease>(&store, Nothing {}).await;
@@ -776,6 +820,7 @@ integration_tests::on_every_backend!(
     memoized_steps_do_not_run_again,
     canceling_a_run_cancels_its_tree,
     heartbeats_keep_a_long_run_and_expired_leases_are_rescued,
+    a_worker_shutting_down_gives_its_running_attempts_back,
     query_by_status_and_job,
     run_until_idle_counts_every_outcome_exactly,
     run_until_idle_does_not_wait_for_later_runs,
