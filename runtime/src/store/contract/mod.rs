@@ -109,7 +109,7 @@ async fn insert_runs<B: Backend>(store: &Store<B>, runs: &[NewRun]) -> Vec<Uuid>
 #[cfg(feature = "postgres")]
 /// A migrated PostgreSQL store in a schema of its own, or `None` after saying that the test
 /// is skipped.
-async fn postgres(test: &str) -> Option<(super::PostgresStore, String, String)> {
+pub(super) async fn postgres(test: &str) -> Option<(super::PostgresStore, String, String)> {
     let url = match std::env::var(POSTGRES_URL_VAR) {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -135,7 +135,7 @@ async fn postgres(test: &str) -> Option<(super::PostgresStore, String, String)> 
 }
 
 #[cfg(feature = "postgres")]
-async fn drop_schema(url: &str, schema: &str) {
+pub(super) async fn drop_schema(url: &str, schema: &str) {
     if let Ok(mut connection) = PgConnection::connect(url).await {
         let _ = connection
             .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))

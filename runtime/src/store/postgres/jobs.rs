@@ -15,6 +15,22 @@ use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 const CLAIMED_COLUMNS: &str = "j.id, j.job, j.input, j.attempt, j.max_attempts, j.root_id, j.tenant_id, \
      j.traceparent, j.tracestate";
 
+/// The statement that claims a pool's due runs of the jobs `$2`, oldest due first. The index
+/// `herald_jobs_due (pool, run_at, id)` serves the order, so the claim reads its batch and stops
+/// whatever the statistics say; the claimed runs are updated through an array of their ids, not
+/// a join that stale estimates turn into a scan of the table (`plans::tests` pins both).
+pub(super) fn claim_runs_sql() -> String {
+    format!(
+        "UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
+           lease_owner = $4, lease_expires_at = $5, started_at = $6 \
+         WHERE j.id = ANY(ARRAY( \
+           SELECT id FROM herald_jobs \
+           WHERE pool = $1 AND status = 'pending' AND run_at <= $6 AND job = ANY($2) \
+           ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)) \
+         RETURNING {CLAIMED_COLUMNS}"
+    )
+}
+
 impl SqlJobStore for PostgresBackend {
     fn parent_holds<'a>(tx: &'a mut Tx<'_, Postgres>, parent: Uuid, attempt: u32) -> Fut<'a, bool> {
         Box::pin(async move {
@@ -39,16 +55,7 @@ impl SqlJobStore for PostgresBackend {
     ) -> Fut<'a, Vec<ClaimedRun>> {
         Box::pin(async move {
             let Claim { owner, limit, .. } = claim;
-            let sql = format!(
-                "WITH due AS ( \
-                   SELECT id FROM herald_jobs \
-                   WHERE pool = $1 AND status = 'pending' AND run_at <= $6 AND job = ANY($2) \
-                   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
-                   lease_owner = $4, lease_expires_at = $5, started_at = $6 \
-                 FROM due WHERE j.id = due.id \
-                 RETURNING {CLAIMED_COLUMNS}"
-            );
+            let sql = claim_runs_sql();
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(pool)
                 .bind(jobs)
@@ -77,16 +84,15 @@ impl SqlJobStore for PostgresBackend {
                 .execute(&mut *tx)
                 .await?;
             let sql = format!(
-                "WITH due AS ( \
+                "UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
+                   lease_owner = $5, lease_expires_at = $6, started_at = $7 \
+                 WHERE j.id = ANY(ARRAY( \
                    SELECT id FROM herald_jobs \
                    WHERE pool = $1 AND job = $2 AND status = 'pending' AND run_at <= $7 \
                    ORDER BY run_at, id \
                    LIMIT greatest(0, least($3, $4 - (SELECT count(*) FROM herald_jobs \
                                                      WHERE job = $2 AND status = 'running'))) \
-                   FOR UPDATE SKIP LOCKED) \
-                 UPDATE herald_jobs j SET status = 'running', attempt = j.attempt + 1, \
-                   lease_owner = $5, lease_expires_at = $6, started_at = $7 \
-                 FROM due WHERE j.id = due.id \
+                   FOR UPDATE SKIP LOCKED)) \
                  RETURNING {CLAIMED_COLUMNS}"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

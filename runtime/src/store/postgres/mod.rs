@@ -5,6 +5,8 @@
 
 mod dialect;
 mod jobs;
+#[cfg(test)]
+mod plans;
 
 use crate::ops::ProjectionLag;
 use crate::store::sql::backend::{SqlBackend, Tx};
@@ -55,7 +57,14 @@ impl PostgresBackend {
     ) -> Result<Self, StoreError> {
         let bookkeeping = PgPoolOptions::new()
             .max_connections(max_connections)
-            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+            .connect_lazy_with(options.clone().options([
+                ("synchronous_commit", "off"),
+                // The claims read a backlog in index order and stop at their batch; without
+                // statistics PostgreSQL's custom plans would rather sort the whole backlog
+                // (`plans::tests`). Sorting stays possible where nothing else can answer: this
+                // only takes it off the table where an index gives the order.
+                ("enable_sort", "off"),
+            ]));
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)
@@ -80,6 +89,55 @@ fn lane_filter(lane: &Lane, alias: &str, param: usize) -> String {
         Lane::Pool(_) => format!("{alias}.pool = ${param}"),
         Lane::Audit => format!("{alias}.pool IS NULL AND ${param}::text IS NULL"),
     }
+}
+
+/// The statement that claims a lane's next events.
+///
+/// The lease is committed with the claim (like SQLite's), not held as the row locks of an open
+/// transaction: a slow batch can extend it and complete the events that are done while the
+/// others still run, and a claim lost to a crash is counted in `attempts`, so that a poison
+/// event is dead-lettered instead of claimed for ever. A claimed event's `next_attempt_at` is
+/// its lease's end, so that one predicate says "pending and due, or claimed and expired" (an
+/// `OR` of the two cases made the planner sort the backlog). Only the oldest open event of
+/// each aggregate in this pool is claimable. A predecessor another worker holds is still open
+/// in every snapshot this statement can see, so its successors stay put.
+///
+/// The plan must not depend on the table's statistics, which are missing or stale much of the
+/// time (taken while a backlog was pending, say): the order is written `(pool, position)` with
+/// the pool as a one-element array, an order only the claim index provides — by position
+/// alone, stale statistics pick the primary key and walk every processed row — and the claimed
+/// rows are updated through an array of their positions, which no estimate turns into a hash
+/// join over the whole table. `plans::tests` pins the plan with and without statistics.
+pub(super) fn claim_events_sql(lane: &Lane) -> String {
+    format!(
+        "UPDATE herald_events e SET status = 'processing', attempts = e.attempts + 1, \
+           lease_owner = $4, lease_expires_at = $5, next_attempt_at = $5 \
+         WHERE e.position = ANY(ARRAY( \
+           SELECT c.position FROM herald_events c \
+           WHERE {lane} AND c.status <> 'processed' AND c.next_attempt_at <= $3 \
+             AND NOT EXISTS (SELECT 1 FROM herald_events p \
+               WHERE {same_pool} AND p.aggregate_type = c.aggregate_type \
+                 AND p.aggregate_id = c.aggregate_id AND p.position < c.position \
+                 AND p.status <> 'processed') \
+           ORDER BY c.pool, c.position LIMIT $2 FOR UPDATE OF c SKIP LOCKED)) \
+         RETURNING {EVENT_COLUMNS}, \
+           ARRAY(SELECT d.subscriber FROM herald_deliveries d \
+                 WHERE {same_pool_d} AND d.aggregate_type = e.aggregate_type \
+                   AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
+             AS blocked_subscribers",
+        lane = match lane {
+            Lane::Pool(_) => "c.pool = ANY(ARRAY[$1::text])",
+            Lane::Audit => "c.pool IS NULL AND $1::text IS NULL",
+        },
+        same_pool = match lane {
+            Lane::Pool(_) => "p.pool = c.pool",
+            Lane::Audit => "p.pool IS NULL",
+        },
+        same_pool_d = match lane {
+            Lane::Pool(_) => "d.pool = e.pool",
+            Lane::Audit => "d.pool IS NULL",
+        },
+    )
 }
 
 /// A claimed event row, with the subscribers it must queue behind (only the claim reads
@@ -374,43 +432,7 @@ impl SqlBackend for PostgresBackend {
         claim: Claim<'a>,
     ) -> Fut<'a, Vec<StoredEvent>> {
         Box::pin(async move {
-            // The lease is committed with the claim (like SQLite's), not held as the row locks
-            // of an open transaction: a slow batch can extend it and complete the events that
-            // are done while the others still run, and a claim lost to a crash is counted in
-            // `attempts`, so that a poison event is dead-lettered instead of claimed for ever.
-            // A claimed event's `next_attempt_at` is its lease's end, so that one predicate says
-            // "pending and due, or claimed and expired" — the predicate the claim index serves
-            // in position order (an `OR` of the two cases made the planner sort the backlog).
-            // Only the oldest open event of each aggregate in this pool is claimable. A
-            // predecessor another worker holds is still open in every snapshot this statement
-            // can see, so its successors stay put.
-            let sql = format!(
-                "WITH claimable AS ( \
-                   SELECT e.position AS claimed FROM herald_events e \
-                   WHERE {lane} AND e.status <> 'processed' AND e.next_attempt_at <= $3 \
-                     AND NOT EXISTS (SELECT 1 FROM herald_events p \
-                       WHERE {same_pool} AND p.aggregate_type = e.aggregate_type \
-                         AND p.aggregate_id = e.aggregate_id AND p.position < e.position \
-                         AND p.status <> 'processed') \
-                   ORDER BY e.position LIMIT $2 FOR UPDATE OF e SKIP LOCKED) \
-                 UPDATE herald_events e SET status = 'processing', attempts = e.attempts + 1, \
-                   lease_owner = $4, lease_expires_at = $5, next_attempt_at = $5 \
-                 FROM claimable c WHERE e.position = c.claimed \
-                 RETURNING {EVENT_COLUMNS}, \
-                   ARRAY(SELECT d.subscriber FROM herald_deliveries d \
-                         WHERE {same_pool_d} AND d.aggregate_type = e.aggregate_type \
-                           AND d.aggregate_id = e.aggregate_id AND d.status <> 'failed') \
-                     AS blocked_subscribers",
-                lane = lane_filter(lane, "e", 1),
-                same_pool = match lane {
-                    Lane::Pool(_) => "p.pool = e.pool",
-                    Lane::Audit => "p.pool IS NULL",
-                },
-                same_pool_d = match lane {
-                    Lane::Pool(_) => "d.pool = e.pool",
-                    Lane::Audit => "d.pool IS NULL",
-                },
-            );
+            let sql = claim_events_sql(lane);
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lane.pool())
                 .bind(i64::from(claim.limit))

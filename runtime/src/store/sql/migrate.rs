@@ -148,6 +148,15 @@ macro_rules! embedded_migrations {
                     "/0007_delivery_claims.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 8,
+                name: "job claim order",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0008_job_claim_order.sql"
+                )),
+            },
         ]
     };
 }
