@@ -15,6 +15,45 @@ use crate::store::{AttemptResult, Claim, ClaimedRun, Fut};
 const CLAIMED_COLUMNS: &str = "j.id, j.job, j.input, j.attempt, j.max_attempts, j.root_id, j.tenant_id, \
      j.traceparent, j.tracestate";
 
+/// Renews the leases of the runs `$1` at attempts `$2` until `$3`; returns the ids still held.
+///
+/// Like every statement that writes several runs, it locks them by id first (two statements
+/// locking the same runs in different orders, a heartbeat and a completion, would deadlock),
+/// and it reaches them through the primary key alone: which runs are still running at the
+/// attempt is checked on the locked rows, not in the scan, because statistics taken while few
+/// runs ran make any index on `status` look cheapest, and the index of running runs grows a
+/// dead entry with every run finished (`plans::tests`).
+pub(super) const HEARTBEAT: &str = "WITH locked AS ( \
+       SELECT j.id, j.attempt, j.status FROM herald_jobs j \
+       WHERE j.id = ANY($1) ORDER BY j.id FOR UPDATE OF j) \
+     UPDATE herald_jobs j SET lease_expires_at = $3 \
+     WHERE j.id = ANY(ARRAY( \
+       SELECT l.id FROM locked l \
+       JOIN UNNEST($1::uuid[], $2::int4[]) AS r(id, attempt) \
+         ON l.id = r.id AND l.attempt = r.attempt \
+       WHERE l.status = 'running')) \
+     RETURNING j.id";
+
+/// Records the outcomes of attempts (`UNNEST` of ids, attempts, statuses, outputs, errors,
+/// retry times; `$7` the time), for the runs still running at those attempts; locked and
+/// reached as [`HEARTBEAT`] does.
+pub(super) const FINISH_RUNS: &str = "WITH r AS ( \
+       SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], \
+         $5::text[], $6::timestamptz[]) \
+         AS r(id, attempt, status, output, error, retry_at)), \
+     locked AS ( \
+       SELECT j.id, j.attempt, j.status FROM herald_jobs j \
+       WHERE j.id = ANY($1) ORDER BY j.id FOR UPDATE OF j) \
+     UPDATE herald_jobs j SET status = r.status, output = r.output::jsonb, \
+       last_error = r.error, run_at = coalesce(r.retry_at, j.run_at), \
+       lease_owner = NULL, lease_expires_at = NULL, \
+       finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE $7 END \
+     FROM r \
+     WHERE j.id = ANY(ARRAY( \
+       SELECT l.id FROM locked l JOIN r ON l.id = r.id AND l.attempt = r.attempt \
+       WHERE l.status = 'running')) \
+       AND r.id = j.id";
+
 /// The statement that claims a pool's due runs of the jobs `$2`, oldest due first. The index
 /// `herald_jobs_due (pool, run_at, id)` serves the order, so the claim reads its batch and stops
 /// whatever the statistics say; the claimed runs are updated through an array of their ids, not
@@ -121,21 +160,12 @@ impl SqlJobStore for PostgresBackend {
                 .iter()
                 .map(|(_, attempt)| i32::try_from(*attempt).unwrap_or(i32::MAX))
                 .collect();
-            Ok(sqlx::query_scalar(
-                "WITH locked AS ( \
-                   SELECT j.id FROM herald_jobs j \
-                   JOIN UNNEST($1::uuid[], $2::int4[]) AS r(id, attempt) \
-                     ON j.id = r.id AND j.attempt = r.attempt \
-                   WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) \
-                 UPDATE herald_jobs j SET lease_expires_at = $3 \
-                 FROM locked l WHERE j.id = l.id AND j.status = 'running' \
-                 RETURNING j.id",
-            )
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(until)
-            .fetch_all(self.pool())
-            .await?)
+            Ok(sqlx::query_scalar(HEARTBEAT)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(until)
+                .fetch_all(self.pool())
+                .await?)
         })
     }
 
@@ -158,31 +188,17 @@ impl SqlJobStore for PostgresBackend {
             // One statement, committed before any result is reported. Like every statement
             // that writes several runs, it locks them by id first: two of them locking the same
             // runs in different orders (a heartbeat and a completion) would deadlock.
-            Ok(sqlx::query(
-                "WITH r AS ( \
-                   SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], \
-                     $5::text[], $6::timestamptz[]) \
-                     AS r(id, attempt, status, output, error, retry_at)), \
-                 locked AS ( \
-                   SELECT j.id FROM herald_jobs j JOIN r ON j.id = r.id AND j.attempt = r.attempt \
-                   WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) \
-                 UPDATE herald_jobs j SET status = r.status, output = r.output::jsonb, \
-                   last_error = r.error, run_at = coalesce(r.retry_at, j.run_at), \
-                   lease_owner = NULL, lease_expires_at = NULL, \
-                   finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE $7 END \
-                 FROM locked l JOIN r ON r.id = l.id \
-                 WHERE j.id = l.id AND j.status = 'running'",
-            )
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&statuses)
-            .bind(&outputs)
-            .bind(&errors)
-            .bind(&retry_at)
-            .bind(now)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+            Ok(sqlx::query(FINISH_RUNS)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&statuses)
+                .bind(&outputs)
+                .bind(&errors)
+                .bind(&retry_at)
+                .bind(now)
+                .execute(self.pool())
+                .await?
+                .rows_affected())
         })
     }
 }

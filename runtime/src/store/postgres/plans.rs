@@ -1,14 +1,17 @@
-//! The claims' plans, pinned: over a backlog of 20,000 events and 20,000 runs, the event and
-//! job claims read their batch from the claim indexes in order and stop — no sort of the
-//! backlog, no scan of the table, no hash join — whether the tables have no statistics,
-//! statistics taken while everything was pending (and then 15,000 processed: stale), or fresh
-//! ones; with PostgreSQL's generic plans (what a prepared statement settles on) and custom ones.
+//! The plans of the statements that run once per batch, pinned: over a backlog of 20,000
+//! events and 20,000 runs, the event and job claims read their batch from the claim indexes in
+//! order and stop — no sort of the backlog, no scan of the table, no hash join — whether the
+//! tables have no statistics, statistics taken while everything was pending (and then 15,000
+//! processed: stale), or fresh ones; and a batch of runs is finished and heartbeaten through
+//! the primary key, not through the index of running runs that grows dead entries with every
+//! run finished. With PostgreSQL's generic plans (what a prepared statement settles on) and
+//! custom ones.
 
 use serde_json::Value;
 use sqlx::postgres::PgConnection;
 
 use super::claim_events_sql;
-use super::jobs::claim_runs_sql;
+use super::jobs::{FINISH_RUNS, HEARTBEAT, claim_runs_sql};
 use crate::store::Lane;
 use crate::store::sql::backend::SqlBackend;
 
@@ -171,6 +174,84 @@ async fn the_claims_read_their_batch_and_stop_whatever_the_statistics() {
         .await
         .expect("analyze");
     assert_claims_bounded(&mut connection, "fresh statistics").await;
+
+    // 15,000 runs ran and finished, leaving their dead entries in the index of running runs;
+    // statistics were taken while none ran; then a batch of 100 started: what the worker
+    // heartbeats and finishes.
+    for (from, to, runs) in [
+        ("pending", "running", 15_000),
+        ("running", "completed", 15_000),
+        ("analyze", "", 0),
+        ("pending", "running", 100),
+    ] {
+        if from == "analyze" {
+            sqlx::query("ANALYZE herald_jobs")
+                .execute(&mut *connection)
+                .await
+                .expect("analyze");
+            continue;
+        }
+        sqlx::query(
+            "UPDATE herald_jobs SET status = $2, attempt = 1 WHERE id IN ( \
+               SELECT id FROM herald_jobs WHERE status = $1 LIMIT $3)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(runs)
+        .execute(&mut *connection)
+        .await
+        .expect("runs ran");
+    }
+    let running: String =
+        sqlx::query_scalar("SELECT array_agg(id)::text FROM herald_jobs WHERE status = 'running'")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("the running runs");
+    for (name, types, sql, arguments) in [
+        (
+            "heartbeat",
+            "uuid[], int4[], timestamptz",
+            HEARTBEAT,
+            format!("'{running}', array_fill(1, ARRAY[100]), now()"),
+        ),
+        (
+            "finish_runs",
+            "uuid[], int4[], text[], text[], text[], timestamptz[], timestamptz",
+            FINISH_RUNS,
+            format!(
+                "'{running}', array_fill(1, ARRAY[100]), array_fill('completed'::text, \
+                 ARRAY[100]), array_fill('null'::text, ARRAY[100]), array_fill(NULL::text, \
+                 ARRAY[100]), array_fill(NULL::timestamptz, ARRAY[100]), now()"
+            ),
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PREPARE {name}({types}) AS {sql}"
+        )))
+        .execute(&mut *connection)
+        .await
+        .expect("prepare");
+        for mode in ["force_generic_plan", "force_custom_plan"] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+                .execute(&mut *connection)
+                .await
+                .expect("plan cache mode");
+            let plan = plan(&mut connection, name, &arguments).await;
+            let nodes = nodes(&plan);
+            let indexes: Vec<&str> = nodes
+                .iter()
+                .filter_map(|node| node["Index Name"].as_str())
+                .collect();
+            assert!(
+                indexes.contains(&"herald_jobs_pkey") && !indexes.contains(&"herald_jobs_running"),
+                "{name}, {mode}: runs not reached by their ids: {plan:#}"
+            );
+            assert!(
+                !nodes.iter().any(|node| node["Node Type"] == "Seq Scan"),
+                "{name}, {mode}: a scan of the table: {plan:#}"
+            );
+        }
+    }
 
     drop(connection);
     store.backend().bookkeeping().close().await;
