@@ -3,7 +3,9 @@
 //!
 //! - a bare one-row `INSERT` + `COMMIT`, against which an unbatched publish is compared;
 //! - the design Herald replaces: poll every second, claim 50, dispatch serially, mark each row
-//!   processed with its own `UPDATE`.
+//!   processed with its own `UPDATE`;
+//! - the ceiling of the claim approach: a bare queue table claimed 100 rows per `UPDATE` by one
+//!   connection, with the settings of Herald's own claims.
 //!
 //! `cargo run --release -p herald-benchmarks -- --help`
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use crm::generated::events::ContactCreated;
 use crm::generated::{JobBindings, TypedEventBus};
-use herald::sqlx::{self, Executor};
+use herald::sqlx::{self, Connection, Executor};
 use herald::uuid::Uuid;
 use herald::{
     Backend, Envelope, HandlerError, JobContext, JobError, PostgresBackend, Publish, SqliteBackend,
@@ -52,6 +54,11 @@ struct Args {
     /// Run only the relay scenarios.
     #[arg(long)]
     relay_only: bool,
+    /// ANALYZE the tables once each backlog is filled, as peer queues' benchmark scripts do.
+    /// Without it the tables keep the statistics publishers leave them: none on a fresh table
+    /// while autovacuum has not run (or is off).
+    #[arg(long)]
+    analyze: bool,
 }
 
 /// One line of the report.
@@ -151,6 +158,11 @@ trait Dialect: Backend {
     const LEGACY_CLAIM: &'static str;
     const LEGACY_MARK: &'static str;
     const COUNT_COMPLETED: &'static str;
+    /// Statistics of Herald's tables (`--analyze`).
+    const ANALYZE_HERALD: &'static str;
+    /// A bare queue: an id, a status, a payload, and an index of the pending rows in id order.
+    const RAW_TABLE: &'static str;
+    const RAW_ANALYZE: &'static str;
 
     fn execute<'a>(
         store: &'a Store<Self>,
@@ -177,6 +189,19 @@ trait Dialect: Backend {
         store: &'a Store<Self>,
         sql: &'static str,
     ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'a;
+    /// Fills the bare queue with `n` pending rows of `payload`.
+    fn raw_fill<'a>(
+        store: &'a Store<Self>,
+        payload: &'a str,
+        n: u64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+    /// Claims the bare queue 100 rows per statement, in id order, until it is empty; returns
+    /// how many rows it claimed. `as_herald_claims`: on a connection set up as Herald's claims
+    /// are (PostgreSQL: `synchronous_commit` off), else with the server's defaults.
+    fn raw_claim_all(
+        store: &Store<Self>,
+        as_herald_claims: bool,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + '_;
 }
 
 impl Dialect for SqliteBackend {
@@ -192,12 +217,45 @@ impl Dialect for SqliteBackend {
     const LEGACY_MARK: &'static str = "UPDATE legacy_outbox SET processed = 1 WHERE id = ?";
     const COUNT_COMPLETED: &'static str =
         "SELECT count(*) FROM herald_jobs WHERE status = 'completed'";
+    const ANALYZE_HERALD: &'static str = "ANALYZE";
+    const RAW_TABLE: &'static str = "CREATE TABLE bench_claim (id INTEGER PRIMARY KEY, \
+         status TEXT NOT NULL DEFAULT 'pending', payload TEXT NOT NULL); \
+         CREATE INDEX bench_claim_pending ON bench_claim (id) WHERE status = 'pending'";
+    const RAW_ANALYZE: &'static str = "ANALYZE bench_claim";
 
     async fn execute(store: &Store<Self>, sql: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(store.backend().pool())
             .await
             .map(drop)
+    }
+    async fn raw_fill(store: &Store<Self>, payload: &str, n: u64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+             INSERT INTO bench_claim (payload) SELECT ?1 FROM n",
+        )
+        .bind(payload)
+        .bind(n as i64)
+        .execute(store.backend().pool())
+        .await
+        .map(drop)
+    }
+    async fn raw_claim_all(store: &Store<Self>, _: bool) -> Result<u64, sqlx::Error> {
+        // One writer and one commit mode on SQLite: Herald's claims run as these do.
+        let mut claimed = 0;
+        loop {
+            let rows = sqlx::query(
+                "UPDATE bench_claim SET status = 'claimed' WHERE id IN ( \
+                   SELECT id FROM bench_claim WHERE status = 'pending' ORDER BY id LIMIT 100)",
+            )
+            .execute(store.backend().pool())
+            .await?
+            .rows_affected();
+            if rows == 0 {
+                return Ok(claimed);
+            }
+            claimed += rows;
+        }
     }
     async fn bare_insert(
         tx: &mut Self::Transaction<'static>,
@@ -250,6 +308,50 @@ impl Dialect for PostgresBackend {
     const LEGACY_MARK: &'static str = "UPDATE legacy_outbox SET processed = true WHERE id = $1";
     const COUNT_COMPLETED: &'static str =
         "SELECT count(*) FROM herald_jobs WHERE status = 'completed'";
+    const ANALYZE_HERALD: &'static str = "ANALYZE herald_events, herald_deliveries, herald_jobs";
+    const RAW_TABLE: &'static str = "CREATE TABLE bench_claim (id BIGSERIAL PRIMARY KEY, \
+         status TEXT NOT NULL DEFAULT 'pending', payload JSONB NOT NULL); \
+         CREATE INDEX bench_claim_pending ON bench_claim (id) WHERE status = 'pending'";
+    const RAW_ANALYZE: &'static str = "ANALYZE bench_claim";
+
+    async fn raw_fill(store: &Store<Self>, payload: &str, n: u64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO bench_claim (payload) SELECT $1::jsonb FROM generate_series(1, $2)",
+        )
+        .bind(payload)
+        .bind(n as i64)
+        .execute(store.backend().pool())
+        .await
+        .map(drop)
+    }
+    async fn raw_claim_all(
+        store: &Store<Self>,
+        as_herald_claims: bool,
+    ) -> Result<u64, sqlx::Error> {
+        let options = store.backend().pool().connect_options().as_ref().clone();
+        let options = if as_herald_claims {
+            // The settings of Herald's bookkeeping pool, where its claims run.
+            options.options([("synchronous_commit", "off"), ("enable_sort", "off")])
+        } else {
+            options
+        };
+        let mut connection = sqlx::PgConnection::connect_with(&options).await?;
+        let mut claimed = 0;
+        loop {
+            let rows = sqlx::query(
+                "UPDATE bench_claim SET status = 'claimed' WHERE id = ANY(ARRAY( \
+                   SELECT id FROM bench_claim WHERE status = 'pending' ORDER BY id LIMIT 100 \
+                   FOR UPDATE SKIP LOCKED))",
+            )
+            .execute(&mut connection)
+            .await?
+            .rows_affected();
+            if rows == 0 {
+                return Ok(claimed);
+            }
+            claimed += rows;
+        }
+    }
 
     async fn execute(store: &Store<Self>, sql: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -414,11 +516,40 @@ async fn outbox<B: Dialect>(
     legacy_drain(&store, &legacy_delivered, legacy_n, None).await?;
     let legacy_rate = rate(legacy_n, start.elapsed());
 
-    // 3. Drain-only throughput on a backlog, 1 and 4 workers.
+    // 3. The ceiling of the claim approach on a backlog as large: claim 100 rows per UPDATE,
+    //    with the server's default commit (as `pgbench` measures it) and as Herald claims.
+    B::execute(&store, B::RAW_TABLE).await?;
+    let mut raw_claim = 0.0;
+    for as_herald_claims in [false, true] {
+        B::raw_fill(&store, payload, n).await?;
+        if args.analyze {
+            B::execute(&store, B::RAW_ANALYZE).await?;
+        }
+        let start = Instant::now();
+        let claimed = B::raw_claim_all(&store, as_herald_claims).await?;
+        raw_claim = rate(claimed, start.elapsed());
+        let settings = if as_herald_claims {
+            "Herald's claim settings"
+        } else {
+            "default commit"
+        };
+        report.add(
+            name,
+            format!("raw claim, 100 rows per UPDATE, 1 connection, {settings}"),
+            per_second(raw_claim),
+            "",
+            "",
+        );
+    }
+
+    // 4. Drain-only throughput on a backlog, 1 and 4 workers.
     let workers_list: &[usize] = if name == "SQLite" { &[1] } else { &[1, 4] };
     for &workers in workers_list {
         delivered.store(0, Ordering::Relaxed);
         publish_backlog(&bus, n, 1_000).await?;
+        if args.analyze {
+            B::execute(&store, B::ANALYZE_HERALD).await?;
+        }
         let drains: Vec<_> = (0..workers)
             .map(|w| {
                 counting_bus(&store, &delivered, &arrivals)
@@ -440,9 +571,16 @@ async fn outbox<B: Dialect>(
             per_second(legacy_rate),
             format!("{:.1}x", drained / legacy_rate),
         );
+        report.add(
+            name,
+            format!("drain a backlog of {n}, {workers} worker(s) (vs raw claim as Herald's)"),
+            per_second(drained),
+            per_second(raw_claim),
+            format!("{:.2}", drained / raw_claim),
+        );
     }
 
-    // 4. Publish and drain at once, 1 and 100 events per transaction.
+    // 5. Publish and drain at once, 1 and 100 events per transaction.
     for per_tx in [1, 100] {
         delivered.store(0, Ordering::Relaxed);
         let count = if per_tx == 1 { n.min(10_000) } else { n };
@@ -641,6 +779,9 @@ async fn jobs<B: Dialect>(
             enqueued += 100.min(n - enqueued);
         }
         let enqueue_rate = rate(n, start.elapsed());
+        if args.analyze {
+            B::execute(&store, B::ANALYZE_HERALD).await?;
+        }
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 noop_worker(&store)
@@ -912,9 +1053,14 @@ async fn main() -> Result<(), Failure> {
     }
     println!(
         "Herald benchmarks: {} cores, SQLite WAL + synchronous=FULL, PostgreSQL synchronous_commit \
-         default (on); {} events per scenario",
+         default (on); {} events per scenario; statistics: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        args.events
+        args.events,
+        if args.analyze {
+            "ANALYZE after each backlog is filled"
+        } else {
+            "as publishers leave them (--analyze to take them)"
+        }
     );
     println!(
         "  {:<9} {:<52} {:>16} {:>16} {:>9}",
