@@ -233,15 +233,15 @@ impl<'a> DeliveryColumns<'a> {
 /// one aggregate could commit in the opposite order of their positions, and a drain between the
 /// two commits would deliver the later event first. Locks are taken in key order, so that two
 /// transactions publishing to the same aggregates in one call never deadlock.
+/// The advisory lock of an event's aggregate, if it has one (`hashtextextended(key, 0)`).
+fn aggregate_lock_key(event: &NewEvent) -> Option<String> {
+    let aggregate_type = event.aggregate_type?;
+    let aggregate_id = event.aggregate_id.as_deref()?;
+    Some(format!("herald:{aggregate_type}:{aggregate_id}"))
+}
+
 async fn lock_aggregates(tx: &mut Tx<'_, Postgres>, events: &[NewEvent]) -> Result<(), StoreError> {
-    let mut keys: Vec<String> = events
-        .iter()
-        .filter_map(|event| {
-            let aggregate_type = event.aggregate_type?;
-            let aggregate_id = event.aggregate_id.as_deref()?;
-            Some(format!("herald:{aggregate_type}:{aggregate_id}"))
-        })
-        .collect();
+    let mut keys: Vec<String> = events.iter().filter_map(aggregate_lock_key).collect();
     if keys.is_empty() {
         return Ok(());
     }
@@ -353,15 +353,20 @@ impl SqlBackend for PostgresBackend {
         _now: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
-            lock_aggregates(tx, events).await?;
             if let [event] = events {
-                // The common case, one event: plain binds, no arrays to build.
+                // The common case, one event: one statement, plain binds, no arrays to build.
+                // The aggregate's lock (when it has one) is taken by the statement itself,
+                // before the row is formed and given its position: one round trip, not two.
                 return sqlx::query_scalar(
-                    "INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
+                    "WITH aggregate_lock AS ( \
+                       SELECT pg_advisory_xact_lock(hashtextextended($17, 0)) \
+                       WHERE $17::text IS NOT NULL) \
+                     INSERT INTO herald_events (id, event_type, version, tier, direction, pool, \
                        aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
                        payload, occurred_at, aggregate_sequence, traceparent, tracestate) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, \
-                       $15, $16) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, \
+                       $15, $16 \
+                     FROM (SELECT count(*) FROM aggregate_lock) AS locked \
                      ON CONFLICT (id) DO NOTHING RETURNING id",
                 )
                 .bind(event.id)
@@ -380,10 +385,12 @@ impl SqlBackend for PostgresBackend {
                 .bind(event.aggregate_sequence)
                 .bind(event.trace.as_ref().map(TraceContext::traceparent))
                 .bind(event.trace.as_ref().and_then(TraceContext::tracestate))
+                .bind(aggregate_lock_key(event))
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(conflict_or);
             }
+            lock_aggregates(tx, events).await?;
             let mut columns = EventColumns::default();
             for event in events {
                 columns.push(event);
