@@ -160,6 +160,9 @@ struct DeadLetterSelection {
     /// Only those of events of this type.
     #[arg(long = "type")]
     event_type: Option<String>,
+    /// Only those of events of this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -46,6 +46,8 @@ pub struct Redrive {
     pub subscriber: Option<String>,
     /// Only those of events of this type (`None`: of every type).
     pub event_type: Option<String>,
+    /// Only those of events of this tenant (`None`: of every tenant, and of none).
+    pub tenant: Option<String>,
 }
 
 impl Redrive {
@@ -74,6 +76,21 @@ impl Redrive {
     /// Narrows to the dead letters of one subscriber.
     pub fn subscriber(mut self, subscriber: impl Into<String>) -> Self {
         self.subscriber = Some(subscriber.into());
+        self
+    }
+
+    /// Whether it narrows the dead letters at all (every field unset re-drives them all).
+    pub fn is_narrowed(&self) -> bool {
+        self.event_id.is_some()
+            || self.subscriber.is_some()
+            || self.event_type.is_some()
+            || self.tenant.is_some()
+    }
+
+    /// Narrows to the dead letters of one tenant's events: what an operator of a multi-tenant
+    /// application shows or re-drives for one customer.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
         self
     }
 }

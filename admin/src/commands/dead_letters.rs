@@ -30,6 +30,7 @@ fn selection(which: DeadLetterSelection) -> Redrive {
         event_id: which.event,
         subscriber: which.subscriber,
         event_type: which.event_type,
+        tenant: which.tenant,
     }
 }
 
@@ -88,11 +89,9 @@ async fn redrive<B: Backend>(
     output: &Output,
 ) -> Result<(), Failure> {
     let which = selection(which);
-    let narrowed =
-        which.event_id.is_some() || which.subscriber.is_some() || which.event_type.is_some();
-    if !narrowed && !all {
+    if !which.is_narrowed() && !all {
         return Err(Failure::Usage(
-            "say which dead letters to re-drive: --event, --subscriber, --type, or --all"
+            "say which dead letters to re-drive: --event, --subscriber, --type, --tenant, or --all"
                 .to_owned(),
         ));
     }

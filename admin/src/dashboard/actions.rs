@@ -22,6 +22,7 @@ pub(super) struct RedriveForm {
     subscriber: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
+    tenant: Option<String>,
     /// Set by the "re-drive every dead letter" button: without it a form must name some.
     all: Option<String>,
     back: Option<String>,
@@ -40,10 +41,9 @@ pub(super) async fn redrive<B: Backend>(
         event_id: form.event,
         subscriber: nonempty(form.subscriber),
         event_type: nonempty(form.event_type),
+        tenant: nonempty(form.tenant),
     };
-    let named =
-        which.event_id.is_some() || which.subscriber.is_some() || which.event_type.is_some();
-    if !named && form.all.is_none() {
+    if !which.is_narrowed() && form.all.is_none() {
         return dashboard.error(
             StatusCode::BAD_REQUEST,
             "Say which dead letters to re-drive (an event, a subscriber or a type), or use the \

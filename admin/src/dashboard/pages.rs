@@ -349,6 +349,7 @@ pub(super) struct DeadLettersQuery {
     #[serde(rename = "type")]
     event_type: Option<String>,
     subscriber: Option<String>,
+    tenant: Option<String>,
     flash: Option<String>,
 }
 
@@ -361,6 +362,7 @@ pub(super) async fn dead_letters<B: Backend>(
     let which = Redrive {
         event_type: given(&query.event_type).map(str::to_owned),
         subscriber: given(&query.subscriber).map(str::to_owned),
+        tenant: given(&query.tenant).map(str::to_owned),
         event_id: None,
     };
     let letters = match dashboard.store.dead_letters_of(&which, 500).await {
@@ -371,6 +373,7 @@ pub(super) async fn dead_letters<B: Backend>(
     let narrowing: Vec<String> = [
         ("type", &which.event_type),
         ("subscriber", &which.subscriber),
+        ("tenant", &which.tenant),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", query_value(v))))
@@ -381,6 +384,7 @@ pub(super) async fn dead_letters<B: Backend>(
     let mut body = FilterForm::new(&format!("{base}/dead-letters"))
         .input("type", "Event type", given(&query.event_type))
         .input("subscriber", "Subscriber", given(&query.subscriber))
+        .input("tenant", "Tenant", given(&query.tenant))
         .finish();
     if dashboard.options.allow_actions && !letters.is_empty() {
         let mut all: Vec<(&str, &str)> = vec![("back", &back)];
@@ -389,6 +393,9 @@ pub(super) async fn dead_letters<B: Backend>(
         }
         if let Some(subscriber) = &which.subscriber {
             all.push(("subscriber", subscriber));
+        }
+        if let Some(tenant) = &which.tenant {
+            all.push(("tenant", tenant));
         }
         let label = match narrowing.is_empty() {
             true => "Re-drive every dead letter".to_owned(),

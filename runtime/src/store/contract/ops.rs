@@ -323,6 +323,48 @@ async fn dead_letters_are_narrowed_by_event_type_as_redrive_is<B: Backend>(store
     );
 }
 
+async fn dead_letters_are_narrowed_by_tenant_as_redrive_is<B: Backend>(store: Store<B>) {
+    let of_tenant = |aggregate: &str, tenant: Option<&str>| NewEvent {
+        tenant_id: tenant.map(str::to_owned),
+        ..of_type("contact_created", aggregate)
+    };
+    insert_events(
+        &store,
+        &[
+            of_tenant("a", Some("acme")),
+            of_tenant("b", Some("globex")),
+            of_tenant("c", None),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        deliver_one(&store, |event| vec![delivery(event, "mailer", dead())]).await;
+    }
+    let acme = Redrive::all().tenant("acme");
+    let named = store
+        .dead_letters_of(&acme, 10)
+        .await
+        .expect("dead letters");
+    assert_eq!(
+        named
+            .iter()
+            .map(|d| d.aggregate_id.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("a")],
+        "only acme's"
+    );
+    assert_eq!(store.redrive(&acme).await.expect("redrive"), 1);
+    let mut left: Vec<_> = store
+        .dead_letters(10)
+        .await
+        .expect("dead letters")
+        .into_iter()
+        .map(|d| d.aggregate_id)
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![Some("b".to_owned()), Some("c".to_owned())]);
+}
+
 async fn job_stats_count_runs_by_status_with_the_oldest_due_and_the_earliest_lease<B: Backend>(
     store: Store<B>,
 ) {
@@ -380,5 +422,6 @@ on_every_backend!(
     events_are_listed_newest_first_filtered_and_followed,
     an_events_detail_shows_its_payload_what_it_owes_and_its_runs,
     dead_letters_are_narrowed_by_event_type_as_redrive_is,
+    dead_letters_are_narrowed_by_tenant_as_redrive_is,
     job_stats_count_runs_by_status_with_the_oldest_due_and_the_earliest_lease,
 );

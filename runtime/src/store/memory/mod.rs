@@ -77,6 +77,11 @@ impl State {
                     .get(&position)
                     .is_some_and(|row| row.event.event_type == event_type)
             })
+            && which.tenant.as_deref().is_none_or(|tenant| {
+                self.rows
+                    .get(&position)
+                    .is_some_and(|row| row.event.tenant_id.as_deref() == Some(tenant))
+            })
     }
 
     fn position_of(&self, id: Uuid) -> Option<i64> {

@@ -176,12 +176,14 @@ pub(crate) async fn dead_letters<D: Dialect>(
              FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id \
              WHERE d.status = 'failed' AND ($2 IS NULL OR d.event_id = $2) \
                AND ($3 IS NULL OR d.subscriber = $3) AND ($4 IS NULL OR e.event_type = $4) \
+               AND ($5 IS NULL OR e.tenant_id = $5) \
              ORDER BY d.updated_at, d.event_position LIMIT $1",
         )
         .int(i64::from(limit))
         .uuid(which.event_id)
         .text(which.subscriber.as_deref())
-        .text(which.event_type.as_deref()),
+        .text(which.event_type.as_deref())
+        .text(which.tenant.as_deref()),
     )
     .await?;
     rows.iter()
@@ -217,12 +219,15 @@ pub(crate) async fn redrive<D: Dialect>(
              WHERE status = 'failed' AND ($2 IS NULL OR event_id = $2) \
                AND ($3 IS NULL OR subscriber = $3) \
                AND ($4 IS NULL OR event_id IN \
-                    (SELECT id FROM herald_events WHERE event_type = $4))",
+                    (SELECT id FROM herald_events WHERE event_type = $4)) \
+               AND ($5 IS NULL OR event_id IN \
+                    (SELECT id FROM herald_events WHERE tenant_id = $5))",
         )
         .time(now)
         .uuid(which.event_id)
         .text(which.subscriber.as_deref())
-        .text(which.event_type.as_deref()),
+        .text(which.event_type.as_deref())
+        .text(which.tenant.as_deref()),
     )
     .await?)
 }
