@@ -142,6 +142,19 @@ async fn wait_for_page(client: &Client, title: &str) {
         .unwrap_or_else(|error| panic!("no page titled {title}: {error}"));
 }
 
+/// The message of the page a submitted form leads to, once it is there (not the page it
+/// leaves).
+async fn flash_after_submit(client: &Client) -> String {
+    client
+        .wait()
+        .for_element(Locator::Css("p.flash"))
+        .await
+        .expect("the page after the form, with its message")
+        .text()
+        .await
+        .expect("the message")
+}
+
 async fn body_text(client: &Client) -> String {
     client
         .find(Locator::Css("main"))
@@ -244,14 +257,7 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
-    let flash = client
-        .wait()
-        .for_element(Locator::Css("p.flash"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let flash = flash_after_submit(&client).await;
     assert!(flash.contains("Re-drove 1 dead letter(s)"), "{flash}");
 
     let event_page = format!("{site}/events/{paid}");
@@ -299,15 +305,7 @@ async fn a_dead_letter_is_found_redriven_and_delivered_in_the_browser() {
         .click()
         .await
         .unwrap();
-    // The click submits a form: wait for the page it leads to, not the one it leaves.
-    let flash = client
-        .wait()
-        .for_element(Locator::Css("p.flash"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let flash = flash_after_submit(&client).await;
     assert!(flash.contains("Canceled 1 live run(s)"), "{flash}");
     let canceled = body_text(&client).await;
     assert!(canceled.contains("canceled"), "{canceled}");

@@ -441,15 +441,17 @@ async fn a_worker_shutting_down_gives_its_running_attempts_back<B: Backend>(stor
     let probe = Probe::default();
     let run = start::<B, TicksUntilCanceled>(&store, Nothing {}).await;
     // A lease far longer than the test: only the release can make the run claimable in time.
-    let lease = Duration::from_secs(600);
-    let first = test_worker(
-        &store,
-        &probe,
-        JobBindings::new().register::<TicksUntilCanceled>(),
-    )
-    .lease(lease)
-    .shutdown_timeout(Duration::from_millis(50))
-    .spawn();
+    let worker = || {
+        test_worker(
+            &store,
+            &probe,
+            JobBindings::new().register::<TicksUntilCanceled>(),
+        )
+        .lease(Duration::from_secs(600))
+        .shutdown_timeout(Duration::from_millis(50))
+        .spawn()
+    };
+    let first = worker();
     eventually("the attempt runs", DEADLINE, || async {
         !probe.calls().is_empty()
     })
@@ -460,14 +462,7 @@ async fn a_worker_shutting_down_gives_its_running_attempts_back<B: Backend>(stor
     let released = run_of(&store, run).await;
     assert_eq!(released.status, RunStatus::Pending, "{released:?}");
     assert_eq!((released.attempt, released.lease_expires_at), (0, None));
-    let second = test_worker(
-        &store,
-        &probe,
-        JobBindings::new().register::<TicksUntilCanceled>(),
-    )
-    .lease(lease)
-    .shutdown_timeout(Duration::from_millis(50))
-    .spawn();
+    let second = worker();
     eventually("another worker takes it at once", WAKE_DEADLINE, || async {
         run_of(&store, run).await.status == RunStatus::Running
     })
