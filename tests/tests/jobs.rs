@@ -9,7 +9,8 @@ use herald::ops::{RunFilter, RunInfo, RunStatus};
 use herald::testing::{RawRun, SilentRunClaim};
 use herald::uuid::Uuid;
 use herald::{
-    Backend, Jobs, RetryTiming, RunAt, ServiceHandle, Start, Store, Worker, WorkerSummary,
+    Backend, Jobs, RetryTiming, RunAt, ServiceHandle, Start, Store, Worker, WorkerConfig,
+    WorkerSummary,
 };
 use integration_tests::domain::events::{ContactCreated, CrmSyncCompleted};
 use integration_tests::domain::{JobBindings, TypedEventBus};
@@ -474,6 +475,57 @@ async fn a_worker_shutting_down_gives_its_running_attempts_back<B: Backend>(stor
     );
     store.jobs().cancel(run).await.unwrap();
     second.shutdown().await;
+}
+
+/// While its heartbeats fail (the database unreachable from it), a worker claims nothing new —
+/// it could not keep what it claimed — and claims again once they succeed. The lease is far
+/// longer than the test, so nothing is rescued meanwhile; only the heartbeat fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_worker_whose_heartbeats_fail_claims_nothing_new() {
+    let store = herald::memory();
+    let probe = Probe::default();
+    let long = start::<_, TicksUntilCanceled>(&store, Nothing {}).await;
+    let worker = TypedEventBus::new(store.clone())
+        .with_jobs(
+            JobBindings::new()
+                .register::<TicksUntilCanceled>()
+                .register::<LeafOfATree>(),
+        )
+        .worker()
+        .state(probe.clone())
+        .config(WorkerConfig {
+            lease: Duration::from_secs(600),
+            heartbeat: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(20),
+            shutdown_timeout: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        })
+        .spawn();
+    eventually("the long run runs", DEADLINE, || async {
+        !probe.calls().is_empty()
+    })
+    .await;
+    store.backend().fail_heartbeats(true);
+    eventually("a heartbeat fails", DEADLINE, || async {
+        store.backend().failed_heartbeats() > 0
+    })
+    .await;
+
+    let quick = start::<_, LeafOfATree>(&store, Nothing {}).await;
+    // Twenty-five polls and ten heartbeats, every one of them failing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        run_of(&store, quick).await.status,
+        RunStatus::Pending,
+        "claimed while its heartbeats failed"
+    );
+    assert!(store.backend().failed_heartbeats() >= 5);
+
+    store.backend().fail_heartbeats(false);
+    let done = wait_until_final(&store, quick).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    store.jobs().cancel(long).await.unwrap();
+    worker.shutdown().await;
 }
 
 async fn heartbeats_keep_a_long_run_and_expired_leases_are_rescued<B: Backend>(store: Store<B>) {

@@ -248,6 +248,9 @@ impl JobStore for MemoryBackend {
         until: DateTime<Utc>,
     ) -> Fut<'a, Vec<Uuid>> {
         Box::pin(async move {
+            if self.heartbeat_fails() {
+                return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+            }
             let mut state = self.jobs();
             Ok(runs
                 .iter()

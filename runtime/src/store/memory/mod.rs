@@ -4,6 +4,7 @@
 mod jobs;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -130,6 +131,14 @@ pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
     jobs: Arc<Mutex<JobState>>,
     wakes: Wakes,
+    faults: Arc<Faults>,
+}
+
+/// Failures a test asks the in-memory backend to show, as a database that stops answering.
+#[derive(Debug, Default)]
+struct Faults {
+    heartbeats_fail: AtomicBool,
+    failed_heartbeats: AtomicU64,
 }
 
 impl sealed::Sealed for MemoryBackend {}
@@ -251,7 +260,29 @@ impl MemoryBackend {
             state: Arc::default(),
             jobs: Arc::default(),
             wakes,
+            faults: Arc::default(),
         }
+    }
+
+    /// For tests: makes every job heartbeat fail (or succeed again), as when the database cannot
+    /// be reached from the worker, while every other operation still works — so that a test can
+    /// see what a worker does when it cannot renew its leases.
+    pub fn fail_heartbeats(&self, fail: bool) {
+        self.faults.heartbeats_fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many heartbeats failed because of [`MemoryBackend::fail_heartbeats`].
+    pub fn failed_heartbeats(&self) -> u64 {
+        self.faults.failed_heartbeats.load(Ordering::SeqCst)
+    }
+
+    /// Whether the next heartbeat fails, counting it when it does.
+    pub(super) fn heartbeat_fails(&self) -> bool {
+        let fails = self.faults.heartbeats_fail.load(Ordering::SeqCst);
+        if fails {
+            self.faults.failed_heartbeats.fetch_add(1, Ordering::SeqCst);
+        }
+        fails
     }
 
     fn jobs(&self) -> MutexGuard<'_, JobState> {
