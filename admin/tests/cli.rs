@@ -303,6 +303,66 @@ async fn tail_follows_new_commits<B: Backend>(store: Store<B>, url: String) {
     assert!(child.wait().expect("herald ends").success());
 }
 
+/// On PostgreSQL a position is taken before its transaction commits: the first transaction to
+/// publish can commit last. `events tail` follows commits, so it prints both events, the one at
+/// the lower position included, instead of skipping it once it has printed the higher one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tail_prints_an_event_that_commits_after_a_later_position() {
+    let Some(schema) = PostgresSchema::create("postgres_tail_out_of_order").await else {
+        return;
+    };
+    let store = schema.store(5).await;
+    let bus = TypedEventBus::new(store.clone());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["events", "tail", "--count", "2", "--interval-ms", "20"])
+        .env("DATABASE_URL", schema.url_with_search_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run herald");
+    // The tail is following (an empty outbox) before anything is published.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (slow, quick) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut slow_tx = store.begin().await.unwrap();
+    bus.publish(&mut slow_tx, slow, contact_created(slow))
+        .await
+        .unwrap();
+    let mut quick_tx = store.begin().await.unwrap();
+    bus.publish(&mut quick_tx, quick, contact_created(quick))
+        .await
+        .unwrap();
+    store.commit(quick_tx).await.unwrap();
+    // Several polls while only the later position is committed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.commit(slow_tx).await.unwrap();
+
+    // Read on a thread of its own, so that a tail that never prints its second line fails the
+    // test (and is killed) instead of hanging it.
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        match lines_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the tail printed {lines:?} and nothing more: an event was skipped");
+            }
+        }
+    }
+    assert!(child.wait().expect("herald ends").success());
+    assert!(lines[0].contains(&slow.to_string()), "{lines:?}");
+    assert!(lines[1].contains(&quick.to_string()), "{lines:?}");
+    schema.drop().await;
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {

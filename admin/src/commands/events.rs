@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use herald::ops::{EventDetail, EventFilter, EventStatus, EventSummary};
-use herald::{Backend, Store};
+use herald::{Backend, Checkpoint, Store};
 use uuid::Uuid;
 
 use crate::render::{Output, Table};
@@ -170,8 +170,10 @@ fn human_detail(detail: &EventDetail, out: &mut dyn Write) -> std::io::Result<()
     }
 }
 
-/// Follows the outbox: polls for events after the last one printed. Polling (not `LISTEN`) so
-/// that it works the same on SQLite, and reads nothing a lane has to wait for.
+/// Follows the outbox in commit order: polls for events committed after the last one printed.
+/// Polling (not `LISTEN`) so that it works the same on SQLite, and reads nothing a lane has to
+/// wait for. Commit order, not position order: on PostgreSQL an event can commit after one at
+/// a later position, and following positions would skip it for good.
 async fn tail<B: Backend>(
     store: &Store<B>,
     selection: EventSelection,
@@ -181,29 +183,19 @@ async fn tail<B: Backend>(
     output: &Output,
 ) -> Result<(), Failure> {
     let mut after = if from_start {
-        0
+        Checkpoint::default()
     } else {
-        let newest = EventFilter {
-            limit: 1,
-            ..EventFilter::default()
-        };
-        store
-            .events(&newest)
-            .await?
-            .first()
-            .map_or(0, |event| event.position)
+        store.committed_head().await?
     };
-    let selection = filter(selection);
+    let selection = EventFilter {
+        limit: 500,
+        ..filter(selection)
+    };
     let mut printed = 0;
     let interval = Duration::from_millis(interval_ms.max(10));
     loop {
-        let page = EventFilter {
-            after_position: Some(after),
-            limit: 500,
-            ..selection.clone()
-        };
-        let events = store.events(&page).await?;
-        for event in &events {
+        let events = store.events_committed_after(after, &selection).await?;
+        for (_, event) in &events {
             if count.is_some_and(|count| printed >= count) {
                 return Ok(());
             }
@@ -213,16 +205,14 @@ async fn tail<B: Backend>(
         if count.is_some_and(|count| printed >= count) {
             return Ok(());
         }
-        match events.last() {
-            // A full page: more are waiting, read them at once.
-            Some(last) if events.len() == 500 => {
-                after = last.position;
-                continue;
-            }
-            Some(last) => after = last.position,
-            None => {}
+        let full = events.len() == selection.limit as usize;
+        if let Some((last, _)) = events.last() {
+            after = *last;
         }
-        tokio::time::sleep(interval).await;
+        // A full page: more are waiting, read them at once.
+        if !full {
+            tokio::time::sleep(interval).await;
+        }
     }
 }
 

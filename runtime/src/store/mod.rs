@@ -278,6 +278,28 @@ impl<B: Backend> Store<B> {
         self.backend.list_events(filter).await
     }
 
+    /// The events of `filter` committed after `after`, in commit order, each with the
+    /// checkpoint to follow on from: what `herald events tail` follows. On PostgreSQL an event's
+    /// position is taken before its transaction commits, so a later position can commit first;
+    /// reading by position would skip the earlier one for good. This reads, as projections do,
+    /// only the events of transactions older than every one still running, in (transaction,
+    /// position) order, so none is skipped: an event shows once its transaction and every
+    /// older one have ended. Elsewhere positions are commit order. `filter.after_position` is
+    /// ignored (`after` says where to start); `filter.limit` applies.
+    pub async fn events_committed_after(
+        &self,
+        after: Checkpoint,
+        filter: &EventFilter,
+    ) -> Result<Vec<(Checkpoint, EventSummary)>, StoreError> {
+        self.backend.list_committed(after, filter).await
+    }
+
+    /// The checkpoint of the newest event [`Store::events_committed_after`] can read now: where
+    /// to start following new commits from.
+    pub async fn committed_head(&self) -> Result<Checkpoint, StoreError> {
+        self.backend.committed_head().await
+    }
+
     /// One event whole: envelope, payload, the deliveries it still owes (a delivery that
     /// succeeded leaves none) and the runs it enqueued.
     pub async fn event(&self, id: Uuid) -> Result<Option<EventDetail>, StoreError> {

@@ -699,6 +699,16 @@ pub trait Backend: sealed::Sealed + JobStore + Clone + Send + Sync + 'static {
     /// See [`crate::Store::event`].
     #[doc(hidden)]
     fn get_event(&self, id: Uuid) -> Fut<'_, Option<EventDetail>>;
+    /// See [`crate::Store::events_committed_after`].
+    #[doc(hidden)]
+    fn list_committed<'a>(
+        &'a self,
+        after: Checkpoint,
+        filter: &'a EventFilter,
+    ) -> Fut<'a, Vec<(Checkpoint, EventSummary)>>;
+    /// See [`crate::Store::committed_head`].
+    #[doc(hidden)]
+    fn committed_head(&self) -> Fut<'_, Checkpoint>;
     /// Starts whatever turns commits made elsewhere into wake-ups (PostgreSQL `LISTEN`).
     #[doc(hidden)]
     fn listen(&self, wakes: Wakes) -> Fut<'_, Option<tokio::task::JoinHandle<()>>>;

@@ -323,6 +323,53 @@ async fn dead_letters_are_narrowed_by_event_type_as_redrive_is<B: Backend>(store
     );
 }
 
+async fn committed_events_are_read_in_order_from_a_checkpoint<B: Backend>(store: Store<B>) {
+    assert_eq!(
+        store.committed_head().await.expect("head"),
+        crate::store::Checkpoint::default()
+    );
+    let ids = insert_events(
+        &store,
+        &[
+            event(Some("a")),
+            audit_event(),
+            of_type("contact_updated", "b"),
+        ],
+    )
+    .await;
+    let all = EventFilter::default();
+    let read = store
+        .events_committed_after(crate::store::Checkpoint::default(), &all)
+        .await
+        .expect("committed");
+    assert_eq!(
+        read.iter().map(|(_, event)| event.id).collect::<Vec<_>>(),
+        ids
+    );
+    let (second, _) = read[1];
+    let rest = store
+        .events_committed_after(second, &all)
+        .await
+        .expect("committed");
+    assert_eq!(
+        rest.iter().map(|(_, e)| e.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert_eq!(store.committed_head().await.expect("head"), read[2].0);
+    let updated = EventFilter {
+        event_type: Some("contact_updated".to_owned()),
+        ..EventFilter::default()
+    };
+    let narrowed = store
+        .events_committed_after(crate::store::Checkpoint::default(), &updated)
+        .await
+        .expect("committed");
+    assert_eq!(
+        narrowed.iter().map(|(_, e)| e.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+}
+
 async fn dead_letters_are_narrowed_by_tenant_as_redrive_is<B: Backend>(store: Store<B>) {
     let of_tenant = |aggregate: &str, tenant: Option<&str>| NewEvent {
         tenant_id: tenant.map(str::to_owned),
@@ -423,5 +470,6 @@ on_every_backend!(
     an_events_detail_shows_its_payload_what_it_owes_and_its_runs,
     dead_letters_are_narrowed_by_event_type_as_redrive_is,
     dead_letters_are_narrowed_by_tenant_as_redrive_is,
+    committed_events_are_read_in_order_from_a_checkpoint,
     job_stats_count_runs_by_status_with_the_oldest_due_and_the_earliest_lease,
 );

@@ -1013,6 +1013,40 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn list_committed<'a>(
+        &'a self,
+        after: Checkpoint,
+        filter: &'a EventFilter,
+    ) -> Fut<'a, Vec<(Checkpoint, EventSummary)>> {
+        // One writer at a time: positions are commit order.
+        Box::pin(async move {
+            let in_order = EventFilter {
+                after_position: Some(after.position),
+                ..filter.clone()
+            };
+            let events = self.list_events(&in_order).await?;
+            Ok(events
+                .into_iter()
+                .map(|event| {
+                    let checkpoint = Checkpoint {
+                        tx_id: 0,
+                        position: event.position,
+                    };
+                    (checkpoint, event)
+                })
+                .collect())
+        })
+    }
+
+    fn committed_head(&self) -> Fut<'_, Checkpoint> {
+        Box::pin(async move {
+            Ok(Checkpoint {
+                tx_id: 0,
+                position: self.lock().rows.keys().next_back().copied().unwrap_or(0),
+            })
+        })
+    }
+
     fn list_events<'a>(&'a self, filter: &'a EventFilter) -> Fut<'a, Vec<EventSummary>> {
         Box::pin(async move {
             let state = self.lock();

@@ -326,6 +326,8 @@ impl SqlBackend for PostgresBackend {
     const BEGIN: &'static str = "BEGIN";
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const MIGRATIONS_TABLE: &'static str = MIGRATIONS_TABLE;
+    const COMMITTED_AFTER: &'static str = crate::store::sql::ops::COMMITTED_AFTER_BY_TRANSACTION;
+    const COMMITTED_HEAD: &'static str = crate::store::sql::ops::COMMITTED_HEAD_BY_TRANSACTION;
 
     fn pool(&self) -> &PgPool {
         &self.pool

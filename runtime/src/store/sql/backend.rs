@@ -35,6 +35,10 @@ pub trait SqlBackend: Clone + Send + Sync + 'static {
     const MIGRATIONS: &'static [Migration];
     /// Creates `herald_migrations` if it is missing.
     const MIGRATIONS_TABLE: &'static str;
+    /// How events are read in commit order ([`ops::COMMITTED_AFTER_BY_TRANSACTION`] where
+    /// positions can commit out of order), and the newest checkpoint so read.
+    const COMMITTED_AFTER: &'static str;
+    const COMMITTED_HEAD: &'static str;
 
     /// The application's pool: publishes, enqueues, queries.
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
@@ -370,6 +374,25 @@ impl<S: SqlJobStore> Backend for S {
         Box::pin(async move {
             let mut connection = self.pool().acquire().await?;
             ops::get_event::<S::Dialect>(&mut connection, id).await
+        })
+    }
+
+    fn list_committed<'a>(
+        &'a self,
+        after: Checkpoint,
+        filter: &'a EventFilter,
+    ) -> Fut<'a, Vec<(Checkpoint, EventSummary)>> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::list_committed::<S::Dialect>(&mut connection, S::COMMITTED_AFTER, after, filter)
+                .await
+        })
+    }
+
+    fn committed_head(&self) -> Fut<'_, Checkpoint> {
+        Box::pin(async move {
+            let mut connection = self.pool().acquire().await?;
+            ops::committed_head::<S::Dialect>(&mut connection, S::COMMITTED_HEAD).await
         })
     }
 

@@ -12,7 +12,7 @@ use crate::ops::{
     DeliveryInfo, DeliveryStatus, EventDetail, EventFilter, EventStatus, EventSummary, JobStats,
     LaneStats,
 };
-use crate::store::{AUDIT_LANE, StoreError, corrupt};
+use crate::store::{AUDIT_LANE, Checkpoint, StoreError, corrupt};
 
 /// Per lane: the backlog and its oldest event, the last minute's rate, retries and dead letters.
 pub(crate) async fn lane_stats<D: Dialect>(
@@ -145,29 +145,112 @@ const EVENTS_AFTER: &str = "SELECT position, id, event_type, version, pool, aggr
        AND ($7 IS NULL OR recorded_at < $7) AND position > $9 \
      ORDER BY position LIMIT $8";
 
-/// Events matching `filter`: newest first, or oldest first after a position.
-pub(crate) async fn list_events<D: Dialect>(
+/// Events matching `filter` (its `$1`..`$7`) committed after the checkpoint (`$9`, `$10`), in
+/// commit order, at most `$8`: on PostgreSQL by (transaction, position) among the transactions
+/// older than every one still running, as projections read.
+pub(crate) const COMMITTED_AFTER_BY_TRANSACTION: &str = "SELECT tx_id, position, id, event_type, \
+       version, pool, aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
+       status, attempts, occurred_at, recorded_at, processed_at, traceparent, tracestate \
+     FROM herald_events \
+     WHERE (tx_id, position) > ($9, $10) \
+       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+       AND ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR aggregate_type = $2) \
+       AND ($3 IS NULL OR aggregate_id = $3) AND ($4 IS NULL OR tenant_id = $4) \
+       AND ($5 IS NULL OR status = $5) AND ($6 IS NULL OR recorded_at >= $6) \
+       AND ($7 IS NULL OR recorded_at < $7) \
+     ORDER BY tx_id, position LIMIT $8";
+
+/// [`COMMITTED_AFTER_BY_TRANSACTION`] where positions are commit order (one writer at a time):
+/// the transaction of the checkpoint is always 0.
+pub(crate) const COMMITTED_AFTER_BY_POSITION: &str = "SELECT 0 AS tx_id, position, id, \
+       event_type, version, pool, aggregate_type, aggregate_id, tenant_id, correlation_id, \
+       causation_id, status, attempts, occurred_at, recorded_at, processed_at, traceparent, \
+       tracestate \
+     FROM herald_events \
+     WHERE $9 = 0 AND position > $10 \
+       AND ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR aggregate_type = $2) \
+       AND ($3 IS NULL OR aggregate_id = $3) AND ($4 IS NULL OR tenant_id = $4) \
+       AND ($5 IS NULL OR status = $5) AND ($6 IS NULL OR recorded_at >= $6) \
+       AND ($7 IS NULL OR recorded_at < $7) \
+     ORDER BY position LIMIT $8";
+
+/// The newest checkpoint [`COMMITTED_AFTER_BY_TRANSACTION`] can read now (0, 0 when none).
+pub(crate) const COMMITTED_HEAD_BY_TRANSACTION: &str = "SELECT tx_id, position FROM herald_events \
+     WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+     ORDER BY tx_id DESC, position DESC LIMIT 1";
+
+/// The newest checkpoint [`COMMITTED_AFTER_BY_POSITION`] can read.
+pub(crate) const COMMITTED_HEAD_BY_POSITION: &str =
+    "SELECT 0 AS tx_id, position FROM herald_events ORDER BY position DESC LIMIT 1";
+
+/// Events matching `filter` committed after `after`, in commit order (`sql` says how).
+pub(crate) async fn list_committed<D: Dialect>(
     connection: &mut D::Connection,
+    sql: &'static str,
+    after: Checkpoint,
     filter: &EventFilter,
-) -> Result<Vec<EventSummary>, StoreError> {
+) -> Result<Vec<(Checkpoint, EventSummary)>, StoreError> {
+    let statement = filtered(Statement::new(sql), filter)
+        .int(after.tx_id)
+        .int(after.position);
+    let rows = D::fetch_all(connection, statement).await?;
+    rows.iter()
+        .map(|row| {
+            let checkpoint = Checkpoint {
+                tx_id: row.int("tx_id")?,
+                position: row.int("position")?,
+            };
+            Ok((checkpoint, event_summary(row)?))
+        })
+        .collect()
+}
+
+/// The newest checkpoint `sql` reads.
+pub(crate) async fn committed_head<D: Dialect>(
+    connection: &mut D::Connection,
+    sql: &'static str,
+) -> Result<Checkpoint, StoreError> {
+    let rows = D::fetch_all(connection, Statement::new(sql)).await?;
+    match rows.first() {
+        Some(row) => Ok(Checkpoint {
+            tx_id: row.int("tx_id")?,
+            position: row.int("position")?,
+        }),
+        None => Ok(Checkpoint::default()),
+    }
+}
+
+/// Binds `filter`'s narrowing as `$1`..`$7` and its limit as `$8`.
+fn filtered<'s>(statement: Statement<'s>, filter: &'s EventFilter) -> Statement<'s> {
     let (aggregate_type, aggregate_id) = match &filter.aggregate {
         Some((aggregate_type, aggregate_id)) => {
             (Some(aggregate_type.as_str()), aggregate_id.as_deref())
         }
         None => (None, None),
     };
-    let statement = Statement::new(match filter.after_position {
-        Some(_) => EVENTS_AFTER,
-        None => NEWEST_EVENTS,
-    })
-    .text(filter.event_type.as_deref())
-    .text(aggregate_type)
-    .text(aggregate_id)
-    .text(filter.tenant.as_deref())
-    .text(filter.status.map(EventStatus::as_str))
-    .time(filter.since)
-    .time(filter.until)
-    .int(i64::from(filter.limit));
+    statement
+        .text(filter.event_type.as_deref())
+        .text(aggregate_type)
+        .text(aggregate_id)
+        .text(filter.tenant.as_deref())
+        .text(filter.status.map(EventStatus::as_str))
+        .time(filter.since)
+        .time(filter.until)
+        .int(i64::from(filter.limit))
+}
+
+/// Events matching `filter`: newest first, or oldest first after a position.
+pub(crate) async fn list_events<D: Dialect>(
+    connection: &mut D::Connection,
+    filter: &EventFilter,
+) -> Result<Vec<EventSummary>, StoreError> {
+    let statement = filtered(
+        Statement::new(match filter.after_position {
+            Some(_) => EVENTS_AFTER,
+            None => NEWEST_EVENTS,
+        }),
+        filter,
+    );
     let statement = match filter.after_position {
         Some(position) => statement.int(position),
         None => statement,

@@ -207,6 +207,8 @@ impl SqlBackend for SqliteBackend {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const MIGRATIONS_TABLE: &'static str = MIGRATIONS_TABLE;
+    const COMMITTED_AFTER: &'static str = crate::store::sql::ops::COMMITTED_AFTER_BY_POSITION;
+    const COMMITTED_HEAD: &'static str = crate::store::sql::ops::COMMITTED_HEAD_BY_POSITION;
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
