@@ -148,6 +148,7 @@ const EVENTS_AFTER: &str = "SELECT position, id, event_type, version, pool, aggr
 /// Events matching `filter` (its `$1`..`$7`) committed after the checkpoint (`$9`, `$10`), in
 /// commit order, at most `$8`: on PostgreSQL by (transaction, position) among the transactions
 /// older than every one still running, as projections read.
+#[cfg(feature = "postgres")]
 pub(crate) const COMMITTED_AFTER_BY_TRANSACTION: &str = "SELECT tx_id, position, id, event_type, \
        version, pool, aggregate_type, aggregate_id, tenant_id, correlation_id, causation_id, \
        status, attempts, occurred_at, recorded_at, processed_at, traceparent, tracestate \
@@ -162,6 +163,7 @@ pub(crate) const COMMITTED_AFTER_BY_TRANSACTION: &str = "SELECT tx_id, position,
 
 /// [`COMMITTED_AFTER_BY_TRANSACTION`] where positions are commit order (one writer at a time):
 /// the transaction of the checkpoint is always 0.
+#[cfg(feature = "sqlite")]
 pub(crate) const COMMITTED_AFTER_BY_POSITION: &str = "SELECT 0 AS tx_id, position, id, \
        event_type, version, pool, aggregate_type, aggregate_id, tenant_id, correlation_id, \
        causation_id, status, attempts, occurred_at, recorded_at, processed_at, traceparent, \
@@ -175,11 +177,13 @@ pub(crate) const COMMITTED_AFTER_BY_POSITION: &str = "SELECT 0 AS tx_id, positio
      ORDER BY position LIMIT $8";
 
 /// The newest checkpoint [`COMMITTED_AFTER_BY_TRANSACTION`] can read now (0, 0 when none).
+#[cfg(feature = "postgres")]
 pub(crate) const COMMITTED_HEAD_BY_TRANSACTION: &str = "SELECT tx_id, position FROM herald_events \
      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
      ORDER BY tx_id DESC, position DESC LIMIT 1";
 
 /// The newest checkpoint [`COMMITTED_AFTER_BY_POSITION`] can read.
+#[cfg(feature = "sqlite")]
 pub(crate) const COMMITTED_HEAD_BY_POSITION: &str =
     "SELECT 0 AS tx_id, position FROM herald_events ORDER BY position DESC LIMIT 1";
 
