@@ -21,7 +21,7 @@ const CLAIMED_COLUMNS: &str = "j.id, j.job, j.input, j.attempt, j.max_attempts, 
 /// locking the same runs in different orders, a heartbeat and a completion, would deadlock),
 /// and it reaches them through the primary key alone: which runs are still running at the
 /// attempt is checked on the locked rows, not in the scan, because statistics taken while few
-/// runs ran make any index on `status` look cheapest, and the index of running runs grows a
+/// runs ran make any index on `status` look cheapest, and such an index grows a
 /// dead entry with every run finished (`plans::tests`).
 pub(super) const HEARTBEAT: &str = "WITH locked AS ( \
        SELECT j.id, j.attempt, j.status FROM herald_jobs j \

@@ -157,6 +157,15 @@ macro_rules! embedded_migrations {
                     "/0008_job_claim_order.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 9,
+                name: "one index of running runs",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0009_one_index_of_running_runs.sql"
+                )),
+            },
         ]
     };
 }
