@@ -228,11 +228,6 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
-/// Serializes the transactions that publish to the same aggregate, until each commits: a
-/// position is taken from a sequence at insert, so without this, two transactions publishing to
-/// one aggregate could commit in the opposite order of their positions, and a drain between the
-/// two commits would deliver the later event first. Locks are taken in key order, so that two
-/// transactions publishing to the same aggregates in one call never deadlock.
 /// The advisory lock of an event's aggregate, if it has one (`hashtextextended(key, 0)`).
 fn aggregate_lock_key(event: &NewEvent) -> Option<String> {
     let aggregate_type = event.aggregate_type?;
@@ -240,6 +235,11 @@ fn aggregate_lock_key(event: &NewEvent) -> Option<String> {
     Some(format!("herald:{aggregate_type}:{aggregate_id}"))
 }
 
+/// Serializes the transactions that publish to the same aggregate, until each commits: a
+/// position is taken from a sequence at insert, so without this, two transactions publishing to
+/// one aggregate could commit in the opposite order of their positions, and a drain between the
+/// two commits would deliver the later event first. Locks are taken in key order, so that two
+/// transactions publishing to the same aggregates in one call never deadlock.
 async fn lock_aggregates(tx: &mut Tx<'_, Postgres>, events: &[NewEvent]) -> Result<(), StoreError> {
     let mut keys: Vec<String> = events.iter().filter_map(aggregate_lock_key).collect();
     if keys.is_empty() {

@@ -59,12 +59,31 @@ fn assert_bounded(plan: &Value, index: &str, when: &str) {
     );
 }
 
+/// Runs one statement of the test's own (a `SET`, a `PREPARE`, an `ANALYZE`).
+async fn execute(connection: &mut PgConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *connection)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// Moves `runs` runs from status `from` to `to`, as workers would have.
+async fn move_runs(connection: &mut PgConnection, from: &str, to: &str, runs: i64) {
+    sqlx::query(
+        "UPDATE herald_jobs SET status = $2, attempt = 1 WHERE id IN ( \
+           SELECT id FROM herald_jobs WHERE status = $1 LIMIT $3)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(runs)
+    .execute(&mut *connection)
+    .await
+    .expect("runs ran");
+}
+
 async fn assert_claims_bounded(connection: &mut PgConnection, when: &str) {
     for mode in ["force_generic_plan", "force_custom_plan"] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
-            .execute(&mut *connection)
-            .await
-            .expect("plan cache mode");
+        execute(connection, &format!("SET plan_cache_mode = {mode}")).await;
         let events = plan(
             connection,
             "claim_events",
@@ -103,12 +122,7 @@ async fn prepare_claims(connection: &mut PgConnection) {
             claim_runs_sql(),
         ),
     ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "PREPARE {name}({types}) AS {sql}"
-        )))
-        .execute(&mut *connection)
-        .await
-        .expect("prepare");
+        execute(connection, &format!("PREPARE {name}({types}) AS {sql}")).await;
     }
 }
 
@@ -151,10 +165,7 @@ async fn the_claims_read_their_batch_and_stop_whatever_the_statistics() {
     prepare_claims(&mut connection).await;
     assert_claims_bounded(&mut connection, "no statistics").await;
 
-    sqlx::query("ANALYZE herald_events, herald_jobs")
-        .execute(&mut *connection)
-        .await
-        .expect("analyze");
+    execute(&mut connection, "ANALYZE herald_events, herald_jobs").await;
     sqlx::query(
         "UPDATE herald_events SET status = 'processed', processed_at = now() \
          WHERE position <= $1",
@@ -169,39 +180,16 @@ async fn the_claims_read_their_batch_and_stop_whatever_the_statistics() {
     )
     .await;
 
-    sqlx::query("ANALYZE herald_events, herald_jobs")
-        .execute(&mut *connection)
-        .await
-        .expect("analyze");
+    execute(&mut connection, "ANALYZE herald_events, herald_jobs").await;
     assert_claims_bounded(&mut connection, "fresh statistics").await;
 
     // 15,000 runs ran and finished, leaving dead entries in the indexes on the status;
     // statistics were taken while none ran; then a batch of 100 started: what the worker
     // heartbeats and finishes.
-    for (from, to, runs) in [
-        ("pending", "running", 15_000),
-        ("running", "completed", 15_000),
-        ("analyze", "", 0),
-        ("pending", "running", 100),
-    ] {
-        if from == "analyze" {
-            sqlx::query("ANALYZE herald_jobs")
-                .execute(&mut *connection)
-                .await
-                .expect("analyze");
-            continue;
-        }
-        sqlx::query(
-            "UPDATE herald_jobs SET status = $2, attempt = 1 WHERE id IN ( \
-               SELECT id FROM herald_jobs WHERE status = $1 LIMIT $3)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(runs)
-        .execute(&mut *connection)
-        .await
-        .expect("runs ran");
-    }
+    move_runs(&mut connection, "pending", "running", 15_000).await;
+    move_runs(&mut connection, "running", "completed", 15_000).await;
+    execute(&mut connection, "ANALYZE herald_jobs").await;
+    move_runs(&mut connection, "pending", "running", 100).await;
     let running: String =
         sqlx::query_scalar("SELECT array_agg(id)::text FROM herald_jobs WHERE status = 'running'")
             .fetch_one(&mut *connection)
@@ -225,17 +213,13 @@ async fn the_claims_read_their_batch_and_stop_whatever_the_statistics() {
             ),
         ),
     ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "PREPARE {name}({types}) AS {sql}"
-        )))
-        .execute(&mut *connection)
-        .await
-        .expect("prepare");
+        execute(
+            &mut connection,
+            &format!("PREPARE {name}({types}) AS {sql}"),
+        )
+        .await;
         for mode in ["force_generic_plan", "force_custom_plan"] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
-                .execute(&mut *connection)
-                .await
-                .expect("plan cache mode");
+            execute(&mut connection, &format!("SET plan_cache_mode = {mode}")).await;
             let plan = plan(&mut connection, name, &arguments).await;
             let nodes = nodes(&plan);
             let indexes: Vec<&str> = nodes
