@@ -26,6 +26,7 @@ use herald::{
 use serde::{Deserialize, Serialize};
 
 mod relay;
+mod side_by_side;
 
 #[derive(Parser)]
 #[command(about = "Throughput and latency of Herald's outbox and jobs against baselines")]
@@ -59,6 +60,16 @@ struct Args {
     /// while autovacuum has not run (or is off).
     #[arg(long)]
     analyze: bool,
+    /// Run Herald on PostgreSQL beside graphile-worker (installed with npm on first use) and the
+    /// database's limits, in alternating rounds, and print the medians and each round's ratios.
+    #[arg(long)]
+    side_by_side: bool,
+    /// Rounds of `--side-by-side`.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// With `--side-by-side`: also one JSON line per figure and per ratio.
+    #[arg(long)]
+    json: bool,
 }
 
 /// One line of the report.
@@ -744,6 +755,10 @@ struct Starts(Arc<Mutex<HashMap<Uuid, Instant>>>);
 
 #[job_handler(retries = 0)]
 async fn noop_job(ctx: JobContext, _input: NoopInput) -> Result<(), JobError> {
+    if let Ok(progress) = ctx.state::<Arc<side_by_side::BurnDown>>() {
+        progress.started();
+        progress.finished();
+    }
     if let Ok(starts) = ctx.state::<Starts>() {
         starts
             .0
@@ -762,47 +777,15 @@ async fn jobs<B: Dialect>(
 ) -> Result<(), Failure> {
     let name = B::NAME;
     let n = args.events;
-    let mut done_before = 0;
     let workers_list: &[usize] = if name == "SQLite" { &[1] } else { &[1, 4] };
     for &workers in workers_list {
         let start = Instant::now();
-        let mut enqueued = 0;
-        while enqueued < n {
-            let mut tx = store.begin().await?;
-            for i in 0..100.min(n - enqueued) {
-                store
-                    .jobs()
-                    .start::<NoopJob>(&mut tx, NoopInput { n: enqueued + i })
-                    .await?;
-            }
-            store.commit(tx).await?;
-            enqueued += 100.min(n - enqueued);
-        }
+        side_by_side::enqueue_noop_jobs(&store, n).await?;
         let enqueue_rate = rate(n, start.elapsed());
         if args.analyze {
             B::execute(&store, B::ANALYZE_HERALD).await?;
         }
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                noop_worker(&store)
-                    .concurrency("batch", 200)
-                    .worker_id(format!("bench-{w}"))
-                    .spawn()
-            })
-            .collect();
-        let start = Instant::now();
-        let target = done_before + n as i64;
-        loop {
-            if B::count(&store, B::COUNT_COMPLETED).await? >= target {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let completed = rate(n, start.elapsed());
-        done_before = target;
-        for handle in handles {
-            handle.shutdown().await;
-        }
+        let completed = side_by_side::burn_down(&store, n, workers).await?;
         report.add(
             name,
             "jobs enqueued, 100 per transaction",
@@ -1050,6 +1033,12 @@ async fn main() -> Result<(), Failure> {
         args.postgres_url = std::env::var("HERALD_TEST_POSTGRES_URL")
             .ok()
             .filter(|url| !url.is_empty());
+    }
+    if args.side_by_side {
+        let Some(url) = args.postgres_url.clone() else {
+            return Err("--side-by-side needs --postgres-url or HERALD_TEST_POSTGRES_URL".into());
+        };
+        return side_by_side::run(&url, &args).await;
     }
     println!(
         "Herald benchmarks: {} cores, SQLite WAL + synchronous=FULL, PostgreSQL synchronous_commit \
