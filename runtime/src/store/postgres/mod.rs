@@ -57,6 +57,10 @@ impl PostgresBackend {
     ) -> Result<Self, StoreError> {
         let bookkeeping = PgPoolOptions::new()
             .max_connections(max_connections)
+            // No ping before each statement: the loops that use this pool retry a statement
+            // that fails on a dead connection (which sqlx then closes), so the ping's round
+            // trip would only delay every claim and completion.
+            .test_before_acquire(false)
             .connect_lazy_with(options.clone().options([
                 ("synchronous_commit", "off"),
                 // The claims read a backlog in index order and stop at their batch; without
@@ -492,53 +496,49 @@ impl SqlBackend for PostgresBackend {
         now: DateTime<Utc>,
     ) -> Fut<'a, u64> {
         Box::pin(async move {
-            let mut tx = self.bookkeeping.begin().await?;
+            // One statement, so one round trip and its own transaction: the events are
+            // completed and the deliveries they still owe recorded together, or neither.
             // Fenced by the lease owner: rows reclaimed by another worker after our lease
-            // expired stay theirs.
+            // expired stay theirs, and only the deliveries of the events completed here are
+            // recorded.
+            let mut columns = DeliveryColumns::default();
+            for delivery in deliveries {
+                columns.push(delivery, now);
+            }
             let owned: Vec<i64> = sqlx::query_scalar(
-                "UPDATE herald_events SET status = 'processed', processed_at = $2, \
-                   lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE position = ANY($1) AND lease_owner = $3 AND status = 'processing' \
-                 RETURNING position",
+                "WITH completed AS ( \
+                   UPDATE herald_events SET status = 'processed', processed_at = $2, \
+                     lease_owner = NULL, lease_expires_at = NULL \
+                   WHERE position = ANY($1) AND lease_owner = $3 AND status = 'processing' \
+                   RETURNING position), \
+                 owed AS ( \
+                   INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
+                     aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
+                     last_error, updated_at) \
+                   SELECT o.*, $2 FROM UNNEST($4::uuid[], $5::text[], $6::int8[], $7::text[], \
+                     $8::text[], $9::text[], $10::text[], $11::int4[], $12::timestamptz[], \
+                     $13::text[]) AS o(event_id, subscriber, event_position, pool, \
+                       aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
+                       last_error) \
+                   WHERE o.event_position = ANY(ARRAY(SELECT position FROM completed)) \
+                   ON CONFLICT (event_id, subscriber) DO NOTHING) \
+                 SELECT position FROM completed",
             )
             .bind(positions)
             .bind(now)
             .bind(owner)
-            .fetch_all(&mut *tx)
+            .bind(&columns.event_id)
+            .bind(&columns.subscriber)
+            .bind(&columns.event_position)
+            .bind(&columns.pool)
+            .bind(&columns.aggregate_type)
+            .bind(&columns.aggregate_id)
+            .bind(&columns.status)
+            .bind(&columns.attempts)
+            .bind(&columns.next_attempt_at)
+            .bind(&columns.last_error)
+            .fetch_all(&self.bookkeeping)
             .await?;
-            let deliveries: Vec<&NewDelivery> = deliveries
-                .iter()
-                .filter(|delivery| owned.contains(&delivery.event_position))
-                .collect();
-            if !deliveries.is_empty() {
-                let mut columns = DeliveryColumns::default();
-                for delivery in &deliveries {
-                    columns.push(delivery, now);
-                }
-                sqlx::query(
-                    "INSERT INTO herald_deliveries (event_id, subscriber, event_position, pool, \
-                       aggregate_type, aggregate_id, status, attempts, next_attempt_at, \
-                       last_error, updated_at) \
-                     SELECT *, $11::timestamptz FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], \
-                       $5::text[], $6::text[], $7::text[], $8::int4[], $9::timestamptz[], \
-                       $10::text[]) \
-                     ON CONFLICT (event_id, subscriber) DO NOTHING",
-                )
-                .bind(&columns.event_id)
-                .bind(&columns.subscriber)
-                .bind(&columns.event_position)
-                .bind(&columns.pool)
-                .bind(&columns.aggregate_type)
-                .bind(&columns.aggregate_id)
-                .bind(&columns.status)
-                .bind(&columns.attempts)
-                .bind(&columns.next_attempt_at)
-                .bind(&columns.last_error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
             Ok(owned.len() as u64)
         })
     }

@@ -166,6 +166,15 @@ macro_rules! embedded_migrations {
                     "/0009_one_index_of_running_runs.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 10,
+                name: "one stream index",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0010_one_stream_index.sql"
+                )),
+            },
         ]
     };
 }
