@@ -5,7 +5,7 @@
 //! harness hides.
 
 /// The servers behind the tests that skip without them, and what each one runs.
-const SERVERS: [(&str, &str); 2] = [
+const SERVERS: [(&str, &str); 3] = [
     (
         "HERALD_TEST_POSTGRES_URL",
         "the PostgreSQL tests will be skipped; set it to a server, e.g. postgres://postgres@127.0.0.1:5432/test (.ci/run does)",
@@ -13,6 +13,10 @@ const SERVERS: [(&str, &str); 2] = [
     (
         "HERALD_TEST_NATS_URL",
         "the NATS relay tests will be skipped; set it to a server with JetStream, e.g. nats://127.0.0.1:4222 (.ci/run does)",
+    ),
+    (
+        "HERALD_TEST_POSTGRES_BIN",
+        "the PostgreSQL server-restart test will be skipped; set it to the directory of initdb and pg_ctl, e.g. /usr/lib/postgresql/15/bin (.ci/run does)",
     ),
 ];
 

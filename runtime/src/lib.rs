@@ -22,6 +22,7 @@ mod event;
 mod jobs;
 pub mod metrics;
 pub mod ops;
+mod outage;
 mod outbox;
 mod projection;
 #[cfg(feature = "nats")]

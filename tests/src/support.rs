@@ -11,6 +11,10 @@ use herald::{PostgresStore, SqliteStore};
 /// The variable that names the PostgreSQL server of the tests; `.ci/run` always sets it.
 pub const POSTGRES_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
 
+/// The variable that names the directory of PostgreSQL's `initdb` and `pg_ctl`, with which the
+/// server-restart test runs a server of its own; `.ci/run` always sets it.
+pub const POSTGRES_BIN_VAR: &str = "HERALD_TEST_POSTGRES_BIN";
+
 /// A migrated SQLite store in a temporary directory that lives as long as the returned guard.
 pub async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temporary directory");

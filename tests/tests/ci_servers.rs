@@ -3,12 +3,12 @@
 //! when CI lost a variable. Outside CI the build script's warning says what will be skipped.
 
 use integration_tests::nats::NATS_URL_VAR;
-use integration_tests::support::POSTGRES_URL_VAR;
+use integration_tests::support::{POSTGRES_BIN_VAR, POSTGRES_URL_VAR};
 
 #[test]
 fn ci_names_every_test_server() {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        let missing: Vec<&str> = [POSTGRES_URL_VAR, NATS_URL_VAR]
+        let missing: Vec<&str> = [POSTGRES_URL_VAR, NATS_URL_VAR, POSTGRES_BIN_VAR]
             .into_iter()
             .filter(|var| !std::env::var(var).is_ok_and(|url| !url.is_empty()))
             .collect();

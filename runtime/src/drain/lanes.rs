@@ -14,6 +14,7 @@ use super::deliver::{deliver, lost_too_often, retry_policy, unreadable};
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
+use crate::outage::Outage;
 use crate::store::{Backend, DeliveryState, Lane, NewDelivery, StoreError, StoredEvent};
 
 pub(super) async fn event_lane<C: Catalog, B: Backend>(
@@ -23,19 +24,21 @@ pub(super) async fn event_lane<C: Catalog, B: Backend>(
 ) {
     let owner = shared.event_owner(&lane);
     let mut woken = shared.store.wakes().events.subscribe();
+    let mut outage = Outage::new("drain");
     while !*stopped.borrow() {
         // Marked seen before the claim: a commit after this point wakes the next wait, one
         // before it is in the claim.
         woken.borrow_and_update();
         let work = claim_and_deliver(&shared, &lane, &owner);
         match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
-            Some(Ok(Some(_))) => {}
+            Some(Ok(Some(_))) => outage.succeeded(&lane),
             Some(Ok(None)) => {
+                outage.succeeded(&lane);
                 if idle(&mut woken, &mut stopped, shared.config.poll_interval).await {
                     break;
                 }
             }
-            Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
+            Some(Err(error)) => pause_after_error(&mut outage, &error, &lane, &mut stopped).await,
             None => tracing::warn!(%lane, "shutdown timeout: abandoned an in-flight batch"),
         }
     }

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::event::catalog::Catalog;
+use crate::outage::Outage;
 use crate::retry::RetryTiming;
 use crate::service::ServiceHandle;
 use crate::store::{Backend, Claim, KnownType, Lane, Store, StoreError};
@@ -371,8 +372,13 @@ async fn release<C: Catalog, B: Backend>(shared: &Lanes<C, B>, owner: &str) {
     }
 }
 
-async fn pause_after_error(error: &StoreError, lane: &Lane, stopped: &mut watch::Receiver<bool>) {
-    tracing::warn!(%lane, %error, "outbox query failed; retrying shortly");
+async fn pause_after_error(
+    outage: &mut Outage,
+    error: &StoreError,
+    lane: &Lane,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    outage.failed(lane, error);
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         _ = stopped.changed() => {}

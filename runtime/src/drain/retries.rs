@@ -12,6 +12,7 @@ use super::lanes::renewal_interval;
 use super::subscribers::Subscriber;
 use super::{Lanes, finish_or_abandon, idle, pause_after_error, release};
 use crate::event::catalog::Catalog;
+use crate::outage::Outage;
 use crate::store::{Backend, ClaimedDelivery, DeliveryOutcome, DeliveryState, Lane, StoreError};
 
 pub(super) async fn retry_lane<C: Catalog, B: Backend>(
@@ -26,17 +27,19 @@ pub(super) async fn retry_lane<C: Catalog, B: Backend>(
         .poll_interval
         .min(shared.config.retry.base.max(Duration::from_millis(10)));
     let mut woken = shared.store.wakes().retries.subscribe();
+    let mut outage = Outage::new("drain retries");
     while !*stopped.borrow() {
         woken.borrow_and_update();
         let work = claim_and_redeliver(&shared, &lane, &owner);
         match finish_or_abandon(work, &mut stopped, shared.config.shutdown_timeout).await {
-            Some(Ok(Some(_))) => {}
+            Some(Ok(Some(_))) => outage.succeeded(&lane),
             Some(Ok(None)) => {
+                outage.succeeded(&lane);
                 if idle(&mut woken, &mut stopped, interval).await {
                     break;
                 }
             }
-            Some(Err(error)) => pause_after_error(&error, &lane, &mut stopped).await,
+            Some(Err(error)) => pause_after_error(&mut outage, &error, &lane, &mut stopped).await,
             None => tracing::warn!(%lane, "shutdown timeout: abandoned in-flight retries"),
         }
     }

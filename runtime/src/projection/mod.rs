@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::drain::subscribers::HandlerError;
 use crate::event::upcast::UpcastError;
 use crate::ops::ProjectionLag;
+use crate::outage::Outage;
 use crate::store::{Backend, Checkpoint, ProjectedEvent, Store, StoreError};
 
 /// A read model. `apply` and `reset` write through the transaction they are given, which also
@@ -212,10 +213,12 @@ impl<P: Projection<B>, B: Backend> Projector<P, B> {
         let task = tokio::spawn(async move {
             self.store.ensure_listening().await;
             let mut woken = self.store.wakes().events.subscribe();
+            let mut outage = Outage::new("projector");
             while !*stopped.borrow() {
                 woken.borrow_and_update();
-                if let Err(error) = self.catch_up().await {
-                    tracing::error!(%error, "projection failed; retrying");
+                match self.catch_up().await {
+                    Ok(_) => outage.succeeded(&self.projection.name()),
+                    Err(error) => outage.failed(&self.projection.name(), &error),
                 }
                 tokio::select! {
                     _ = woken.changed() => {}

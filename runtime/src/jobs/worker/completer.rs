@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use crate::outage::Outage;
 use crate::store::{AttemptResult, Backend, StoreError};
 
 /// Writes ended attempts in batches: whatever has arrived while the previous write ran.
@@ -14,15 +15,19 @@ pub(super) async fn record_results<B: Backend>(
     mut completions: mpsc::UnboundedReceiver<AttemptResult>,
 ) {
     let mut batch = Vec::new();
+    let mut outage = Outage::new("job results");
     while completions.recv_many(&mut batch, 1000).await > 0 {
         let mut pause = Duration::from_millis(50);
         loop {
             match record(&shared, &batch).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    outage.succeeded(&"results recorded");
+                    break;
+                }
                 Err(error) => {
                     // Keep the results and try again: they are lost only if the process dies,
                     // and then the leases expire and the runs are rescued.
-                    tracing::warn!(%error, "recording job results failed; retrying");
+                    outage.failed(&"recording job results failed", &error);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }

@@ -8,11 +8,13 @@ use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 use super::Shared;
+use crate::outage::Outage;
 use crate::store::Backend;
 
 /// Beats until dropped (or its task aborted): it does not watch for shutdown, so that attempts
 /// finishing within the shutdown timeout keep their leases.
 pub(super) async fn heartbeat<B: Backend>(shared: Arc<Shared<B>>) -> Infallible {
+    let mut outage = Outage::new("job heartbeat");
     loop {
         tokio::time::sleep(shared.config.heartbeat).await;
         let held: Vec<(Uuid, u32)> = shared
@@ -34,6 +36,7 @@ pub(super) async fn heartbeat<B: Backend>(shared: Arc<Shared<B>>) -> Infallible 
             .await
         {
             Ok(ours) => {
+                outage.succeeded(&"leases renewed; claiming again");
                 shared.healthy.store(true, Ordering::Relaxed);
                 let mut in_flight = shared.in_flight();
                 for (id, _) in held {
@@ -47,7 +50,10 @@ pub(super) async fn heartbeat<B: Backend>(shared: Arc<Shared<B>>) -> Infallible 
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "heartbeat failed: claiming no new runs until it succeeds");
+                outage.failed(
+                    &"heartbeat failed: claiming no new runs until it succeeds",
+                    &error,
+                );
                 shared.healthy.store(false, Ordering::Relaxed);
             }
         }

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::Shared;
 use super::executor::start_attempt;
+use crate::outage::Outage;
 use crate::store::{AttemptResult, Backend, Claim, ClaimedRun, StoreError};
 
 pub(super) async fn pool_lane<B: Backend>(
@@ -23,6 +24,7 @@ pub(super) async fn pool_lane<B: Backend>(
     let mut woken = shared.store.wakes().jobs.subscribe();
     let finished = Arc::new(Notify::new());
     let mut running: JoinSet<()> = JoinSet::new();
+    let mut outage = Outage::new("job claims");
     while !*stopped.borrow() {
         while running.try_join_next().is_some() {}
         let room = capacity.saturating_sub(running.len()) as u32;
@@ -32,13 +34,14 @@ pub(super) async fn pool_lane<B: Backend>(
             let limit = room.min(shared.config.batch_size);
             match plan.claim(&shared, limit).await {
                 Ok(runs) => {
+                    outage.succeeded(&plan.pool);
                     claimed_any = !runs.is_empty();
                     for run in runs {
                         start_attempt(&shared, &mut running, run, &results, &finished);
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(pool = %plan.pool, %error, "claiming runs failed; retrying shortly");
+                    outage.failed(&plan.pool, &error);
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }

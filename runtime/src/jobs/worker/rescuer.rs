@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use crate::ops::RunStatus;
+use crate::outage::Outage;
 use crate::store::{Backend, ExpiredRun, Rescue, Rescued, Store, StoreError};
 
 /// Expired runs handled per round trip.
@@ -69,13 +70,15 @@ pub(super) async fn rescue<B: Backend>(shared: Arc<Shared<B>>, mut stopped: watc
         .poll_interval
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(10));
+    let mut outage = Outage::new("job rescuer");
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stopped.changed() => return,
         }
-        if let Err(error) = rescue_expired(&shared).await {
-            tracing::warn!(%error, "rescuing expired runs failed");
+        match rescue_expired(&shared).await {
+            Ok(_) => outage.succeeded(&"rescuing expired runs"),
+            Err(error) => outage.failed(&"rescuing expired runs", &error),
         }
     }
 }

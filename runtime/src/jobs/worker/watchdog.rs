@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use crate::ops::DueRuns;
+use crate::outage::Outage;
 use crate::store::{Backend, StoreError};
 
 /// Runs waiting longer than `unclaimed_after` in `pools` whose job this worker does not know.
@@ -41,6 +42,7 @@ pub(super) async fn watch_unknown_jobs<B: Backend>(
         .unclaimed_after
         .max(Duration::from_millis(100));
     let mut warned: HashMap<(String, String), u64> = HashMap::new();
+    let mut outage = Outage::new("job watchdog");
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -48,6 +50,7 @@ pub(super) async fn watch_unknown_jobs<B: Backend>(
         }
         match unknown_jobs(&shared, &pools).await {
             Ok(unknown) => {
+                outage.succeeded(&"looking for runs of unknown jobs");
                 warned.retain(|key, _| {
                     unknown
                         .iter()
@@ -70,7 +73,7 @@ pub(super) async fn watch_unknown_jobs<B: Backend>(
                     warned.insert(key, due.runs);
                 }
             }
-            Err(error) => tracing::warn!(%error, "looking for runs of unknown jobs failed"),
+            Err(error) => outage.failed(&"looking for runs of unknown jobs", &error),
         }
     }
 }
