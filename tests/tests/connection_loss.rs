@@ -205,3 +205,103 @@ async fn postgres_the_listen_connection_comes_back_after_it_is_terminated() {
     assert_eq!(*seen.lock().unwrap(), vec![first, second]);
     schema.drop().await;
 }
+
+/// The application holds every connection of its pool (a traffic spike, a leak): Herald's
+/// claims, deliveries and heartbeats run on a pool of their own, so events are still delivered
+/// and jobs still run meanwhile; the jobs' results, which wait for a durable commit on the
+/// application's pool, are recorded as soon as a connection is free again, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_exhausted_application_pool_stops_neither_deliveries_nor_jobs() {
+    let Some(schema) = PostgresSchema::create("postgres_an_exhausted_application_pool").await
+    else {
+        return;
+    };
+    let jobs = || Jobs::new().register::<SyncContact>();
+    let bus = TypedEventBus::new(named_store(&schema, 3).await).with_jobs(jobs());
+    let producer = TypedEventBus::new(schema.store(2).await).with_jobs(jobs());
+    let delivered: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let sink = delivered.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(e.payload.contact_id);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let drain = bus
+        .drain()
+        .poll_interval(Duration::from_millis(100))
+        .spawn();
+    let probe = Probe::default();
+    let worker = bus
+        .worker()
+        .state(probe.clone())
+        .poll_interval(Duration::from_millis(100))
+        .spawn();
+    // Let the loops take the connections they keep (LISTEN) before the application takes the
+    // rest.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held = Vec::new();
+    while let Ok(Ok(connection)) = tokio::time::timeout(
+        Duration::from_millis(500),
+        bus.store().backend().pool().acquire(),
+    )
+    .await
+    {
+        held.push(connection);
+    }
+    assert!(
+        !held.is_empty(),
+        "the application's pool had no connection to take"
+    );
+
+    let contacts: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    for batch in contacts.chunks(10) {
+        let mut tx = producer.store().begin().await.unwrap();
+        for contact in batch {
+            producer
+                .publish(&mut tx, *contact, contact_created(*contact))
+                .await
+                .unwrap();
+        }
+        producer.store().commit(tx).await.unwrap();
+    }
+    eventually(
+        "every event is delivered while the pool is exhausted",
+        DEADLINE,
+        || async { delivered.lock().unwrap().len() >= contacts.len() },
+    )
+    .await;
+    eventually(
+        "every triggered job runs while the pool is exhausted",
+        DEADLINE,
+        || async { probe.calls().len() >= contacts.len() },
+    )
+    .await;
+    drop(held);
+
+    eventually("every job's result is recorded", DEADLINE, || async {
+        let completed = producer
+            .store()
+            .jobs()
+            .list(
+                &herald::ops::RunFilter::default()
+                    .status(herald::ops::RunStatus::Completed)
+                    .limit(1000),
+            )
+            .await
+            .unwrap();
+        completed.len() == contacts.len()
+    })
+    .await;
+    drain.shutdown().await;
+    worker.shutdown().await;
+    let stats = producer.store().stats().await.unwrap();
+    assert_eq!(stats.pending_events, 0, "{stats:?}");
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+    let mut delivered = delivered.lock().unwrap().clone();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), contacts.len(), "an event was lost");
+    schema.drop().await;
+}

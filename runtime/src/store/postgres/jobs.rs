@@ -102,7 +102,10 @@ impl SqlJobStore for PostgresBackend {
                 .bind(owner)
                 .bind(claim.until())
                 .bind(claim.now)
-                .fetch_all(self.pool())
+                // On the bookkeeping pool: a claim lost with the server's last WAL only leaves
+                // the run pending (an attempt that ran meanwhile is fenced when it reports),
+                // and the application's pool running dry does not stop the claims.
+                .fetch_all(&self.bookkeeping)
                 .await?;
             rows.iter().map(jobs::claimed_run).collect()
         })
@@ -160,11 +163,12 @@ impl SqlJobStore for PostgresBackend {
                 .iter()
                 .map(|(_, attempt)| i32::try_from(*attempt).unwrap_or(i32::MAX))
                 .collect();
+            // A renewal lost with the server's last WAL only shortens a lease.
             Ok(sqlx::query_scalar(HEARTBEAT)
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(until)
-                .fetch_all(self.pool())
+                .fetch_all(&self.bookkeeping)
                 .await?)
         })
     }
@@ -185,7 +189,8 @@ impl SqlJobStore for PostgresBackend {
                 errors.push(result.outcome.error());
                 retry_at.push(result.outcome.retry_at());
             }
-            // One statement, committed before any result is reported. Like every statement
+            // One statement, committed (on the application's pool, whose commits wait for the
+            // WAL flush) before any result is reported. Like every statement
             // that writes several runs, it locks them by id first: two of them locking the same
             // runs in different orders (a heartbeat and a completion) would deadlock.
             Ok(sqlx::query(FINISH_RUNS)
