@@ -23,7 +23,7 @@ pub(super) async fn event_lane<C: Catalog, B: Backend>(
     mut stopped: watch::Receiver<bool>,
 ) {
     let owner = shared.event_owner(&lane);
-    let mut woken = shared.store.wakes().events.subscribe();
+    let mut woken = shared.store.wakes().lane(&lane).subscribe();
     let mut outage = Outage::new("drain");
     while !*stopped.borrow() {
         // Marked seen before the claim: a commit after this point wakes the next wait, one

@@ -243,7 +243,7 @@ impl MemoryTransaction {
         };
         drop(state);
         if inserted {
-            self.backend.wakes.events.notify();
+            self.backend.wakes.all_events();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod jobs;
 mod plans;
 
 use crate::ops::ProjectionLag;
+use crate::store::seam::AUDIT_LANE;
 use crate::store::sql::backend::{SqlBackend, Tx};
 use crate::store::sql::migrate::{Migration, embedded_migrations};
 use crate::store::sql::outbox::{self, EVENT_COLUMNS};
@@ -261,6 +262,25 @@ async fn lock_aggregates(tx: &mut Tx<'_, Postgres>, events: &[NewEvent]) -> Resu
     Ok(())
 }
 
+/// The lanes an events notification names: its payload lists the lanes the committed
+/// statement wrote to, comma-separated — event pools, all named `events_*`, and `audit` (see
+/// `herald_notify_events`, migration 0011). `None` when it names none (a notification of an
+/// older schema), so that every lane looks.
+fn lanes_of(payload: &str) -> Option<Vec<Lane>> {
+    if payload.is_empty() {
+        return None;
+    }
+    Some(
+        payload
+            .split(',')
+            .map(|lane| match lane {
+                AUDIT_LANE => Lane::Audit,
+                pool => Lane::Pool(pool.to_owned()),
+            })
+            .collect(),
+    )
+}
+
 async fn listen_on(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all([EVENTS_CHANNEL, JOBS_CHANNEL]).await?;
@@ -278,7 +298,7 @@ async fn turn_notifications_into_wakes(
     wakes: Wakes,
 ) {
     let wake_all = || {
-        wakes.events.notify();
+        wakes.all_events();
         wakes.jobs.notify();
     };
     loop {
@@ -308,7 +328,10 @@ async fn turn_notifications_into_wakes(
             Ok(Some(notification)) if notification.channel() == JOBS_CHANNEL => {
                 wakes.jobs.notify();
             }
-            Ok(Some(_)) => wakes.events.notify(),
+            Ok(Some(notification)) => match lanes_of(notification.payload()) {
+                Some(lanes) => wakes.events_in(lanes),
+                None => wakes.all_events(),
+            },
             Ok(None) => {
                 tracing::warn!("LISTEN connection lost; listening again");
                 listener = None;
@@ -723,5 +746,23 @@ impl SqlBackend for PostgresBackend {
                 pool, listener, wakes,
             ))))
         })
+    }
+}
+
+#[cfg(test)]
+mod notification_tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_names_the_lanes_to_wake() {
+        assert_eq!(
+            lanes_of("events_change,audit"),
+            Some(vec![Lane::Pool("events_change".to_owned()), Lane::Audit])
+        );
+        assert_eq!(
+            lanes_of(""),
+            None,
+            "an older schema's notification wakes every lane"
+        );
     }
 }

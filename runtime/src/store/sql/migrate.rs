@@ -175,6 +175,15 @@ macro_rules! embedded_migrations {
                     "/0010_one_stream_index.sql"
                 )),
             },
+            $crate::store::sql::migrate::Migration {
+                version: 11,
+                name: "notify lanes",
+                script: include_str!(concat!(
+                    "../../../migrations/",
+                    $database,
+                    "/0011_notify_lanes.sql"
+                )),
+            },
         ]
     };
 }

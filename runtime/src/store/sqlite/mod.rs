@@ -115,7 +115,7 @@ async fn install_commit_wake(
     let (on_event, on_run) = (events.clone(), runs.clone());
     handle.set_commit_hook(move || {
         if on_event.swap(false, Ordering::Relaxed) {
-            wakes.events.notify();
+            wakes.all_events();
         }
         if on_run.swap(false, Ordering::Relaxed) {
             wakes.jobs.notify();
