@@ -70,6 +70,9 @@ struct Args {
     /// With `--side-by-side`: also one JSON line per figure and per ratio.
     #[arg(long)]
     json: bool,
+    /// With `--side-by-side`: run only these parts (e.g. to profile one).
+    #[arg(long, value_delimiter = ',', value_parser = ["jobs", "drain", "single"])]
+    parts: Vec<String>,
 }
 
 /// One line of the report.
