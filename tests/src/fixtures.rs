@@ -1,11 +1,14 @@
-//! Events of the example domain as tests publish them, and a drain that spends every attempt
-//! of a failing delivery at once.
+//! Events of the example domain as tests publish them, a drain that spends every attempt of a
+//! failing delivery at once, a projection that counts, and the count of completed runs.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::chrono::Utc;
 use herald::uuid::Uuid;
-use herald::{Backend, DrainSummary, RetryTiming};
+use herald::{Backend, DrainSummary, HandlerError, ProjectedEvent, Projection, RetryTiming, Store};
 
 use crate::domain::TypedEventBus;
 use crate::domain::events::{ContactCreated, StripePaymentReceived};
@@ -45,4 +48,44 @@ pub async fn drain_until_idle<B: Backend>(bus: &TypedEventBus<B>) -> DrainSummar
     .await
     .expect("the drain goes idle")
     .expect("drain")
+}
+
+/// A projection named `folds` that counts what it folded, whatever the backend.
+#[derive(Clone, Default)]
+pub struct Folds(pub Arc<Mutex<u64>>);
+
+impl<B: Backend> Projection<B> for Folds {
+    fn name(&self) -> &str {
+        "folds"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+        _event: &'a ProjectedEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        *self.0.lock().unwrap() += 1;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        _tx: &'a mut B::Transaction<'static>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
+        *self.0.lock().unwrap() = 0;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// How many job runs of `store` have completed (up to 1,000); 0 while the store cannot say.
+pub async fn completed_runs<B: Backend>(store: &Store<B>) -> usize {
+    store
+        .jobs()
+        .list(
+            &herald::ops::RunFilter::default()
+                .status(herald::ops::RunStatus::Completed)
+                .limit(1000),
+        )
+        .await
+        .map_or(0, |runs| runs.len())
 }

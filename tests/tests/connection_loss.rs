@@ -13,6 +13,7 @@ use herald::uuid::Uuid;
 use herald::{Envelope, HandlerError, Jobs, PostgresStore, RetryTiming};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
+use integration_tests::fixtures::completed_runs;
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{PostgresSchema, eventually};
 
@@ -126,17 +127,7 @@ async fn postgres_a_storm_of_terminated_connections_loses_nothing() {
     })
     .await;
     eventually("every triggered job completes", DEADLINE, || async {
-        let completed = producer
-            .store()
-            .jobs()
-            .list(
-                &herald::ops::RunFilter::default()
-                    .status(herald::ops::RunStatus::Completed)
-                    .limit(1000),
-            )
-            .await
-            .unwrap();
-        completed.len() == contacts.len()
+        completed_runs(producer.store()).await == contacts.len()
     })
     .await;
     // A batch whose completion the storm defeated every time comes back after its lease.
@@ -281,17 +272,7 @@ async fn postgres_an_exhausted_application_pool_stops_neither_deliveries_nor_job
     drop(held);
 
     eventually("every job's result is recorded", DEADLINE, || async {
-        let completed = producer
-            .store()
-            .jobs()
-            .list(
-                &herald::ops::RunFilter::default()
-                    .status(herald::ops::RunStatus::Completed)
-                    .limit(1000),
-            )
-            .await
-            .unwrap();
-        completed.len() == contacts.len()
+        completed_runs(producer.store()).await == contacts.len()
     })
     .await;
     drain.shutdown().await;

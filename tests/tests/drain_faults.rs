@@ -10,15 +10,11 @@ use herald::ops::ProjectionLag;
 use herald::serde_json;
 use herald::testing::{RawEvent, SilentDeliveryClaim, SilentEventClaim};
 use herald::uuid::Uuid;
-use herald::{
-    Backend, Envelope, Event, HandlerError, ProjectedEvent, Projection, RetryTiming, ServiceHandle,
-    Store,
-};
+use herald::{Backend, Envelope, Event, HandlerError, RetryTiming, ServiceHandle, Store};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
+use integration_tests::fixtures::Folds;
 use integration_tests::support::{PostgresSchema, eventually};
-use std::future::Future;
-use std::pin::Pin;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -573,33 +569,6 @@ async fn sqlite_an_unreadable_row_is_dead_lettered_and_the_rest_delivered() {
     let again = bus.drain().run_until_idle().await.unwrap();
     assert_eq!(again.dead_lettered, 1);
     assert_eq!(calls.of(garbled), 0);
-}
-
-/// Counts what a projection folded, whatever the backend.
-#[derive(Clone, Default)]
-struct Folds(Arc<Mutex<u64>>);
-
-impl<B: Backend> Projection<B> for Folds {
-    fn name(&self) -> &str {
-        "folds"
-    }
-
-    fn apply<'a>(
-        &'a self,
-        _tx: &'a mut B::Transaction<'static>,
-        _event: &'a ProjectedEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
-        *self.0.lock().unwrap() += 1;
-        Box::pin(async { Ok(()) })
-    }
-
-    fn reset<'a>(
-        &'a self,
-        _tx: &'a mut B::Transaction<'static>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
-        *self.0.lock().unwrap() = 0;
-        Box::pin(async { Ok(()) })
-    }
 }
 
 async fn a_projections_lag_counts_what_it_has_yet_to_fold<B: Backend>(store: Store<B>) {

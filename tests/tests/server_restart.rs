@@ -12,17 +12,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::uuid::Uuid;
-use herald::{
-    Backend, Envelope, HandlerError, Jobs, PostgresStore, ProjectedEvent, Projection, RetryTiming,
-};
+use herald::{Envelope, HandlerError, Jobs, PostgresStore, RetryTiming};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
+use integration_tests::fixtures::{Folds, completed_runs};
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{POSTGRES_BIN_VAR, eventually};
 use tracing_subscriber::layer::SubscriberExt;
@@ -129,33 +127,30 @@ impl PrivateServer {
 
     /// Runs one of the server's programs, as the cluster's owner.
     fn program(&self, name: &str, args: &[&str]) {
+        run(self.as_owner(name).args(args));
+    }
+
+    /// One of the server's programs, to be run as the cluster's owner.
+    fn as_owner(&self, name: &str) -> Command {
         let program = self.bin.join(name);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program);
+            command.args(["-u", "postgres", "--"]).arg(program);
             command
         } else {
-            Command::new(&program)
-        };
-        command.args(args);
-        run(&mut command);
+            Command::new(program)
+        }
     }
 }
 
 impl Drop for PrivateServer {
     fn drop(&mut self) {
         let cluster = self.cluster();
-        let program = self.bin.join("pg_ctl");
-        let args = ["-D", cluster.as_str(), "-m", "immediate", "-w", "stop"];
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program);
-            command
-        } else {
-            Command::new(&program)
-        };
         // Already stopped is fine here; anything else is only noise at the end of a test.
-        let _ = command.args(args).output();
+        let _ = self
+            .as_owner("pg_ctl")
+            .args(["-D", &cluster, "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 
@@ -202,33 +197,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
         let mut field = |name| fields.0.remove(name).unwrap_or_default();
         let line = (field("task"), field("scope"), field("message"));
         self.0.lock().unwrap().push(line);
-    }
-}
-
-/// Counts what it folds.
-#[derive(Default, Clone)]
-struct Folds(Arc<Mutex<u64>>);
-
-impl<B: Backend> Projection<B> for Folds {
-    fn name(&self) -> &str {
-        "folds"
-    }
-
-    fn apply<'a>(
-        &'a self,
-        _tx: &'a mut B::Transaction<'static>,
-        _event: &'a ProjectedEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
-        *self.0.lock().unwrap() += 1;
-        Box::pin(async { Ok(()) })
-    }
-
-    fn reset<'a>(
-        &'a self,
-        _tx: &'a mut B::Transaction<'static>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>> {
-        *self.0.lock().unwrap() = 0;
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -333,18 +301,7 @@ async fn postgres_every_loop_comes_back_after_the_server_restarts() {
             })
             .await;
             eventually("every triggered job completes", deadline, || async {
-                let completed = producer
-                    .store()
-                    .jobs()
-                    .list(
-                        &herald::ops::RunFilter::default()
-                            .status(herald::ops::RunStatus::Completed)
-                            .limit(1000),
-                    )
-                    .await
-                    .map(|runs| runs.len())
-                    .unwrap_or(0);
-                completed >= contacts.len()
+                completed_runs(producer.store()).await >= contacts.len()
             })
             .await;
             eventually("the projection catches up", deadline, || async {
