@@ -1,6 +1,7 @@
 //! Events of the example domain as tests publish them, a drain that spends every attempt of a
 //! failing delivery at once, a projection that counts, and the count of completed runs.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use herald::chrono::Utc;
 use herald::uuid::Uuid;
-use herald::{Backend, DrainSummary, HandlerError, ProjectedEvent, Projection, RetryTiming, Store};
+use herald::{
+    Backend, DrainSummary, Envelope, HandlerError, ProjectedEvent, Projection, RetryTiming, Store,
+};
 
 use crate::domain::TypedEventBus;
 use crate::domain::events::{ContactCreated, StripePaymentReceived};
@@ -88,4 +91,32 @@ pub async fn completed_runs<B: Backend>(store: &Store<B>) -> usize {
         )
         .await
         .map_or(0, |runs| runs.len())
+}
+
+/// Subscribes `record` to `contact_created`: how many times each contact's event arrived.
+pub fn count_deliveries_by_contact<B: Backend>(
+    bus: &TypedEventBus<B>,
+) -> Arc<Mutex<HashMap<Uuid, u32>>> {
+    let delivered: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
+    let sink = delivered.clone();
+    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
+        let sink = sink.clone();
+        async move {
+            *sink
+                .lock()
+                .unwrap()
+                .entry(e.payload.contact_id)
+                .or_default() += 1;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    delivered
+}
+
+/// Retries 5–50 ms apart: a test that cuts connections waits for its loops, not their backoff.
+pub fn quick_retries() -> RetryTiming {
+    RetryTiming {
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(50),
+    }
 }

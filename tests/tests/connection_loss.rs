@@ -4,16 +4,15 @@
 //! by themselves. Each test has a schema and an `application_name` of its own, so that only its
 //! own connections are terminated.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::sqlx::{Connection, PgConnection};
 use herald::uuid::Uuid;
-use herald::{Envelope, HandlerError, Jobs, PostgresStore, RetryTiming};
+use herald::{Envelope, HandlerError, Jobs, PostgresStore};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
-use integration_tests::fixtures::completed_runs;
+use integration_tests::fixtures::{completed_runs, count_deliveries_by_contact, quick_retries};
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{PostgresSchema, eventually};
 
@@ -61,23 +60,8 @@ async fn postgres_a_storm_of_terminated_connections_loses_nothing() {
     // of its own, so that the storm hits only the loops.
     let bus = TypedEventBus::new(named_store(&schema, 6).await).with_jobs(jobs());
     let producer = TypedEventBus::new(schema.store(2).await).with_jobs(jobs());
-    let delivered: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
-    let sink = delivered.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let sink = sink.clone();
-        async move {
-            *sink
-                .lock()
-                .unwrap()
-                .entry(e.payload.contact_id)
-                .or_default() += 1;
-            Ok::<_, HandlerError>(())
-        }
-    });
-    let quick = RetryTiming {
-        base: Duration::from_millis(5),
-        cap: Duration::from_millis(50),
-    };
+    let delivered = count_deliveries_by_contact(&bus);
+    let quick = quick_retries();
     let drain = bus
         .drain()
         .lease(Duration::from_secs(2))

@@ -17,10 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::uuid::Uuid;
-use herald::{Envelope, HandlerError, Jobs, PostgresStore, RetryTiming};
+use herald::{Jobs, PostgresStore};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
-use integration_tests::fixtures::{Folds, completed_runs};
+use integration_tests::fixtures::{
+    Folds, completed_runs, count_deliveries_by_contact, quick_retries,
+};
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{POSTGRES_BIN_VAR, eventually};
 use tracing_subscriber::layer::SubscriberExt;
@@ -253,23 +255,8 @@ async fn postgres_every_loop_comes_back_after_the_server_restarts() {
     let bus = TypedEventBus::new(loops).with_jobs(jobs());
     // The producer has a pool of its own, as an application's request handlers would.
     let producer = TypedEventBus::new(store(&url, 2).await).with_jobs(jobs());
-    let delivered: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
-    let sink = delivered.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let sink = sink.clone();
-        async move {
-            *sink
-                .lock()
-                .unwrap()
-                .entry(e.payload.contact_id)
-                .or_default() += 1;
-            Ok::<_, HandlerError>(())
-        }
-    });
-    let quick = RetryTiming {
-        base: Duration::from_millis(5),
-        cap: Duration::from_millis(50),
-    };
+    let delivered = count_deliveries_by_contact(&bus);
+    let quick = quick_retries();
     let drain = bus
         .drain()
         .lease(Duration::from_secs(2))
