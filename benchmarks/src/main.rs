@@ -432,6 +432,32 @@ fn counting_bus<B: Dialect>(
     bus
 }
 
+/// Events per second that `workers` drains of counting buses deliver, from their start until
+/// `delivered` reaches `n`.
+async fn timed_drain<B: Dialect>(
+    store: &Store<B>,
+    delivered: &Arc<AtomicU64>,
+    arrivals: &Arc<Mutex<HashMap<Uuid, Instant>>>,
+    n: u64,
+    workers: usize,
+) -> Result<f64, Failure> {
+    let drains: Vec<_> = (0..workers)
+        .map(|w| {
+            counting_bus(store, delivered, arrivals)
+                .drain()
+                .worker_id(format!("bench-{w}"))
+                .spawn()
+        })
+        .collect();
+    let start = Instant::now();
+    wait_for(delivered, n, Duration::from_secs(600)).await?;
+    let drained = rate(n, start.elapsed());
+    for drain in drains {
+        drain.shutdown().await;
+    }
+    Ok(drained)
+}
+
 async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) -> Result<(), Failure> {
     let start = Instant::now();
     while counter.load(Ordering::Relaxed) < target {
@@ -564,20 +590,7 @@ async fn outbox<B: Dialect>(
         if args.analyze {
             B::execute(&store, B::ANALYZE_HERALD).await?;
         }
-        let drains: Vec<_> = (0..workers)
-            .map(|w| {
-                counting_bus(&store, &delivered, &arrivals)
-                    .drain()
-                    .worker_id(format!("bench-{w}"))
-                    .spawn()
-            })
-            .collect();
-        let start = Instant::now();
-        wait_for(&delivered, n, Duration::from_secs(600)).await?;
-        let drained = rate(n, start.elapsed());
-        for drain in drains {
-            drain.shutdown().await;
-        }
+        let drained = timed_drain(&store, &delivered, &arrivals, n, workers).await?;
         report.add(
             name,
             format!("drain a backlog of {n}, {workers} worker(s) (vs legacy poller)"),

@@ -28,7 +28,7 @@ use herald::{PostgresBackend, Store};
 
 use super::{
     Args, Dialect, Failure, NoopInput, NoopJob, counting_bus, drop_postgres, fresh_postgres,
-    noop_worker, publish_backlog, rate, wait_for,
+    noop_worker, publish_backlog, rate, timed_drain, wait_for,
 };
 
 /// The first start and the count of no-op jobs run, as the burn-down sees them.
@@ -554,21 +554,7 @@ async fn herald_drain(
     let delivered = Arc::new(AtomicU64::new(0));
     let arrivals = Arc::new(Mutex::new(Default::default()));
     publish_backlog(&counting_bus(store, &delivered, &arrivals), n, 1_000).await?;
-    let drains: Vec<_> = (0..workers)
-        .map(|w| {
-            counting_bus(store, &delivered, &arrivals)
-                .drain()
-                .worker_id(format!("bench-{w}"))
-                .spawn()
-        })
-        .collect();
-    let start = Instant::now();
-    wait_for(&delivered, n, Duration::from_secs(600)).await?;
-    let drained = rate(n, start.elapsed());
-    for drain in drains {
-        drain.shutdown().await;
-    }
-    Ok(drained)
+    timed_drain(store, &delivered, &arrivals, n, workers).await
 }
 
 /// One event per transaction, and the shapes of a bare one-row commit it is measured against.
