@@ -41,6 +41,27 @@ async fn terminate_all(admin: &mut PgConnection, application_name: &str) -> u64 
     .expect("terminate backends")
 }
 
+/// Publishes one `contact_created` per contact, ten per transaction, `pause` between commits.
+async fn publish_in_tens(
+    producer: &TypedEventBus<herald::PostgresBackend>,
+    contacts: &[Uuid],
+    pause: Duration,
+) {
+    for batch in contacts.chunks(10) {
+        let mut tx = producer.store().begin().await.unwrap();
+        for contact in batch {
+            producer
+                .publish(&mut tx, *contact, contact_created(*contact))
+                .await
+                .unwrap();
+        }
+        producer.store().commit(tx).await.unwrap();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
 fn contact_created(contact: Uuid) -> ContactCreated {
     ContactCreated {
         contact_id: contact,
@@ -89,17 +110,7 @@ async fn postgres_a_storm_of_terminated_connections_loses_nothing() {
         })
     };
     let contacts: Vec<Uuid> = (0..300).map(|_| Uuid::now_v7()).collect();
-    for batch in contacts.chunks(10) {
-        let mut tx = producer.store().begin().await.unwrap();
-        for contact in batch {
-            producer
-                .publish(&mut tx, *contact, contact_created(*contact))
-                .await
-                .unwrap();
-        }
-        producer.store().commit(tx).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    publish_in_tens(&producer, &contacts, Duration::from_millis(5)).await;
     let terminated = storm.await.unwrap();
     assert!(terminated > 0, "the storm terminated no connection");
 
@@ -231,16 +242,7 @@ async fn postgres_an_exhausted_application_pool_stops_neither_deliveries_nor_job
     );
 
     let contacts: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
-    for batch in contacts.chunks(10) {
-        let mut tx = producer.store().begin().await.unwrap();
-        for contact in batch {
-            producer
-                .publish(&mut tx, *contact, contact_created(*contact))
-                .await
-                .unwrap();
-        }
-        producer.store().commit(tx).await.unwrap();
-    }
+    publish_in_tens(&producer, &contacts, Duration::ZERO).await;
     eventually(
         "every event is delivered while the pool is exhausted",
         DEADLINE,
