@@ -12,7 +12,9 @@ use herald::uuid::Uuid;
 use herald::{Envelope, HandlerError, Jobs, PostgresStore};
 use integration_tests::domain::TypedEventBus;
 use integration_tests::domain::events::ContactCreated;
-use integration_tests::fixtures::{completed_runs, count_deliveries_by_contact, quick_retries};
+use integration_tests::fixtures::{
+    completed_runs, contact_created, count_deliveries_by_contact, quick_retries,
+};
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{PostgresSchema, eventually};
 
@@ -59,14 +61,6 @@ async fn publish_in_tens(
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
-    }
-}
-
-fn contact_created(contact: Uuid) -> ContactCreated {
-    ContactCreated {
-        contact_id: contact,
-        account_id: None,
-        created_by: Uuid::nil(),
     }
 }
 
@@ -205,15 +199,7 @@ async fn postgres_an_exhausted_application_pool_stops_neither_deliveries_nor_job
     let jobs = || Jobs::new().register::<SyncContact>();
     let bus = TypedEventBus::new(named_store(&schema, 3).await).with_jobs(jobs());
     let producer = TypedEventBus::new(schema.store(2).await).with_jobs(jobs());
-    let delivered: Arc<Mutex<Vec<Uuid>>> = Arc::default();
-    let sink = delivered.clone();
-    bus.subscribe("record", move |e: Envelope<ContactCreated>| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().unwrap().push(e.payload.contact_id);
-            Ok::<_, HandlerError>(())
-        }
-    });
+    let delivered = count_deliveries_by_contact(&bus);
     let drain = bus
         .drain()
         .poll_interval(Duration::from_millis(100))
@@ -266,9 +252,15 @@ async fn postgres_an_exhausted_application_pool_stops_neither_deliveries_nor_job
     let stats = producer.store().stats().await.unwrap();
     assert_eq!(stats.pending_events, 0, "{stats:?}");
     assert_eq!(stats.dead_letters, 0, "{stats:?}");
-    let mut delivered = delivered.lock().unwrap().clone();
-    delivered.sort();
-    delivered.dedup();
-    assert_eq!(delivered.len(), contacts.len(), "an event was lost");
+    {
+        let delivered = delivered.lock().unwrap();
+        assert_eq!(delivered.len(), contacts.len(), "an event was lost");
+        assert!(
+            contacts
+                .iter()
+                .all(|contact| delivered.contains_key(contact)),
+            "an event was lost"
+        );
+    }
     schema.drop().await;
 }

@@ -19,9 +19,8 @@ use std::time::Duration;
 use herald::uuid::Uuid;
 use herald::{Jobs, PostgresStore};
 use integration_tests::domain::TypedEventBus;
-use integration_tests::domain::events::ContactCreated;
 use integration_tests::fixtures::{
-    Folds, completed_runs, count_deliveries_by_contact, quick_retries,
+    Folds, completed_runs, contact_created, count_deliveries_by_contact, quick_retries,
 };
 use integration_tests::jobs::{Probe, SyncContact};
 use integration_tests::support::{POSTGRES_BIN_VAR, eventually};
@@ -213,11 +212,7 @@ async fn store(url: &str, max_connections: u32) -> PostgresStore {
 /// server is still coming back (a pooled connection from before the outage fails once).
 async fn publish(bus: &TypedEventBus<herald::PostgresBackend>, contacts: &[Uuid]) {
     for contact in contacts {
-        let event = ContactCreated {
-            contact_id: *contact,
-            account_id: None,
-            created_by: Uuid::nil(),
-        };
+        let event = contact_created(*contact);
         let mut tries = 0;
         loop {
             let attempt = async {
